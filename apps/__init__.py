@@ -1,0 +1,1 @@
+"""Thin front ends (Gradio app, FiftyOne integration) over pldc_core and workbench."""

@@ -1,0 +1,53 @@
+"""`pldc` command line: each subcommand lives in the module that owns it.
+
+Each module listed here provides ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("pldc_core.data.commands", "make the embedded dataset, splits, validate/convert datasets"),
+    "train": ("pldc_core.train_command", "train a model (burn-in + PL-DC) from a YAML config"),
+    "eval": ("pldc_core.eval_command", "evaluate a checkpoint (COCO mask AP)"),
+    "pseudo-labels": ("pldc_core.records_command", "record the teacher's pseudo-labels of a checkpoint"),
+    "report": ("workbench.report", "write the HTML report of a run"),
+    "app": ("apps.gradio_app", "open the Gradio workbench"),
+    "fiftyone": ("apps.fiftyone_export", "build a FiftyOne dataset of a run's pseudo-labels"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pldc", description="PL-DC Workbench")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            p.set_defaults(_missing=module_name)
+            continue
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if getattr(args, "_missing", None):
+        print(f"pldc {args.command}: not available in this build ({args._missing} is missing)", file=sys.stderr)
+        return 2
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Analysis of PL-DC pseudo-label records: pure functions over tables, plus plotly figures."""
