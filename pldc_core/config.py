@@ -1,0 +1,248 @@
+"""Experiment configuration: typed sections, loaded from YAML, ``key=value`` overrides, validation.
+
+A config file may name a ``base`` config (another YAML file, relative to itself) whose values it
+overrides. Defaults are the paper's hyper-parameters where the paper gives one (PLDC_SPEC.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value, key or file is invalid; the message names it."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"          # a name known to pldc_core.data.registry
+    data_root: str = "data"
+    registry_file: str | None = None    # YAML with user-registered datasets
+    split_file: str | None = None       # default: <data_root>/splits/<dataset>.json
+    percent: float = 5.0                # labeled share of the train images
+    split_seed: int = 0
+    image_size: int = 128               # square training crop (paper: 1024)
+    eval_images: int | None = None      # evaluate on the first N val images (None: all)
+    extra_labeled_json: str | None = None  # curated pseudo-labels exported by the workbench
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet18"          # resnet18 | resnet34 | resnet50 | tiny
+    backbone_weights: str | None = None  # local file, or a timm / transformers name (needs the hub)
+    freeze_backbone: bool = False
+    num_queries: int = 20
+    hidden_dim: int = 128
+    encoder_layers: int = 3
+    decoder_layers: int = 4
+    num_heads: int = 4
+    dim_feedforward: int = 512
+    train_num_points: int = 1024        # points sampled per mask in the loss (paper: 12544)
+    test_top_k: int = 50                # instances kept per image at inference (paper: 100)
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    burn_in_iters: int = 10000
+    max_iters: int = 73750              # total, burn-in included
+    batch_labeled: int = 4
+    batch_unlabeled: int = 4
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    backbone_lr_mult: float = 0.1
+    grad_clip: float = 0.01             # Mask2Former clips the full-model grad norm at 0.01
+    lr_schedule: str = "poly"           # poly | constant
+    warmup_iters: int = 0
+    ema_alpha: float = 0.9996
+    unsup_weight: float = 1.0           # lambda
+    amp: bool = True                    # mixed precision on CUDA only
+    checkpoint_every: int = 1000
+    eval_every: int = 5000
+    log_every: int = 20
+    keep_checkpoints: int = 3
+    device: str = "auto"                # auto | cpu | cuda | cuda:N
+
+
+@dataclass
+class PldcConfig:
+    enabled: bool = True                # False: supervised only (no teacher, no unlabeled data)
+    filter: str = "ddtf"                # ddtf | coupled
+    c_t: float = 0.85
+    m_t: float = 0.9
+    s_t: float = 0.765                  # coupled threshold of the ablation (0.9 * 0.85)
+    dicc: bool = True
+    clip_model: str = "RN50"
+    clip_weights: str | None = None     # local checkpoint path, or "openai" (hub; online only)
+    clip_template: str = "a photo of a {}."
+    pmua: bool = True
+
+
+@dataclass
+class RecordsConfig:
+    enabled: bool = True
+    num_images: int = 64                # fixed, seeded sample of unlabeled images per checkpoint
+    every: int | None = None            # default: at every checkpoint
+    seed: int = 0
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    output_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    pldc: PldcConfig = field(default_factory=PldcConfig)
+    records: RecordsConfig = field(default_factory=RecordsConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: 'base' configs form a cycle")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    base = raw.pop("base", None)
+    if base is not None:
+        raw = _merge(_read_yaml(path.parent / base, seen + (path.resolve(),)), raw)
+    return raw
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` strings (values parsed as YAML scalars)."""
+    raw = json.loads(json.dumps(raw))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. pldc.c_t=0.8")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = raw
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = _parse_value(value)
+    return raw
+
+
+def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in values.items():
+        f = fields[name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}" if where else name)
+        else:
+            kwargs[name] = _coerce(value, default, f"{where}.{name}" if where else name)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if value is None or default is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def validate(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Check ranges and choices; raise ConfigError naming the key."""
+    def check(cond: bool, key: str, msg: str) -> None:
+        if not cond:
+            raise ConfigError(f"{key}: {msg}")
+
+    p, t, d, m = cfg.pldc, cfg.train, cfg.data, cfg.model
+    for key in ("c_t", "m_t", "s_t"):
+        v = getattr(p, key)
+        check(0.0 <= v <= 1.0, f"pldc.{key}", f"must be in [0, 1], got {v}")
+    check(p.filter in ("ddtf", "coupled"), "pldc.filter", f"must be 'ddtf' or 'coupled', got {p.filter!r}")
+    check(0.0 <= t.ema_alpha < 1.0, "train.ema_alpha", f"must be in [0, 1), got {t.ema_alpha}")
+    check(t.unsup_weight >= 0, "train.unsup_weight", f"must be >= 0, got {t.unsup_weight}")
+    check(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
+    check(t.max_iters > 0, "train.max_iters", f"must be > 0, got {t.max_iters}")
+    check(0 <= t.burn_in_iters <= t.max_iters, "train.burn_in_iters",
+          f"must be in [0, max_iters={t.max_iters}], got {t.burn_in_iters}")
+    check(t.batch_labeled >= 1, "train.batch_labeled", "must be >= 1")
+    check(t.batch_unlabeled >= 1 or not p.enabled, "train.batch_unlabeled", "must be >= 1 with pldc.enabled")
+    check(t.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
+    check(t.eval_every >= 1, "train.eval_every", "must be >= 1")
+    check(t.lr_schedule in ("poly", "constant"), "train.lr_schedule", "must be 'poly' or 'constant'")
+    check(0 < d.percent <= 100, "data.percent", f"must be in (0, 100], got {d.percent}")
+    check(d.image_size >= 32 and d.image_size % 32 == 0, "data.image_size",
+          f"must be a multiple of 32 and >= 32, got {d.image_size}")
+    check(m.backbone in ("tiny", "resnet18", "resnet34", "resnet50"), "model.backbone",
+          f"unknown backbone {m.backbone!r} (tiny, resnet18, resnet34, resnet50)")
+    check(m.num_queries >= 1, "model.num_queries", "must be >= 1")
+    check(m.hidden_dim % m.num_heads == 0, "model.hidden_dim", "must be divisible by model.num_heads")
+    return cfg
+
+
+def from_dict(raw: dict) -> ExperimentConfig:
+    return validate(_build(ExperimentConfig, raw, ""))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load a YAML config (with its ``base`` chain), apply overrides, validate."""
+    raw = _read_yaml(Path(path)) if path is not None else {}
+    raw = apply_overrides(raw, overrides or [])
+    return from_dict(raw)
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    from .atomic import write_text
+
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
