@@ -415,6 +415,24 @@ class Trainer:
 
 
 # --------------------------------------------------------------------------------- hooks
+def drop_lines_after(path: Path, iteration: int) -> None:
+    """Keep only the JSON lines of ``path`` whose ``iter`` is at most ``iteration`` (atomically)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line).get("iter", 0) <= iteration:
+                kept.append(line)
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+    if len(kept) != len(lines):
+        from .atomic import write_text
+
+        write_text(path, "".join(line + "\n" for line in kept))
+
+
 class MetricsLogger(HookBase):
     """One JSON line per step in RUN/metrics.jsonl, and a console progress bar with ETA."""
 
@@ -422,6 +440,9 @@ class MetricsLogger(HookBase):
         self.path = trainer.run_dir / "metrics.jsonl"
         self.bar = None
         if dist_utils.is_main():
+            # A run killed after its last checkpoint logged steps that the resumed run repeats.
+            for name in ("metrics.jsonl", "eval.jsonl"):
+                drop_lines_after(trainer.run_dir / name, trainer.iter)
             from tqdm import tqdm
 
             self.bar = tqdm(total=trainer.cfg.train.max_iters, initial=trainer.iter, desc=trainer.cfg.name,

@@ -1,0 +1,80 @@
+"""`pldc pseudo-labels`: record a checkpoint's pseudo-labels on demand (also on a folder of your own images)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint file, or a run folder (its last checkpoint)")
+    parser.add_argument("--images", type=int, help="how many images to record (default: the run's records.num_images)")
+    parser.add_argument("--image-dir", help="record on these images instead (your own unlabeled data, no annotations)")
+    parser.add_argument("--run-dir", help="where to write records (default: the checkpoint's run folder)")
+    parser.add_argument("--model", choices=("teacher", "student"), default="teacher")
+    parser.add_argument("--seed", type=int, help="sample seed (default: the run's records.seed)")
+    parser.add_argument("--device", default="auto")
+
+
+def image_folder_index(folder: Path, categories, out_json: Path):
+    """A CocoIndex over the images of ``folder`` with no annotations at all (GT-free records)."""
+    from PIL import Image
+
+    from .atomic import write_json
+    from .data.coco import DatasetError, load_coco
+
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DatasetError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
+    images = []
+    for i, path in enumerate(files, start=1):
+        try:
+            with Image.open(path) as im:
+                width, height = im.size
+        except OSError as exc:
+            raise DatasetError(f"{path}: not a readable image ({exc})") from None
+        images.append({"id": i, "file_name": str(path.relative_to(folder)), "height": height, "width": width})
+    write_json(out_json, {"images": images, "annotations": [], "categories": categories.to_coco()})
+    return load_coco(out_json, folder)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .data.coco import DatasetError, load_coco
+    from .data.registry import get_dataset
+    from .data.splits import load_split
+    from .eval_command import load_trained_model
+    from .recording import record_pseudo_labels, sample_record_images
+    from .trainer import pick_device
+
+    device = pick_device(args.device)
+    try:
+        state = load_checkpoint(args.checkpoint, map_location="cpu")
+        model, cfg, categories = load_trained_model(state, args.model, device)
+        ckpt = Path(args.checkpoint)
+        run_dir = Path(args.run_dir) if args.run_dir else (ckpt if ckpt.is_dir() else ckpt.parent.parent)
+        if args.image_dir:
+            folder = Path(args.image_dir)
+            index = image_folder_index(folder, categories, run_dir / "own_images.json")
+            candidates = index.image_ids
+        else:
+            d = cfg.data
+            spec = get_dataset(d.dataset, data_root=d.data_root, registry_file=d.registry_file)
+            index = load_coco(spec.train_json, spec.image_root_train)
+            split_file = Path(d.split_file) if d.split_file else Path(d.data_root) / "splits" / f"{d.dataset}.json"
+            candidates = load_split(split_file, d.percent, d.split_seed)[1]
+    except (FileNotFoundError, DatasetError, ValueError, KeyError) as exc:
+        print(f"pldc pseudo-labels: {exc}", file=sys.stderr)
+        return 1
+    n = args.images or cfg.records.num_images
+    ids = sample_record_images(candidates, n, cfg.records.seed if args.seed is None else args.seed)
+    p = cfg.pldc
+    manifest = {"run": cfg.name, "phase": state.get("phase", "semi"), "config_hash": cfg.hash(),
+                "dataset": str(args.image_dir) if args.image_dir else cfg.data.dataset}
+    path = record_pseudo_labels(model, index, ids, run_dir=run_dir, iteration=int(state["iteration"]),
+                                manifest=manifest, image_size=cfg.data.image_size, device=device,
+                                thresholds={"filter": p.filter, "c_t": p.c_t, "m_t": p.m_t, "s_t": p.s_t})
+    print(f"recorded {len(ids)} images x {cfg.model.num_queries} queries -> {path}")
+    return 0
