@@ -108,7 +108,7 @@ class SetCriterion(nn.Module):
 
     def _layer_losses(self, class_logits: torch.Tensor, mask_logits: torch.Tensor, targets: Sequence[dict],
                       num_masks: int) -> dict[str, torch.Tensor]:
-        labels = [t["labels"].long() for t in targets]
+        labels = [t["labels"].long().to(class_logits.device) for t in targets]
         indices = self.matcher(mask_logits, class_logits, [t["masks"] for t in targets], labels)
         indices = [(src.to(class_logits.device), tgt.to(class_logits.device)) for src, tgt in indices]
 

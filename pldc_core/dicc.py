@@ -1,0 +1,170 @@
+"""DICC's CLIP side (PLDC_SPEC.md, Eq. 6-7): mask crops and zero-shot class probabilities.
+
+The fusion with the teacher (Eq. 8-9) is ``pseudo_labels.dicc_weight`` / ``dicc_fuse``.
+"""
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import roi_align
+
+HOW_TO_SUPPLY = (
+    "Supply CLIP weights in one of these ways:\n"
+    "  - a local checkpoint file (open_clip or OpenAI format): set the config key "
+    "pldc.clip_weights=/path/to/checkpoint.pt (e.g. OpenAI's RN50.pt for pldc.clip_model=RN50);\n"
+    "  - pldc.clip_weights=openai on a machine that is online, or whose Hugging Face hub cache "
+    "already holds the weights (e.g. timm/resnet50_clip.openai for RN50);\n"
+    "or turn DICC off with pldc.dicc=false."
+)
+
+
+def _is_torchscript_archive(path: str) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+
+
+class DiccWeightsMissing(RuntimeError):
+    """DICC was asked for but no usable CLIP weights are available; the message says what to do."""
+
+
+class ClipClassifier:
+    """Zero-shot classification of mask crops with an open_clip model (weights frozen, eval mode).
+
+    ``model``: an open_clip model (``encode_image``, ``encode_text``, ``logit_scale``);
+    ``mean``/``std``: its input normalisation; ``tokenizer``: names -> token ids;
+    ``image_size``: the square input side S.
+    """
+
+    def __init__(self, model: torch.nn.Module, mean: Sequence[float], std: Sequence[float],
+                 tokenizer: Callable[[list[str]], torch.Tensor], image_size: int, batch_size: int = 64):
+        self.model = model.eval().requires_grad_(False)
+        self.device = next(model.parameters()).device
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(3, 1, 1)
+        self.tokenizer = tokenizer
+        self.image_size = int(image_size)
+        self.batch_size = batch_size
+        self.categories: list[str] | None = None
+        self.text_embeddings: torch.Tensor | None = None  # [N, D], unit norm
+
+    @classmethod
+    def load(cls, model_name: str = "RN50", pretrained: str | None = None, device: str | torch.device = "cpu",
+             image_size: int | None = None, *, allow_random: bool = False) -> "ClipClassifier":
+        """Build an open_clip model with weights from a local file or a pretrained tag.
+
+        ``pretrained``: a file path, or one of open_clip's tags for ``model_name`` (``"openai"``:
+        the hub, or its cache when offline). ``None`` raises :class:`DiccWeightsMissing` unless
+        ``allow_random`` (tests only: random weights make DICC meaningless). ``image_size``
+        overrides the model's input size (it must agree with the checkpoint).
+        """
+        import open_clip  # imported here: it is slow to import and only DICC needs it
+
+        if model_name not in open_clip.list_models():
+            raise ValueError(f"unknown CLIP model {model_name!r} (pldc.clip_model); open_clip knows "
+                             f"{', '.join(open_clip.list_models())}")
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        kwargs: dict = {"device": device}
+        if image_size is not None:
+            kwargs["force_image_size"] = image_size
+        if pretrained is None:
+            if not allow_random:
+                raise DiccWeightsMissing(f"DICC is on but no CLIP weights were given for {model_name}.\n"
+                                         + HOW_TO_SUPPLY)
+        elif pretrained in tags:
+            # e.g. OpenAI's weights were trained with QuickGELU; build the model to match them.
+            kwargs["force_quick_gelu"] = open_clip.get_pretrained_cfg(model_name, pretrained).get("quick_gelu", False)
+        elif not Path(pretrained).expanduser().is_file():
+            raise DiccWeightsMissing(f"CLIP weights {pretrained!r} for {model_name}: no such file, and not one of "
+                                     f"open_clip's tags for this model ({', '.join(tags) or 'none'}).\n"
+                                     + HOW_TO_SUPPLY)
+        else:
+            pretrained = str(Path(pretrained).expanduser())
+            if _is_torchscript_archive(pretrained):
+                # OpenAI's own files (e.g. RN50.pt) are TorchScript archives of QuickGELU models;
+                # torch.jit.load reads them (weights_only applies to pickles, which they are not).
+                kwargs.update(weights_only=False, force_quick_gelu=True)
+        try:
+            model = open_clip.create_model(model_name, pretrained=pretrained, **kwargs)
+        except Exception as err:  # any failure to read the weights gets the same remedy; cause chained
+            where = ("could not be fetched from the hub or found in its cache" if pretrained in tags
+                     else "could not be loaded from that file")
+            raise DiccWeightsMissing(f"CLIP weights {pretrained!r} for {model_name} {where}: {err}\n"
+                                     + HOW_TO_SUPPLY) from err
+        cfg = open_clip.get_model_preprocess_cfg(model)
+        size = model.visual.image_size
+        size = size if isinstance(size, int) else size[0]
+        return cls(model, cfg["mean"], cfg["std"], open_clip.get_tokenizer(model_name), size)
+
+    @torch.no_grad()
+    def set_categories(self, names: Sequence[str], template: str = "a photo of a {}.") -> None:
+        """Encode one prompt per category and cache the unit-norm text embeddings."""
+        if not names:
+            raise ValueError("set_categories: no category names given")
+        tokens = self.tokenizer([template.format(name) for name in names]).to(self.device)
+        self.text_embeddings = F.normalize(self.model.encode_text(tokens).float(), dim=-1)
+        self.categories = list(names)
+
+    @torch.no_grad()
+    def crops(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """CLIP inputs for each mask: ``image [3, H, W]`` in [0, 1], ``masks [K, h, w]`` bool.
+
+        Each crop is the mask's bounding box widened to a square about its centre (so the object
+        is not distorted), resized to S x S and CLIP-normalised. Outside the mask the crop is
+        blank: CLIP's mean colour, i.e. 0 after normalisation (at the mask's edge, partly
+        covered pixels are blended). ``masks`` may be at a lower resolution than the image if
+        both cover the same canvas (e.g. pseudo-masks at mask-logit resolution). An empty mask
+        gives a blank crop. Returns ``[K, 3, S, S]`` float32 on the model's device.
+        """
+        if image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f"crops: image must be [3, H, W], got {tuple(image.shape)}")
+        if masks.dim() != 3 or masks.dtype != torch.bool:
+            raise ValueError(f"crops: masks must be bool [K, H, W], got {masks.dtype} {tuple(masks.shape)}")
+        size = self.image_size
+        if masks.shape[0] == 0:
+            return torch.zeros(0, 3, size, size, device=self.device)
+        image = image.to(self.device, torch.float32)
+        masks = masks.to(self.device)
+        (height, width), (mh, mw) = image.shape[-2:], masks.shape[-2:]
+        scale = torch.tensor([width / mw, height / mh] * 2, device=self.device)
+
+        rows, cols = masks.any(dim=2), masks.any(dim=1)  # [K, mh], [K, mw]
+        empty = ~rows.any(dim=1)
+        y0 = rows.float().argmax(dim=1)
+        y1 = mh - rows.flip(1).float().argmax(dim=1)
+        x0 = cols.float().argmax(dim=1)
+        x1 = mw - cols.flip(1).float().argmax(dim=1)
+        boxes = torch.stack([x0, y0, x1, y1], dim=1).float() * scale  # pixel edges, image coordinates
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+        half = (boxes[:, 2:] - boxes[:, :2]).amax(dim=1, keepdim=True) / 2
+        boxes = torch.cat([centre - half, centre + half], dim=1)
+        boxes[empty] = torch.tensor([0.0, 0.0, width, height], device=self.device)
+        index = torch.arange(len(boxes), device=self.device, dtype=torch.float32)[:, None]
+
+        pixels = roi_align(image[None], torch.cat([torch.zeros_like(index), boxes], dim=1), size,
+                           aligned=True)  # [K, 3, S, S]
+        # The mask's coverage of each crop pixel, [K, 1, S, S]. One pixel of zero padding: roi_align
+        # clamps samples up to a pixel outside its input to the edge, which would smear the image's
+        # edge pixels into a box that reaches past the image.
+        alpha = roi_align(F.pad(masks[:, None].float(), (1, 1, 1, 1)), torch.cat([index, boxes / scale + 1], dim=1),
+                          size, aligned=True)
+        # (alpha * pixel + (1 - alpha) * mean - mean) / std: the blank background normalises to 0
+        return alpha * (pixels - self.mean) / self.std
+
+    @torch.no_grad()
+    def probs(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Eq. 7: ``softmax(logit_scale * img_emb . text_emb)`` per mask -> ``[K, N]`` (image's device)."""
+        if self.text_embeddings is None:
+            raise RuntimeError("ClipClassifier.probs: call set_categories(names) first")
+        if masks.shape[0] == 0:
+            return torch.zeros(0, len(self.text_embeddings), device=image.device)
+        crops = self.crops(image, masks)
+        embeddings = [F.normalize(self.model.encode_image(chunk).float(), dim=-1)
+                      for chunk in crops.split(self.batch_size)]
+        logits = self.model.logit_scale.exp().float() * torch.cat(embeddings) @ self.text_embeddings.T
+        return logits.softmax(dim=-1).to(image.device)
