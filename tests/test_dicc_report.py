@@ -1,0 +1,78 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.dicc_report import clip_precision_recall, dicc_report
+
+
+def _queries(rows):
+    """rows: (pred_class, corrected_class, gt_class, iou)."""
+    pred, corr, gt_class, iou = (list(v) for v in zip(*rows))
+    return pd.DataFrame({"pred_class": np.asarray(pred, np.int16), "corrected_class": np.asarray(corr, np.int16),
+                         "gt_class": np.asarray(gt_class, np.int16), "iou": np.asarray(iou, np.float32),
+                         "keep_ddtf": np.ones(len(pred), bool)})
+
+
+ROWS = [
+    (0, 1, 1, 0.8),       # a: fixed
+    (1, 0, 1, 0.9),       # b: broken
+    (0, 2, 1, 0.7),       # c: neutral (wrong -> another wrong)
+    (1, 1, 1, 0.6),       # d: kept right
+    (2, 2, 1, 0.6),       # e: kept wrong
+    (0, 1, 1, 0.2),       # f: changed, but IoU .2: unjudged
+    (0, -1, 1, 0.9),      # g: DICC did not run
+    (2, 0, -1, np.nan),   # h: changed, image without GT: unjudged
+]
+
+
+def test_summary_hand_worked():
+    r = dicc_report(_queries(ROWS))
+    assert r.ran and r.has_gt
+    s = r.summary
+    assert (s["n_ran"], s["n_changed"], s["n_judged"]) == (7, 5, 5)
+    assert [s[k] for k in ("fixed", "broken", "neutral", "kept_right", "kept_wrong", "unjudged")] == [1, 1, 1, 1, 1, 2]
+    assert s["net"] == 0
+    assert s["accuracy_before"] == pytest.approx(2 / 5)  # b, d
+    assert s["accuracy_after"] == pytest.approx(2 / 5)   # a, d
+
+
+def test_per_class_and_transitions():
+    r = dicc_report(_queries(ROWS))
+    per = r.per_class.set_index("from_class")
+    assert per.loc[0, ["n_ran", "changed_from", "fixed", "neutral", "unjudged"]].tolist() == [3, 3, 1, 1, 1]
+    assert per.loc[1, ["n_ran", "changed_from", "broken", "kept_right"]].tolist() == [2, 1, 1, 1]
+    assert per.loc[2, ["n_ran", "changed_from", "kept_wrong", "unjudged"]].tolist() == [2, 1, 1, 1]
+    assert per["changed_to"].to_dict() == {0: 2, 1: 2, 2: 1}
+    assert per.loc[0, "net"] == 1 and per.loc[1, "net"] == -1
+    t = r.transitions
+    assert list(zip(t["from_class"], t["to_class"], t["count"])) == [(0, 1, 2), (0, 2, 1), (1, 0, 1), (2, 0, 1)]
+    first = t.iloc[0]
+    assert (first["fixed"], first["unjudged"], first["broken"]) == (1, 1, 0)
+
+
+def test_dicc_never_ran():
+    r = dicc_report(_queries([(0, -1, 0, 0.9), (1, -1, 1, 0.9)]))
+    assert not r.ran and not r.has_gt
+    assert r.summary["n_ran"] == 0 and np.isnan(r.summary["accuracy_before"])
+    assert r.per_class.empty and r.transitions.empty
+
+
+def test_no_gt_still_counts_changes():
+    r = dicc_report(_queries([(0, 1, -1, np.nan), (1, 1, -1, np.nan)]))
+    assert r.ran and not r.has_gt
+    assert r.summary["n_changed"] == 1 and r.summary["unjudged"] == 2
+
+
+def test_clip_precision_recall_hand_worked():
+    table = pd.DataFrame({"gt_class": [0, 0, 1, 1, 2], "clip_pred": [0, 1, 1, 1, 0]})
+    pr = clip_precision_recall(table, num_classes=4)
+    t = pr.per_class.set_index("class")
+    assert t["support"].tolist() == [2, 2, 1, 0]
+    assert t["predicted"].tolist() == [2, 3, 0, 0]
+    np.testing.assert_allclose(t["precision"], [0.5, 2 / 3, np.nan, np.nan])
+    np.testing.assert_allclose(t["recall"], [0.5, 1.0, 0.0, np.nan])  # class 3: no GT crop
+    assert pr.accuracy == pytest.approx(3 / 5) and pr.n == 5
+    empty = clip_precision_recall(table.iloc[:0], 2)
+    assert empty.n == 0 and np.isnan(empty.accuracy)
+    with pytest.raises(ValueError, match="clip_pred 9"):
+        clip_precision_recall(pd.DataFrame({"gt_class": [0], "clip_pred": [9]}), 4)

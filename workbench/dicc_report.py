@@ -1,0 +1,119 @@
+"""What DICC did to the pseudo-label classes, and CLIP's per-class precision/recall (Table II).
+
+DICC ran on a row when ``corrected_class >= 0``; it changed the row when
+``corrected_class != pred_class``. A row is *judged* when its best-IoU GT has IoU > 0.5 (the
+error types' match rule), so that "right" means ``class == gt_class`` for the object the
+pseudo-label actually covers; rows below that are counted as unjudged. For a judged row:
+
+- ``fixed``: teacher wrong, DICC right;   ``broken``: teacher right, DICC wrong;
+- ``neutral``: changed, wrong before and after (another wrong class);
+- ``kept_right`` / ``kept_wrong``: unchanged, right / wrong.
+
+Per-class tables are keyed by the teacher's class (the class DICC changed *from*).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from workbench.errors import IOU_MATCH
+from workbench.thresholds import select_kept
+
+OUTCOMES = ("fixed", "broken", "neutral", "kept_right", "kept_wrong", "unjudged")
+
+
+@dataclass
+class DiccReport:
+    summary: dict               # n_ran, n_changed, outcome counts, accuracy_before/after (judged rows)
+    per_class: pd.DataFrame     # from_class: n_ran, changed_from, changed_to, and the outcomes
+    transitions: pd.DataFrame   # from_class, to_class, count, and the outcomes, changed rows only
+    ran: bool                   # DICC ran on at least one row
+    has_gt: bool                # at least one DICC row could be judged
+
+
+def _outcomes(rows: pd.DataFrame, min_iou: float) -> pd.Series:
+    before = rows["pred_class"].to_numpy(np.int64)
+    after = rows["corrected_class"].to_numpy(np.int64)
+    gt = rows["gt_class"].to_numpy(np.int64)
+    judged = rows["iou"].to_numpy(np.float64) > min_iou  # NaN compares False
+    right_before, right_after, changed = before == gt, after == gt, before != after
+    outcome = np.select(
+        [~judged, ~right_before & right_after, right_before & ~right_after, changed, right_before],
+        ["unjudged", "fixed", "broken", "neutral", "kept_right"], default="kept_wrong")
+    return pd.Series(pd.Categorical(outcome, categories=OUTCOMES), index=rows.index)
+
+
+def dicc_report(queries: pd.DataFrame, kept_by: str | None = None, min_iou: float = IOU_MATCH) -> DiccReport:
+    """Summary, per-class and from->to tables of DICC's changes (see the module docstring)."""
+    rows = select_kept(queries, kept_by)
+    rows = rows.loc[rows["corrected_class"].to_numpy(np.int64) >= 0]
+    outcome = _outcomes(rows, min_iou)
+    changed = rows["corrected_class"].to_numpy(np.int64) != rows["pred_class"].to_numpy(np.int64)
+    counts = outcome.value_counts().reindex(OUTCOMES, fill_value=0)
+    judged = int(len(rows) - counts["unjudged"])
+    right_before = int(counts["broken"] + counts["kept_right"])
+    right_after = int(counts["fixed"] + counts["kept_right"])
+    summary = {"n_ran": int(len(rows)), "n_changed": int(changed.sum()), "n_judged": judged,
+               **{k: int(v) for k, v in counts.items()},
+               "net": int(counts["fixed"] - counts["broken"]),
+               "accuracy_before": right_before / judged if judged else float("nan"),
+               "accuracy_after": right_after / judged if judged else float("nan")}
+
+    frame = pd.DataFrame({"from_class": rows["pred_class"].to_numpy(np.int64),
+                          "to_class": rows["corrected_class"].to_numpy(np.int64),
+                          "changed": changed, "outcome": outcome.to_numpy()})
+    by_from = pd.crosstab(frame["from_class"], frame["outcome"], dropna=False).reindex(
+        columns=list(OUTCOMES), fill_value=0)
+    per_class = pd.DataFrame({
+        "n_ran": frame.groupby("from_class").size(),
+        "changed_from": frame[frame["changed"]].groupby("from_class").size(),
+        "changed_to": frame[frame["changed"]].groupby("to_class").size(),
+    }).join(by_from, how="left").fillna(0).astype(np.int64)
+    per_class.index.name = "from_class"
+    per_class["net"] = per_class["fixed"] - per_class["broken"]
+
+    moved = frame[frame["changed"]]
+    transitions = pd.crosstab([moved["from_class"], moved["to_class"]], moved["outcome"],
+                              dropna=False).reindex(columns=list(OUTCOMES), fill_value=0)
+    transitions.columns = list(transitions.columns)
+    transitions.insert(0, "count", transitions.sum(axis=1))
+    transitions = transitions[transitions["count"] > 0].reset_index()
+    transitions = transitions.drop(columns=["kept_right", "kept_wrong"]).sort_values(
+        ["count", "from_class", "to_class"], ascending=[False, True, True], kind="stable")
+    return DiccReport(summary=summary, per_class=per_class.reset_index(),
+                      transitions=transitions.reset_index(drop=True), ran=bool(len(rows)),
+                      has_gt=judged > 0)
+
+
+@dataclass
+class ClipPrecisionRecall:
+    per_class: pd.DataFrame   # class, support (GT crops), predicted, tp, precision, recall
+    accuracy: float           # share of crops CLIP classifies right
+    n: int
+
+
+def clip_precision_recall(table: pd.DataFrame, num_classes: int) -> ClipPrecisionRecall:
+    """CLIP's per-class precision and recall on GT crops, from rows of (gt_class, clip_pred).
+
+    Precision is NaN for a class CLIP never predicts; recall is NaN for a class with no crop.
+    """
+    gt = table["gt_class"].to_numpy(np.int64)
+    pred = table["clip_pred"].to_numpy(np.int64)
+    for name, values in (("gt_class", gt), ("clip_pred", pred)):
+        bad = (values < 0) | (values >= num_classes)
+        if bad.any():
+            raise ValueError(f"clip_precision_recall: {name} {int(values[bad][0])} at row "
+                             f"{int(np.flatnonzero(bad)[0])} outside 0..{num_classes - 1}")
+    support = np.bincount(gt, minlength=num_classes)
+    predicted = np.bincount(pred, minlength=num_classes)
+    tp = np.bincount(gt[gt == pred], minlength=num_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), np.nan)
+        recall = np.where(support > 0, tp / np.maximum(support, 1), np.nan)
+    per_class = pd.DataFrame({"class": np.arange(num_classes), "support": support,
+                              "predicted": predicted, "tp": tp, "precision": precision,
+                              "recall": recall})
+    n = int(len(gt))
+    return ClipPrecisionRecall(per_class, float(tp.sum() / n) if n else float("nan"), n)
