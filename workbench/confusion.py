@@ -4,9 +4,10 @@ Rows are the pseudo-label (predicted) class, columns the GT class; both have a b
 entry, labelled ``BACKGROUND`` (-1) and placed last. The exact rule:
 
 - only queries with known GT count (finite ``iou``), after the optional ``kept_by`` filter;
-- a query whose best-IoU GT (``gt_id``/``gt_class``) has IoU > 0.5 adds one to
-  ``(its class, gt_class)``; several queries on one GT each count;
-- any other query (best IoU <= 0.5, or an image with no GT instance) adds one to
+- a query whose highest IoU with a GT (``iou``) is > 0.5 adds one to ``(its class, gt_class)``;
+  for such a query the record's ``gt_id``/``gt_class`` is a GT it overlaps at IoU > 0.5 (the
+  one that decided its error type Cor/Sim/Oth); several queries on one GT each count;
+- any other query (IoU <= 0.5 with every GT, or an image with no GT instance) adds one to
   ``(its class, background)``;
 - every GT instance of the gt table that no counted query matched (IoU > 0.5) adds one to
   ``(background, its class)``;

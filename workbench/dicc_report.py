@@ -1,9 +1,10 @@
 """What DICC did to the pseudo-label classes, and CLIP's per-class precision/recall (Table II).
 
 DICC ran on a row when ``corrected_class >= 0``; it changed the row when
-``corrected_class != pred_class``. A row is *judged* when its best-IoU GT has IoU > 0.5 (the
-error types' match rule), so that "right" means ``class == gt_class`` for the object the
-pseudo-label actually covers; rows below that are counted as unjudged. For a judged row:
+``corrected_class != pred_class``. A row is *judged* when it lies on a GT (``iou`` > 0.5, the
+error types' match rule); "right" then means ``class == gt_class``, the class of the GT the
+records name for it (one it overlaps at IoU > 0.5). Rows off every GT, or without GT, are
+unjudged: their class cannot be called right or wrong. For a judged row:
 
 - ``fixed``: teacher wrong, DICC right;   ``broken``: teacher right, DICC wrong;
 - ``neutral``: changed, wrong before and after (another wrong class);

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import distance_transform_edt
 
+from pldc_core.records import decode_mask, decode_uncertainty
 from workbench.quality import correlation, known_gt
 from workbench.thresholds import select_kept
 
@@ -124,8 +125,6 @@ def sample_rows(queries: pd.DataFrame, n: int, seed: int = 0, kept_by: str | Non
 
 def decoded_maps(rows: pd.DataFrame) -> Iterable[tuple[np.ndarray, np.ndarray]]:
     """``(u, mask)`` for each row, decoded with the record reader (needs unc_png and mask_rle)."""
-    from pldc_core.records import decode_mask, decode_uncertainty
-
     for _, row in rows.iterrows():
         if row["unc_png"] is None:
             continue

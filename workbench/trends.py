@@ -1,0 +1,150 @@
+"""Every analysis across a run's checkpoints, as tidy DataFrames with an ``iteration`` column;
+and the run's training logs (``metrics.jsonl``, ``eval.jsonl``) as tables.
+
+``checkpoint_trends`` takes ``(iteration, record set)`` pairs, where a record set is anything
+with ``.queries``, ``.gt`` and ``.manifest`` (``pldc_core.records.RecordSet``); it reads one
+checkpoint at a time, so a long run never has to fit in memory at once.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pldc_core.records import list_record_iterations, load_records
+from workbench.confusion import class_accuracy, confusion_matrix, most_confused
+from workbench.dicc_report import dicc_report
+from workbench.error_breakdown import error_breakdown
+from workbench.quality import correlations
+from workbench.thresholds import threshold_study
+from workbench.uncertainty import region_means
+
+# The query columns the analyses read (the heavy mask/uncertainty payloads are left out).
+ANALYSIS_COLUMNS = ["image_id", "query", "pred_class", "c", "m", "s", "height", "width", "area",
+                    "keep_ddtf", "keep_coupled", "gt_id", "gt_class", "iou", "error_type",
+                    "dicc_w", "corrected_class", "unc_mean_inside", "unc_mean_boundary",
+                    "unc_mean_overlap"]
+ITERATION_KEYS = ("iteration", "iter", "step")
+
+
+@dataclass
+class Trends:
+    quality: pd.DataFrame       # iteration, score, pearson, spearman, n
+    errors: pd.DataFrame        # iteration, kept_by, size, error_type, count, share
+    thresholds: pd.DataFrame    # iteration, point ('best_ddtf', 'run_ddtf', ...), m_t, c_t, s_t, kept, precision, recall, f1
+    confusion: pd.DataFrame     # iteration, use_dicc, class_accuracy, top_pred, top_gt, top_count
+    dicc: pd.DataFrame          # iteration, n_ran, n_changed, fixed, broken, neutral, net, accuracy_before/after
+    uncertainty: pd.DataFrame   # iteration, region, mean_u, median_u, n
+
+
+def num_classes_of(manifest: dict, *frames: pd.DataFrame) -> int:
+    """The number of classes: the manifest's categories, else the largest class index seen + 1."""
+    if manifest.get("categories"):
+        return len(manifest["categories"])
+    seen = [int(f[c].max()) for f in frames for c in ("pred_class", "gt_class", "corrected_class")
+            if c in f.columns and len(f)]
+    return max(seen + [-1]) + 1
+
+
+def run_kept_by(manifest: dict) -> str:
+    """The filter the run trained with ('ddtf' unless the manifest says 'coupled')."""
+    return "coupled" if (manifest.get("thresholds") or {}).get("filter") == "coupled" else "ddtf"
+
+
+def _one_checkpoint(iteration: int, rec) -> dict[str, pd.DataFrame]:
+    q, gt, manifest = rec.queries, rec.gt, rec.manifest
+    kept_by = run_kept_by(manifest)
+    n_classes = num_classes_of(manifest, q, gt)
+    out = {"quality": correlations(q)}
+
+    errors = []
+    for which in (None, kept_by):
+        table = error_breakdown(q, kept_by=which).table
+        errors.append(table.assign(kept_by=which or "all"))
+    out["errors"] = pd.concat(errors, ignore_index=True)
+
+    study = threshold_study(q, gt, manifest.get("thresholds"))
+    points = {"best_ddtf": study.best_ddtf, "run_ddtf": study.run_ddtf,
+              "best_coupled": study.best_coupled, "run_coupled": study.run_coupled}
+    out["thresholds"] = pd.DataFrame([{"point": k, **{c: v.get(c, np.nan) for c in
+                                      ("m_t", "c_t", "s_t", "kept", "precision", "recall", "f1")}}
+                                      for k, v in points.items() if v is not None],
+                                     columns=["point", "m_t", "c_t", "s_t", "kept", "precision",
+                                              "recall", "f1"])
+
+    rows = []
+    for use_dicc in (False, True):
+        conf = confusion_matrix(q, gt, n_classes, use_dicc=use_dicc, kept_by=kept_by)
+        top = most_confused(conf, top=1)
+        rows.append({"use_dicc": use_dicc, "class_accuracy": class_accuracy(conf),
+                     "top_pred": int(top["pred_class"].iloc[0]) if len(top) else -1,
+                     "top_gt": int(top["gt_class"].iloc[0]) if len(top) else -1,
+                     "top_count": int(top["count"].iloc[0]) if len(top) else 0})
+    out["confusion"] = pd.DataFrame(rows)
+
+    summary = dicc_report(q).summary
+    out["dicc"] = pd.DataFrame([{k: summary[k] for k in ("n_ran", "n_changed", "n_judged", "fixed",
+                                                         "broken", "neutral", "net",
+                                                         "accuracy_before", "accuracy_after")}])
+    out["uncertainty"] = region_means(q, kept_by=kept_by)
+    return {k: v.assign(iteration=iteration) for k, v in out.items()}
+
+
+def checkpoint_trends(checkpoints: Iterable[tuple[int, object]]) -> Trends:
+    """Run every per-checkpoint analysis on each ``(iteration, record set)`` and stack them."""
+    parts: dict[str, list[pd.DataFrame]] = {f.name: [] for f in fields(Trends)}
+    for iteration, rec in checkpoints:
+        for key, frame in _one_checkpoint(int(iteration), rec).items():
+            parts[key].append(frame)
+    stacked = {}
+    for key, frames in parts.items():
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["iteration"])
+        stacked[key] = frame[["iteration"] + [c for c in frame.columns if c != "iteration"]]
+    return Trends(**stacked)
+
+
+def iter_checkpoints(run_dir: str | Path, iterations: Iterable[int] | None = None,
+                     columns: list[str] | None = ANALYSIS_COLUMNS) -> Iterator[tuple[int, object]]:
+    """Lazily load each recorded checkpoint of a run (all of them by default)."""
+    for iteration in (list_record_iterations(run_dir) if iterations is None else iterations):
+        yield int(iteration), load_records(run_dir, iteration=iteration, columns=columns)
+
+
+def run_trends(run_dir: str | Path, iterations: Iterable[int] | None = None) -> Trends:
+    """``checkpoint_trends`` over the records of a run directory."""
+    return checkpoint_trends(iter_checkpoints(run_dir, iterations))
+
+
+def read_jsonl(path: str | Path) -> pd.DataFrame:
+    """A JSON-lines log as a table (empty if the file does not exist).
+
+    The iteration column is named ``iteration`` whatever the log calls it (``iter``/``step``).
+    A last line that does not parse is taken as still being written and skipped; a bad line
+    anywhere else raises ValueError naming the file and line.
+    """
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: line {number} is not a JSON object")
+        records.append(record)
+    frame = pd.DataFrame.from_records(records)
+    for key in ITERATION_KEYS:
+        if key in frame.columns:
+            return frame.rename(columns={key: "iteration"}).sort_values("iteration", kind="stable")
+    return frame
