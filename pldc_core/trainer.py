@@ -132,6 +132,8 @@ class Trainer:
             self._restore()
         self.model = self.student
         if dist_utils.is_distributed():
+            if self.device.type == "cuda":
+                self.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
@@ -307,7 +309,9 @@ class Trainer:
                 losses = self.criterion(out.class_logits.float(), out.mask_logits.float(), targets_l,
                                         [(c.float(), m.float()) for c, m in out.aux])
             loss = losses["loss"]
-            metrics.update(loss_sup=float(loss), loss_unsup=0.0)
+            # the pseudo-label columns exist in every line; they are empty before the teacher exists
+            metrics.update(loss_sup=loss.item(), loss_unsup=0.0, n_queries=None, n_kept=None, n_kept_ddtf=None,
+                           n_kept_coupled=None, n_dicc_changed=None, dicc_w=None)
         else:
             if self.teacher is None:
                 self._start_teacher()
@@ -328,13 +332,13 @@ class Trainer:
                                        [(c.float(), m.float()) for c, m in out_u.aux])
             loss = sup["loss"] + self.cfg.train.unsup_weight * unsup["loss"]
             losses = {**{f"sup_{k}": v for k, v in sup.items()}, **{f"unsup_{k}": v for k, v in unsup.items()}}
-            metrics.update(loss_sup=float(sup["loss"]), loss_unsup=float(unsup["loss"]))
+            metrics.update(loss_sup=sup["loss"].item(), loss_unsup=unsup["loss"].item())
 
         if not torch.isfinite(loss):
-            terms = {k: round(float(v), 4) for k, v in losses.items() if not k[-1].isdigit()}
+            terms = {k: round(v.item(), 4) for k, v in losses.items() if not k[-1].isdigit()}
             last = self.run_dir / "checkpoints" / "last.json"
             raise TrainingDiverged(
-                f"iteration {self.iter + 1}: the loss is {float(loss)} (terms: {terms}). The run stopped; its last "
+                f"iteration {self.iter + 1}: the loss is {loss.item()} (terms: {terms}). The run stopped; its last "
                 f"good checkpoint is kept ({last if last.exists() else 'none saved yet'}). Lower train.lr, "
                 f"check the data, or resume with `pldc train --resume {self.run_dir}`.")
         with self._timed("student"):
@@ -348,11 +352,11 @@ class Trainer:
         if self.teacher is not None:
             with self._timed("ema"):
                 ema_update(self.teacher, self.student, self.cfg.train.ema_alpha)
-        metrics["loss"] = float(loss)
+        metrics["loss"] = loss.item()
         for k in ("loss_ce", "loss_mask", "loss_dice"):
             for prefix in ("", "sup_", "unsup_"):
                 if prefix + k in losses:
-                    metrics[prefix + k] = float(losses[prefix + k])
+                    metrics[prefix + k] = losses[prefix + k].item()
         metrics["sec_per_iter"] = time.perf_counter() - start
         metrics["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
         return metrics

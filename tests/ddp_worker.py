@@ -26,8 +26,10 @@ def main(data_root: str, out: str) -> None:
                                rank=dist_utils.rank(), world_size=dist_utils.world_size())
     for _ in range(2):
         seen += [s.image_id for s in next(batches)]
-    torch.save({"iteration": trainer.iter, "student": trainer.student.state_dict(),
-                "teacher": trainer.teacher.state_dict(), "seen": seen},
+    # Parameters must agree; BatchNorm running statistics are per-rank by design (SyncBatchNorm is
+    # used on CUDA only), so they are not compared.
+    torch.save({"iteration": trainer.iter, "student": dict(trainer.student.named_parameters()),
+                "teacher": dict(trainer.teacher.named_parameters()), "seen": seen},
                Path(out) / f"rank{dist_utils.rank()}.pt")
 
 
