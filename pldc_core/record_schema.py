@@ -24,9 +24,9 @@ QUERY_SCHEMA = pa.schema([
     ("query", pa.int16()),
     ("pred_class", pa.int16()),          # argmax over the N real classes (teacher)
     ("c", pa.float32()),                 # class quality (Eq. 3)
-    ("m", pa.float32()),                 # mask quality (Eq. 4)
+    ("m", pa.float32()),                 # mask quality (Eq. 4) of the mask-logit resolution, as training's
     ("s", pa.float32()),                 # c * m
-    ("top5_classes", pa.list_(pa.int16())),
+    ("top5_classes", pa.list_(pa.int16())),   # min(5, N) classes, most probable first
     ("top5_probs", pa.list_(pa.float32())),   # softmax over N+1, real classes only, descending
     ("mask_rle", pa.string()),           # COCO RLE "counts" (compressed string) at image resolution
     ("height", pa.int32()),              # image height/width the RLE refers to
@@ -35,18 +35,25 @@ QUERY_SCHEMA = pa.schema([
     ("bbox", pa.list_(pa.float32())),    # COCO [x, y, w, h] of the mask; [0,0,0,0] when empty
     ("keep_ddtf", pa.bool_()),           # c >= c_t and m >= m_t at the run's thresholds
     ("keep_coupled", pa.bool_()),        # s >= s_t
-    ("gt_id", pa.int64()),               # best-IoU GT annotation id, -1 when the image has no GT
+    ("gt_id", pa.int64()),               # annotation id of the GT that decided error_type (see
+                                         # workbench.errors.classify_errors); -1 for BG, or GT unknown
     ("gt_class", pa.int16()),            # class index of that GT, -1 when none
-    ("iou", pa.float32()),               # mask IoU with that GT; NaN when GT is unknown
+    ("iou", pa.float32()),               # highest mask IoU with any GT of the image (Fig. 2; the GT
+                                         # may differ from gt_id's); 0 if the image has no GT
+                                         # instance; NaN when GT is unknown
     ("error_type", pa.string()),         # one of ERROR_TYPES; None when GT is unknown
     ("clip_top5_classes", pa.list_(pa.int16())),  # None where DICC did not run
     ("clip_top5_probs", pa.list_(pa.float32())),
     ("dicc_w", pa.float32()),            # NaN where DICC did not run
     ("corrected_class", pa.int16()),     # DICC's class, -1 where DICC did not run
-    ("unc_png", pa.binary()),            # uint8 PNG of u = 1 - 2|sigma - 0.5| at mask-logit resolution
+    ("unc_png", pa.binary()),            # uint8 PNG of round(255 * u), u = 1 - 2|sigma - 0.5|, at mask-logit
+                                         # resolution (cropped to the image); the unc_mean_* use that
+                                         # resolution's mask sigma > 0.5 and the exact u
     ("unc_mean_inside", pa.float32()),   # mean u inside the mask (NaN for an empty mask)
-    ("unc_mean_boundary", pa.float32()), # mean u on the mask's boundary band (NaN for an empty mask)
-    ("unc_mean_overlap", pa.float32()),  # mean u where this mask overlaps another kept mask (NaN if none)
+    ("unc_mean_boundary", pa.float32()), # mean u on the mask's inner boundary band: the mask minus its
+                                         # erosion by 2 pixels (NaN for an empty mask)
+    ("unc_mean_overlap", pa.float32()),  # mean u where this mask overlaps another query's mask kept by
+                                         # the run's filter (thresholds.filter) (NaN if none)
 ])
 
 GT_SCHEMA = pa.schema([
@@ -79,6 +86,8 @@ MANIFEST_KEYS = (
     "categories",     # [{"id", "name", "supercategory"}] in class-index order
     "thresholds",     # {"filter": "ddtf"|"coupled", "c_t", "m_t", "s_t"}
     "dicc",           # {"enabled": bool, "w": float|None}
-    "num_images", "num_queries", "has_gt",
-    "created",        # ISO timestamp
+    "num_images",     # rows of images.parquet  } filled in by pldc_core.records' writer
+    "num_queries",    # rows of queries.parquet } when left out
+    "has_gt",         # some recorded image has known GT (default: from images.parquet)
+    "created",        # ISO timestamp (UTC; filled in by the writer when left out)
 )
