@@ -156,8 +156,7 @@ def read_coco_json(json_path: str | os.PathLike) -> dict:
     return data
 
 
-def validate_coco(data: dict, image_root: str | os.PathLike | None,
-                  json_path: str | os.PathLike = "<json>") -> tuple[list[Problem], dict[int, int]]:
+def validate_coco(data: dict, image_root: str | os.PathLike | None) -> tuple[list[Problem], dict[int, int]]:
     """Check a parsed COCO dict. Returns ``(problems, areas)`` where ``areas`` maps each usable
     annotation id to its mask's pixel count. ``image_root=None`` skips the image-file checks.
 
@@ -427,7 +426,7 @@ def load_coco(json_path: str | os.PathLike, image_root: str | os.PathLike, *, st
     ``image_root``. Raises DatasetError on problems (see the module docstring for ``strict``)."""
     json_path = Path(json_path)
     data = read_coco_json(json_path)
-    problems, areas = validate_coco(data, image_root, json_path)
+    problems, areas = validate_coco(data, image_root)
     fatal = [p for p in problems if not p.skippable or strict]
     if fatal:
         more = f" (and {len(problems) - 1} more problem(s); `pldc data validate` lists them)" \

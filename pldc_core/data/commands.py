@@ -11,7 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pldc_core import atomic
 from pldc_core.data.cityscapes import convert_cityscapes
-from pldc_core.data.coco import (DatasetError, load_coco, read_coco_json, read_image_ids, summarize_problems,
+from pldc_core.data.coco import (DatasetError, read_coco_json, read_image_ids, summarize_problems,
                                  validate_coco)
 from pldc_core.data.registry import cityscapes_json, default_split_file, get_dataset
 from pldc_core.data.splits import write_splits
@@ -168,7 +168,7 @@ def _validate(args) -> int:
     else:
         raise ValueError("give --json FILE --images DIR, or --dataset NAME")
     data = read_coco_json(json_path)
-    problems, _ = validate_coco(data, images, json_path)
+    problems, _ = validate_coco(data, images)
     header_problems = [] if args.no_image_check or not Path(images).is_dir() else _check_image_headers(data, Path(images))
     print(f"{json_path}: {len(data['images'])} images, {len(data['annotations'])} annotations, "
           f"{len(data['categories'])} categories")
@@ -216,7 +216,7 @@ def _summary(args) -> int:
     everything = {}
     for split in splits:
         index = spec.load_train() if split == "train" else spec.load_val()
-        everything[split] = dataset_stats(index)
+        everything[split] = dataset_stats(index, progress=True)
         print(format_stats(f"{spec.name} {split}", everything[split]))
     if args.json_out:
         atomic.write_text(args.json_out, json.dumps(everything, indent=2))

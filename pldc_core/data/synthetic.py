@@ -19,6 +19,8 @@ written do not depend on the number of worker processes.
 from __future__ import annotations
 
 import colorsys
+import contextlib
+import functools
 import io
 import math
 import multiprocessing
@@ -430,26 +432,20 @@ def generate_synthetic(out_dir: str | os.PathLike, n_train: int = 2000, n_val: i
     workers = max(1, int(workers))
     start = time.perf_counter()
     stats: dict = {"workers": workers}
-    with atomic.atomic_dir(out_dir) as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(atomic.atomic_dir(out_dir))
+        render = map
+        if workers > 1:
+            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+            pool = stack.enter_context(ctx.Pool(workers))
+            render = functools.partial(pool.imap, chunksize=8)
         for split_code, (split, n) in enumerate((("train", n_train), ("val", n_val))):
             plan = _plan_split(seed, split_code, n, min_size, max_size)
             (tmp / split).mkdir()
             tasks = [(str(tmp / split), i + 1, f"{i + 1:06d}.png", h, w, labels, s)
                      for i, (h, w, labels, s) in enumerate(plan)]
-            bar = tqdm(total=n, desc=f"synthetic {split}", unit="img", disable=_progress_disabled(progress))
-            results = []
-            if workers == 1 or n < 2:
-                for task in tasks:
-                    results.append(_render_image(task))
-                    bar.update()
-            else:
-                ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
-                                                  else "spawn")
-                with ctx.Pool(min(workers, n)) as pool:
-                    for result in pool.imap(_render_image, tasks, chunksize=8):
-                        results.append(result)
-                        bar.update()
-            bar.close()
+            results = list(tqdm(render(_render_image, tasks), total=n, desc=f"synthetic {split}", unit="img",
+                                disable=_progress_disabled(progress)))
             images, annotations, dropped = [], [], 0
             for (image_id, anns, n_dropped), task in zip(results, tasks):
                 images.append({"id": image_id, "file_name": task[2], "height": task[3], "width": task[4]})
@@ -510,7 +506,7 @@ def shape_similarity(canvases: dict[int, list[np.ndarray]]) -> dict[tuple[int, i
     return sim
 
 
-def dataset_stats(index) -> dict:
+def dataset_stats(index, progress: bool = False) -> dict:
     """Measure what the embedded dataset promises, on any ``CocoIndex``.
 
     - ``class_shares``: fraction of (non-crowd) instances per class;
@@ -529,7 +525,7 @@ def dataset_stats(index) -> dict:
     sizes = {"small": 0, "medium": 0, "large": 0}
     per_image, overlapping = [], 0
     canvases: dict[int, list[np.ndarray]] = {i: [] for i in range(len(names))}
-    for image_id in index.image_ids:
+    for image_id in tqdm(index.image_ids, desc="measuring", unit="img", disable=_progress_disabled(progress)):
         info = index.image_info(image_id)
         height, width = info["height"], info["width"]
         anns = [a for a in index.annotations(image_id) if not a.get("iscrowd", 0)]
