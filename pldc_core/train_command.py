@@ -14,6 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     parser.add_argument("--name", help="run name (default: the config's name)")
     parser.add_argument("--run-dir", help="run folder (default: <output_dir>/<name>)")
+    parser.add_argument("--stop-at", type=int, metavar="ITER",
+                        help="pause after this many iterations (checkpoint saved; continue with --resume)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. pldc.c_t=0.8")
 
 
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             cfg = load_config(args.config, overrides)
             run_dir = Path(args.run_dir) if args.run_dir else Path(cfg.output_dir) / cfg.name
         trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
-        best = trainer.train()
+        best = trainer.train(stop_at=args.stop_at)
     except (ConfigError, DatasetError, FileNotFoundError, RunDirError, TrainingDiverged) as exc:
         print(f"pldc train: {exc}", file=sys.stderr)
         return 1
@@ -42,5 +44,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"pldc train: {exc}", file=sys.stderr)
             return 1
         raise
-    print(f"run finished: {run_dir} (best mask AP {best.get('AP', float('nan')):.2f} at iteration {best.get('iter')})")
+    state = "paused" if trainer.stop_requested else "finished"
+    print(f"run {state} at iteration {trainer.iter}: {run_dir} (best mask AP {best.get('AP', float('nan')):.2f} at iteration {best.get('iter')})")
     return 0

@@ -227,7 +227,8 @@ class Trainer:
             p.requires_grad_(False)
 
     # ----------------------------------------------------------------------------- loop
-    def train(self) -> dict:
+    def train(self, stop_at: int | None = None) -> dict:
+        """Train to ``max_iters`` (or pause after ``stop_at`` steps, with a checkpoint); returns the best eval."""
         from .data.loader import infinite_batches
 
         t, r, w = self.cfg.train, dist_utils.rank(), dist_utils.world_size()
@@ -244,6 +245,8 @@ class Trainer:
             while self.iter < t.max_iters and not self.stop_requested:
                 metrics = self.run_step()
                 self.iter += 1
+                if stop_at is not None and self.iter >= stop_at:
+                    self.stop_requested = True
                 for hook in self.hooks:
                     hook.after_step(self, metrics)
         except TrainingDiverged as exc:
