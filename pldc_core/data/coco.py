@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,12 @@ def segmentation_to_rle(segmentation: list | dict, height: int, width: int) -> d
 
 def annotation_mask(segmentation: list | dict, height: int, width: int) -> np.ndarray:
     """Decode a COCO segmentation to a bool ``[height, width]`` array."""
-    return mask_utils.decode(segmentation_to_rle(segmentation, height, width)).astype(bool)
+    rle = segmentation_to_rle(segmentation, height, width)
+    with warnings.catch_warnings():
+        # pycocotools 2.0.x's decode trips NumPy 2's __array__(copy=...) deprecation on every
+        # call; the result is correct and the warning is not ours to fix.
+        warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
+        return mask_utils.decode(rle).astype(bool)
 
 
 def _rle_string_runs(counts: str) -> list[int] | None:
