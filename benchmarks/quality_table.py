@@ -17,6 +17,10 @@ METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
 def last_eval(run: Path) -> dict | None:
+    final = run / "final_eval.json"
+    if final.exists():
+        ev = json.loads(final.read_text())
+        return {**ev, "iter": ev["iteration"]}
     path = run / "eval.jsonl"
     if not path.exists():
         return None
@@ -43,7 +47,7 @@ def main(out_dir: str) -> None:
     lines = ["# Quality on the embedded benchmark (5% labels, seed 0)", "",
              "Reproduce: `bash benchmarks/bench_quality.sh` (uses `configs/cpu-quick.yaml`; one burn-in, then each",
              "variant resumes from the same burned-in checkpoint with the overrides below and trains to the same",
-             "`max_iters`). Mask AP of the teacher (the EMA model; the student for the supervised run) on the",
+             "`max_iters` or to the same `--stop-at`). Mask AP of the teacher (the EMA model; the student for the supervised run) on the",
              "val images listed by `data.eval_images`, COCO size ranges scaled to the image size.", "",
              "| variant | iteration | " + " | ".join(METRICS) + " | share of teacher queries kept |",
              "|---|---|" + "---|" * len(METRICS) + "---|"]
