@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import html
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +59,10 @@ class ReportData:
     metrics: pd.DataFrame
     evals: pd.DataFrame
     clip: ClipPrecisionRecall | None = None
-    notes: list[str] = field(default_factory=list)
+
+    @property
+    def filter_name(self) -> str:
+        return "DDTF" if self.kept_by == "ddtf" else "coupled"
 
 
 def collect(run_dir: str | Path, iteration: int | None = None,
@@ -120,7 +123,7 @@ def _point(p: dict | None) -> str:
 
 def summary_lines(d: ReportData) -> list[str]:
     """The few sentences at the top of the report."""
-    filt = d.kept_by.upper() if d.kept_by == "ddtf" else "coupled"
+    filt = d.filter_name
     lines = [f"Checkpoint {d.iteration:,} of run {html.escape(str(d.manifest.get('run', d.run_dir.name)))} "
              f"({d.manifest.get('phase', '?')}): {d.n_queries:,} teacher queries on "
              f"{d.manifest.get('num_images', '?')} images; the run filters with {filt}."]
@@ -145,12 +148,15 @@ def summary_lines(d: ReportData) -> list[str]:
         if dom_all:
             lines.append(f"Over all queries, the dominant error is {dom_all[0]} ({_pct(dom_all[1])}).")
         t = d.thresholds
-        if t.best_ddtf is not None:
-            run = t.run_ddtf if t.run_filter != "coupled" else t.run_coupled
+        run = t.run_ddtf if t.run_filter != "coupled" else t.run_coupled
+        if t.best_ddtf is not None and t.best_ddtf["f1"] > 0:
             lines.append(f"<b>Best DDTF pair by F1</b>: {_point(t.best_ddtf)}. "
                          f"<b>The run's</b> {_point(run)}.")
             if t.best_coupled is not None:
                 lines.append(f"Best coupled threshold: {_point(t.best_coupled)}.")
+        elif t.best_ddtf is not None:
+            lines.append("No threshold pair of the grid keeps a correct (Cor) pseudo-label: F1 is 0 "
+                         f"everywhere. The run's {_point(run)}.")
     s = d.dicc.summary
     if d.dicc.ran:
         text = f"DICC ran on {s['n_ran']:,} pseudo-labels and changed {s['n_changed']:,}"
@@ -213,7 +219,7 @@ def sections(d: ReportData) -> list[tuple[str, str, list[tuple[str, object]]]]:
     pairs = most_confused(d.confusion, top=10)
     conf_items.append(("confusion_pairs", _table(pairs, names, ("pred_class", "gt_class"))))
     out.append(("Confusion of pseudo-label classes (Fig. 3)",
-                f"{d.kept_by.upper()}-kept pseudo-labels. A pseudo-label on a GT (IoU > 0.5) counts in that GT's "
+                f"{d.filter_name}-kept pseudo-labels. A pseudo-label on a GT (IoU > 0.5) counts in that GT's "
                 "column, any other in the background column; GT instances no pseudo-label matched fill the "
                 "background row. Rows are normalised.", conf_items))
 
@@ -221,11 +227,11 @@ def sections(d: ReportData) -> list[tuple[str, str, list[tuple[str, object]]]]:
                 "Cor / Sim (similar class, same supercategory) / Oth (other class) / Loc (right class, "
                 "IoU <= 0.5) / BG (no overlap) / Both (wrong class and poor mask), by object size.",
                 [("errors_kept", figures.stacked_shares(d.errors_kept.table, "size",
-                                                        f"Error types of the {d.kept_by.upper()}-kept pseudo-labels")),
+                                                        f"Error types of the {d.filter_name}-kept pseudo-labels")),
                  ("errors_all", figures.stacked_shares(d.errors_all.table, "size", "Error types of all queries")),
                  ("errors_trend", figures.stacked_shares(
-                     t.errors[(t.errors["kept_by"] == d.kept_by) & (t.errors["size"] == "all")] if not t.errors.empty
-                     else t.errors, "iteration", "Error types of the kept pseudo-labels across checkpoints"))]))
+                     t.errors[(t.errors["kept_by"] == d.kept_by) & (t.errors["size"] == "all")], "iteration",
+                     "Error types of the kept pseudo-labels across checkpoints"))]))
 
     dicc_items = [("dicc_summary", _table(pd.DataFrame([d.dicc.summary]))),
                   ("dicc_classes", figures.dicc_class_bars(d.dicc.per_class, names)),
@@ -249,20 +255,16 @@ def sections(d: ReportData) -> list[tuple[str, str, list[tuple[str, object]]]]:
                                                              "Uncertainty by distance to the mask edge", "mean u",
                                                              "pixels from the edge (negative: outside)"))]))
 
-    best_vs_run = t.thresholds[t.thresholds["point"].isin(["best_ddtf", "run_ddtf", "best_coupled", "run_coupled"])] \
-        if not t.thresholds.empty else t.thresholds
     dicc_long = t.dicc.melt(id_vars="iteration", value_vars=["fixed", "broken", "neutral"],
-                            var_name="outcome", value_name="count") if not t.dicc.empty else pd.DataFrame()
+                            var_name="outcome", value_name="count")
+    accuracy = t.confusion.assign(labels=t.confusion["use_dicc"].map({False: "teacher", True: "after DICC"}))
     out.append(("Across checkpoints", "", [
         ("trend_quality", figures.line_figure(t.quality, "iteration", "spearman", "score",
                                               "Spearman correlation with IoU", "Spearman")),
-        ("trend_thresholds", figures.line_figure(best_vs_run, "iteration", "f1", "point", "F1: best vs the run's")),
-        ("trend_class_accuracy", figures.line_figure(t.confusion.assign(
-            dicc=t.confusion["use_dicc"].map({False: "teacher", True: "after DICC"})) if not t.confusion.empty
-            else t.confusion, "iteration", "class_accuracy", "dicc" if not t.confusion.empty else None,
-            "Class accuracy of the kept pseudo-labels on a GT")),
-        ("trend_dicc", figures.line_figure(dicc_long, "iteration", "count", "outcome", "DICC outcomes")
-         if not dicc_long.empty else figures.line_figure(dicc_long, "iteration", "count")),
+        ("trend_thresholds", figures.line_figure(t.thresholds, "iteration", "f1", "point", "F1: best vs the run's")),
+        ("trend_class_accuracy", figures.line_figure(accuracy, "iteration", "class_accuracy", "labels",
+                                                     "Class accuracy of the kept pseudo-labels on a GT")),
+        ("trend_dicc", figures.line_figure(dicc_long, "iteration", "count", "outcome", "DICC outcomes")),
         ("trend_uncertainty", figures.line_figure(t.uncertainty, "iteration", "mean_u", "region",
                                                   "Mean uncertainty by region")),
     ]))
