@@ -166,3 +166,42 @@ def test_two_process_ddp_keeps_ranks_in_sync(data_root, tmp_path):
     assert a["seen"] and b["seen"] and not set(a["seen"]) & set(b["seen"])
     evals = [json.loads(l) for l in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
     assert len(evals) == 1 and evals[0]["iter"] == 6
+
+
+def test_dicc_runs_in_training_and_in_the_records(data_root, tmp_path):
+    """DICC's plumbing with a tiny random CLIP the test builds (no real weights exist here)."""
+    import math
+
+    import open_clip
+
+    from pldc_core.records import load_records
+
+    cfg_path = tmp_path / "pldc-tiny-train-clip.json"
+    cfg_path.write_text(json.dumps({
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "patch_size": 16, "width": 32, "layers": 1, "head_width": 16},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}))
+    open_clip.add_model_config(cfg_path)
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny_clip.pt"
+    torch.save(open_clip.create_model("pldc-tiny-train-clip", pretrained=None).state_dict(), weights)
+    cfg = smoke_cfg(data_root, "pldc.dicc=true", "pldc.clip_model=pldc-tiny-train-clip",
+                    f"pldc.clip_weights={weights}", "train.eval_every=100")
+    Trainer(cfg, tmp_path / "run").train()
+    semi = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][4:]
+    # w = 0.25 (cos(pi t / T) + 1) over the semi-supervised phase (T = 4 steps here)
+    assert [l["dicc_w"] for l in semi] == pytest.approx([0.25 * (math.cos(math.pi * t / 4) + 1) for t in range(4)])
+    assert all(l["n_dicc_changed"] is not None and 0 <= l["n_dicc_changed"] <= l["n_kept"] for l in semi)
+    rec = load_records(tmp_path / "run", 8)
+    assert rec.manifest["dicc"]["enabled"] is True
+    kept = rec.queries[rec.queries["keep_ddtf"]]
+    assert len(kept) and (kept["corrected_class"] >= 0).all() and kept["clip_top5_probs"].notna().all()
+    assert (rec.queries.loc[~rec.queries["keep_ddtf"], "corrected_class"] == -1).all()
+
+
+def test_dicc_without_weights_stops_with_instructions(data_root, tmp_path):
+    proc = _train_cli("--config", str(ROOT / "configs" / "smoke.yaml"), f"data.data_root={data_root}",
+                      "data.percent=25", "pldc.dicc=true", "--run-dir", str(tmp_path / "run"))
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 1 and "Traceback" not in out
+    assert "pldc.clip_weights" in out and "pldc.dicc=false" in out
