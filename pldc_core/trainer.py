@@ -142,7 +142,27 @@ class Trainer:
         self.hooks = hooks if hooks is not None else default_hooks(cfg)
 
     # ----------------------------------------------------------------------------- set-up
+    def _lock_run_dir(self) -> None:
+        """Hold an exclusive lock on RUN/.lock for this process's life: one trainer per run folder."""
+        import fcntl
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.run_dir / ".lock", "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.seek(0)
+            owner = self._lock_file.read().strip() or "unknown"
+            self._lock_file.close()
+            raise RunDirError(f"{self.run_dir}: another process (pid {owner}) is training this run; "
+                              "stop it first (it saves a checkpoint on SIGTERM)") from None
+        self._lock_file.truncate(0)
+        self._lock_file.write(str(os.getpid()))
+        self._lock_file.flush()
+
     def _prepare_run_dir(self, resume: bool) -> None:
+        if dist_utils.is_main():
+            self._lock_run_dir()
         ckpts = self.run_dir / "checkpoints"
         if resume:
             if not ckpts.is_dir():
@@ -249,16 +269,25 @@ class Trainer:
                     self.stop_requested = True
                 for hook in self.hooks:
                     hook.after_step(self, metrics)
+            for hook in self.hooks:
+                hook.after_train(self)
+            self._write_status("stopped" if self.stop_requested else "finished")
         except TrainingDiverged as exc:
             self._write_status("failed", error=str(exc))
             raise
         except BaseException as exc:
             self._write_status("failed", error=f"{type(exc).__name__}: {exc}")
             raise
-        for hook in self.hooks:
-            hook.after_train(self)
-        self._write_status("stopped" if self.stop_requested else "finished")
+        finally:
+            self._restore_signal_handlers()
+            self.release()
         return self.best
+
+    def release(self) -> None:
+        """Give up the run folder's lock (done when ``train`` returns or fails)."""
+        lock = getattr(self, "_lock_file", None)
+        if lock is not None and not lock.closed:
+            lock.close()
 
     def _unlabeled_batches(self):
         from .data.loader import infinite_batches
@@ -408,9 +437,14 @@ class Trainer:
             self.stop_requested = True
 
         try:
-            signal.signal(signal.SIGTERM, request_stop)
+            self._previous_sigterm = signal.signal(signal.SIGTERM, request_stop)
         except ValueError:  # not the main thread (e.g. inside a test runner thread)
-            pass
+            self._previous_sigterm = None
+
+    def _restore_signal_handlers(self) -> None:
+        if getattr(self, "_previous_sigterm", None) is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
 
     def _write_status(self, state: str, error: str | None = None) -> None:
         if not dist_utils.is_main():

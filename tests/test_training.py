@@ -205,3 +205,11 @@ def test_dicc_without_weights_stops_with_instructions(data_root, tmp_path):
     out = proc.communicate(timeout=300)[0]
     assert proc.returncode == 1 and "Traceback" not in out
     assert "pldc.clip_weights" in out and "pldc.dicc=false" in out
+
+
+def test_a_second_trainer_on_the_same_run_is_refused(data_root, tmp_path):
+    cfg = smoke_cfg(data_root, "records.enabled=false")
+    first = Trainer(cfg, tmp_path / "run")  # holds the run's lock while alive
+    with pytest.raises(RunDirError, match="another process .* is training this run"):
+        Trainer(cfg, tmp_path / "run", resume=True)
+    del first
