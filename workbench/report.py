@@ -25,7 +25,7 @@ from workbench.confusion import Confusion, confusion_matrix, most_confused
 from workbench.dicc_report import ClipPrecisionRecall, DiccReport, clip_precision_recall, dicc_report
 from workbench.error_breakdown import ErrorBreakdown, dominant_error, error_breakdown
 from workbench.quality import QualityReport, better_predictor, quality_vs_iou
-from workbench.thresholds import ThresholdStudy, threshold_study
+from workbench.thresholds import KEEP_COLUMNS, ThresholdStudy, threshold_study
 from workbench.trends import (ANALYSIS_COLUMNS, Trends, checkpoint_trends, num_classes_of, read_jsonl,
                               run_kept_by)
 from workbench.uncertainty import (UncertaintyVsIoU, decoded_maps, distance_profile, region_means,
@@ -52,6 +52,7 @@ class ReportData:
     errors_all: ErrorBreakdown
     errors_kept: ErrorBreakdown
     dicc: DiccReport
+    unc_kept_by: str | None     # the rows the uncertainty analyses read: kept ones, or all (None)
     regions: pd.DataFrame
     unc_iou: UncertaintyVsIoU
     profile: pd.DataFrame
@@ -63,6 +64,12 @@ class ReportData:
     @property
     def filter_name(self) -> str:
         return "DDTF" if self.kept_by == "ddtf" else "coupled"
+
+    @property
+    def unc_scope(self) -> str:
+        if self.unc_kept_by is None:
+            return f"all queries ({self.filter_name} kept none)"
+        return f"the {self.filter_name}-kept pseudo-labels"
 
 
 def collect(run_dir: str | Path, iteration: int | None = None,
@@ -83,9 +90,12 @@ def collect(run_dir: str | Path, iteration: int | None = None,
     kept_by = run_kept_by(manifest)
     dicc_ran = bool((q["corrected_class"] >= 0).any())
 
+    # Uncertainty is read on the kept pseudo-labels (what PMUA weighs); when the run's filter kept
+    # nothing at this checkpoint, on all queries instead, and the report says so.
+    unc_kept_by = kept_by if q[KEEP_COLUMNS[kept_by]].any() else None
     maps = load_records(run_dir, iteration=iteration, columns=MAP_COLUMNS).queries
     maps = maps[maps["unc_png"].notna() & maps["mask_rle"].notna()]
-    profile = distance_profile(decoded_maps(sample_rows(maps, PROFILE_SAMPLE, seed=0, kept_by=kept_by)))
+    profile = distance_profile(decoded_maps(sample_rows(maps, PROFILE_SAMPLE, seed=0, kept_by=unc_kept_by)))
 
     def checkpoints():
         for it in available:
@@ -98,8 +108,8 @@ def collect(run_dir: str | Path, iteration: int | None = None,
         confusion=confusion_matrix(q, gt, n_classes, kept_by=kept_by),
         confusion_dicc=confusion_matrix(q, gt, n_classes, use_dicc=True, kept_by=kept_by) if dicc_ran else None,
         errors_all=error_breakdown(q), errors_kept=error_breakdown(q, kept_by=kept_by),
-        dicc=dicc_report(q), regions=region_means(q, kept_by=kept_by),
-        unc_iou=uncertainty_vs_iou(q, kept_by=kept_by), profile=profile,
+        dicc=dicc_report(q), unc_kept_by=unc_kept_by, regions=region_means(q, kept_by=unc_kept_by),
+        unc_iou=uncertainty_vs_iou(q, kept_by=unc_kept_by), profile=profile,
         trends=checkpoint_trends(checkpoints()),
         metrics=read_jsonl(run_dir / "metrics.jsonl"), evals=read_jsonl(run_dir / "eval.jsonl"),
         clip=clip_precision_recall(clip_table, n_classes) if clip_table is not None else None)
@@ -171,7 +181,7 @@ def summary_lines(d: ReportData) -> list[str]:
         top = regions.idxmax()
         where = {"inside": "inside the masks", "boundary": "on the mask boundaries",
                  "overlap": "where masks overlap"}[top]
-        lines.append(f"Uncertainty is highest {where} (mean u of the {filt}-kept pseudo-labels: "
+        lines.append(f"Uncertainty is highest {where} (mean u of {d.unc_scope}: "
                      + ", ".join(f"{r} {_f(v)}" for r, v in regions.items()) + ").")
     return lines
 
@@ -243,9 +253,9 @@ def sections(d: ReportData) -> list[tuple[str, str, list[tuple[str, object]]]]:
                 "to wrong, neutral = wrong to another wrong.", dicc_items))
 
     out.append(("Uncertainty (Eq. 10)",
-                "Mean pixel uncertainty u inside the mask, on its inner boundary band and where it overlaps "
-                "another kept mask; its relation to IoU; and u by distance to the mask edge on a sample of "
-                f"{d.profile.attrs.get('n_masks', 0)} kept masks.",
+                f"Over {d.unc_scope}: mean pixel uncertainty u inside the mask, on its inner boundary band and "
+                "where it overlaps another kept mask; its relation to IoU; and u by distance to the mask edge "
+                f"on a sample of {d.profile.attrs.get('n_masks', 0)} masks.",
                 [("uncertainty_regions", figures.grouped_bars(d.regions, "region", ["mean_u", "median_u"],
                                                               "Uncertainty by region", "u")),
                  ("uncertainty_iou", figures.line_figure(d.unc_iou.curve, "mean_u", "mean_iou", "region",
