@@ -36,9 +36,8 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.fabricated_run when run as a script
 
-from pldc_core.record_schema import GT_SCHEMA, IMAGE_SCHEMA  # noqa: E402
-from pldc_core.records import list_array, load_records, write_records  # noqa: E402
-from tests.fabricated_run import THRESHOLDS, categories, fabricate_query_table  # noqa: E402
+from pldc_core.records import load_records  # noqa: E402
+from tests.fabricated_run import fabricate_large_checkpoint  # noqa: E402
 from workbench.confusion import confusion_matrix  # noqa: E402
 from workbench.dicc_report import dicc_report  # noqa: E402
 from workbench.error_breakdown import error_breakdown  # noqa: E402
@@ -49,31 +48,6 @@ from workbench.uncertainty import region_means  # noqa: E402
 
 NUM_CLASSES = 80
 ITERATION = 1000
-
-
-def write_checkpoint(run_dir: Path, n_rows: int) -> None:
-    """One checkpoint of ``n_rows`` fabricated queries, with a gt table of the GTs they name."""
-    queries = fabricate_query_table(n_rows, NUM_CLASSES, seed=0)
-    frame = queries.select(["image_id", "gt_id", "gt_class", "height", "width"]).to_pandas()
-    on_gt = frame[frame["gt_id"] >= 0].drop_duplicates("gt_id")
-    g = len(on_gt)
-    gt = pa.table({"image_id": pa.array(on_gt["image_id"].to_numpy(np.int64)),
-                   "gt_id": pa.array(on_gt["gt_id"].to_numpy(np.int64)),
-                   "gt_class": pa.array(on_gt["gt_class"].to_numpy(np.int16)),
-                   "area": pa.array(np.full(g, 5000, np.int64)), "mask_rle": pa.nulls(g, pa.string()),
-                   "height": pa.array(on_gt["height"].to_numpy(np.int32)),
-                   "width": pa.array(on_gt["width"].to_numpy(np.int32)),
-                   "bbox": list_array(np.zeros((g, 4), np.float32), pa.float32())}, schema=GT_SCHEMA)
-    image_ids = np.unique(frame["image_id"].to_numpy(np.int64))
-    images = pa.table({"image_id": pa.array(image_ids), "file_name": [f"{i:06d}.jpg" for i in image_ids],
-                       "height": pa.array(np.full(len(image_ids), 480, np.int32)),
-                       "width": pa.array(np.full(len(image_ids), 640, np.int32)),
-                       "has_gt": pa.array(np.ones(len(image_ids), bool))}, schema=IMAGE_SCHEMA)
-    manifest = {"run": "bench", "iteration": ITERATION, "phase": "semi", "config_hash": "0" * 12,
-                "dataset": "fabricated", "image_root": str(run_dir / "images"),
-                "categories": categories(NUM_CLASSES), "thresholds": dict(THRESHOLDS),
-                "dicc": {"enabled": True, "w": 0.3}}
-    write_records(run_dir, ITERATION, queries, gt, images, manifest)
 
 
 def measure(fn, repeats: int) -> dict:
@@ -100,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         start = time.perf_counter()
-        write_checkpoint(run_dir, args.rows)
+        fabricate_large_checkpoint(run_dir, ITERATION, args.rows, num_classes=NUM_CLASSES)
         setup_s = time.perf_counter() - start
         size_mib = sum(f.stat().st_size for f in run_dir.rglob("*.parquet")) / 2 ** 20
 

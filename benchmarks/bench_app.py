@@ -30,44 +30,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.fabricated_run when run as a script
 
 from apps.gradio_app import AppSettings, Workbench  # noqa: E402
-from pldc_core.record_schema import GT_SCHEMA, IMAGE_SCHEMA  # noqa: E402
-from pldc_core.records import list_array, write_records  # noqa: E402
-from tests.fabricated_run import THRESHOLDS, categories, fabricate_query_table  # noqa: E402
+from tests.fabricated_run import THRESHOLDS, fabricate_large_checkpoint  # noqa: E402
 from workbench import browse  # noqa: E402
 
 NUM_CLASSES = 80
 ITERATIONS = (5000, 10000)
 TARGET_S = 0.5
-
-
-def write_checkpoint(run_dir: Path, iteration: int, n_rows: int, seed: int) -> None:
-    """One checkpoint of ``n_rows`` fabricated queries, with the GT rows and images they name."""
-    queries = fabricate_query_table(n_rows, NUM_CLASSES, seed=seed)
-    frame = queries.select(["image_id", "gt_id", "gt_class", "height", "width"]).to_pandas()
-    on_gt = frame[frame["gt_id"] >= 0].drop_duplicates("gt_id")
-    g = len(on_gt)
-    gt = pa.table({"image_id": pa.array(on_gt["image_id"].to_numpy(np.int64)),
-                   "gt_id": pa.array(on_gt["gt_id"].to_numpy(np.int64)),
-                   "gt_class": pa.array(on_gt["gt_class"].to_numpy(np.int16)),
-                   "area": pa.array(np.full(g, 5000, np.int64)), "mask_rle": pa.nulls(g, pa.string()),
-                   "height": pa.array(on_gt["height"].to_numpy(np.int32)),
-                   "width": pa.array(on_gt["width"].to_numpy(np.int32)),
-                   "bbox": list_array(np.zeros((g, 4), np.float32), pa.float32())}, schema=GT_SCHEMA)
-    image_ids = np.unique(frame["image_id"].to_numpy(np.int64))
-    images = pa.table({"image_id": pa.array(image_ids), "file_name": [f"{i:06d}.jpg" for i in image_ids],
-                       "height": pa.array(np.full(len(image_ids), 480, np.int32)),
-                       "width": pa.array(np.full(len(image_ids), 640, np.int32)),
-                       "has_gt": pa.array(np.ones(len(image_ids), bool))}, schema=IMAGE_SCHEMA)
-    manifest = {"run": run_dir.name, "iteration": iteration, "phase": "semi", "config_hash": "0" * 12,
-                "dataset": "fabricated", "image_root": str(run_dir / "images"), "categories": categories(NUM_CLASSES),
-                "thresholds": dict(THRESHOLDS), "dicc": {"enabled": True, "w": 0.3}}
-    write_records(run_dir, iteration, queries, gt, images, manifest)
 
 
 def serialise(outputs) -> None:
@@ -95,7 +68,7 @@ def main(argv=None) -> int:
         run = runs_root / "bench"
         t0 = time.perf_counter()
         for k, iteration in enumerate(ITERATIONS):
-            write_checkpoint(run, iteration, args.rows, seed=k)
+            fabricate_large_checkpoint(run, iteration, args.rows, num_classes=NUM_CLASSES, seed=k)
         fabricate_s = time.perf_counter() - t0
         wb = Workbench(AppSettings(runs_root, Path(tmp) / "data"))
         t = THRESHOLDS

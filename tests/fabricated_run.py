@@ -345,3 +345,32 @@ def fabricate_query_table(n_rows: int, num_classes: int = 80, seed: int = 0, que
 def fabricate_query_frame(n_rows: int, num_classes: int = 80, seed: int = 0) -> pd.DataFrame:
     """``fabricate_query_table`` as the DataFrame ``load_records`` would give (``records.to_frame``)."""
     return to_frame(fabricate_query_table(n_rows, num_classes, seed))
+
+
+def fabricate_large_checkpoint(run_dir, iteration: int, n_rows: int, *, num_classes: int = 80, seed: int = 0) -> Path:
+    """One checkpoint of ``n_rows`` fabricated queries (``fabricate_query_table``) with the GT rows and
+    images they name, written with the real writer: the large tables the benchmarks load."""
+    from pldc_core.record_schema import GT_SCHEMA, IMAGE_SCHEMA
+    from pldc_core.records import write_records
+
+    run_dir = Path(run_dir)
+    queries = fabricate_query_table(n_rows, num_classes, seed=seed)
+    frame = queries.select(["image_id", "gt_id", "gt_class", "height", "width"]).to_pandas()
+    on_gt = frame[frame["gt_id"] >= 0].drop_duplicates("gt_id")
+    g = len(on_gt)
+    gt = pa.table({"image_id": pa.array(on_gt["image_id"].to_numpy(np.int64)),
+                   "gt_id": pa.array(on_gt["gt_id"].to_numpy(np.int64)),
+                   "gt_class": pa.array(on_gt["gt_class"].to_numpy(np.int16)),
+                   "area": pa.array(np.full(g, 5000, np.int64)), "mask_rle": pa.nulls(g, pa.string()),
+                   "height": pa.array(on_gt["height"].to_numpy(np.int32)),
+                   "width": pa.array(on_gt["width"].to_numpy(np.int32)),
+                   "bbox": list_array(np.zeros((g, 4), np.float32), pa.float32())}, schema=GT_SCHEMA)
+    image_ids = np.unique(frame["image_id"].to_numpy(np.int64))
+    images = pa.table({"image_id": pa.array(image_ids), "file_name": [f"{i:06d}.jpg" for i in image_ids],
+                       "height": pa.array(np.full(len(image_ids), 480, np.int32)),
+                       "width": pa.array(np.full(len(image_ids), 640, np.int32)),
+                       "has_gt": pa.array(np.ones(len(image_ids), bool))}, schema=IMAGE_SCHEMA)
+    manifest = {"run": run_dir.name, "iteration": iteration, "phase": "semi", "config_hash": "0" * 12,
+                "dataset": "fabricated", "image_root": str(run_dir / "images"), "categories": categories(num_classes),
+                "thresholds": dict(THRESHOLDS), "dicc": {"enabled": True, "w": 0.3}}
+    return write_records(run_dir, iteration, queries, gt, images, manifest)

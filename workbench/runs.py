@@ -109,9 +109,10 @@ def tail_lines(path: Path, n: int = 1, block: int = 8192) -> list[str]:
     return [line for line in lines if line.strip()][-n:]
 
 
-def _last_metrics(path: Path, n: int) -> list[dict]:
+def _json_records(lines) -> list[dict]:
+    """The JSON objects among ``lines``; a line cut short by a killed writer is skipped."""
     out = []
-    for line in tail_lines(path, n):
+    for line in lines:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
@@ -119,6 +120,10 @@ def _last_metrics(path: Path, n: int) -> list[dict]:
         if isinstance(record, dict):
             out.append(record)
     return out
+
+
+def _last_metrics(path: Path, n: int) -> list[dict]:
+    return _json_records(tail_lines(path, n))
 
 
 @dataclass
@@ -162,18 +167,9 @@ def _best(run: Path, status: dict) -> tuple[float | None, int | None]:
 
 def _read_jsonl_plain(path: Path) -> list[dict]:
     try:
-        text = path.read_text()
+        return _json_records(path.read_text().splitlines())
     except FileNotFoundError:
         return []
-    out = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
 
 
 def _log_error(run: Path, lines: int = 6) -> str | None:
