@@ -9,8 +9,10 @@ Conventions (kept everywhere in the project):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # annotations only: the analysis side imports this module without torch's start-up cost
+    import torch
 
 
 @dataclass(frozen=True)
