@@ -29,7 +29,16 @@ App survive a rebuild); re-recorded ones are rewritten whole.
 Matching rule of ``eval_IT`` (classwise=False, IoU > 0.5, most confident ``s`` first, each GT
 matched once): the project's confusion matrix (``workbench.confusion``) uses IoU > 0.5 too but
 lets several pseudo-labels count on one GT; the two agree except that a second pseudo-label on
-an already matched GT is a false positive (background column) in FiftyOne's.
+an already matched GT is a false positive (background column) in FiftyOne's. (A pseudo-label
+can have IoU > 0.5 with two GTs only if those GTs overlap each other; there FiftyOne takes the
+higher IoU, ours prefers the same class.) The mAP and PR curves of ``eval_IT`` follow from that
+class-agnostic matching; the run's COCO AP is ``pldc eval``'s.
+
+Large runs: the query table is read in batches of whole images (``BATCH_IMAGES``), masks are
+decoded straight into their box crops (``workbench.masks.rle_crops``) and written with
+``set_values`` batch by batch, so memory does not grow with the number of queries.
+FiftyOne's evaluation costs more than the build (``--no-evaluate`` skips it); see
+benchmarks/results/fiftyone.txt.
 
 Curation round trip: label tags ``accept`` / ``reject``, a tag ``relabel:<class name>`` or a changed
 ``label`` are read back (``import_curation``) into ``workbench.curation.CurationStore`` with
@@ -345,7 +354,7 @@ def _add_checkpoint(dataset: "fo.Dataset", run_dir: Path, iteration: int, evalua
             _mark(dataset, iteration, stamp, evaluated=True)
         return
 
-    ids = _add_samples(dataset, rec, names)
+    ids = _add_samples(dataset, rec, names, batch_images)
     if key in dataset.list_evaluations():
         dataset.delete_evaluation(key)
     for f in (field, heat_field):
@@ -391,30 +400,35 @@ def _mark(dataset: "fo.Dataset", iteration: int, stamp: dict, evaluated: bool) -
     dataset.save()
 
 
-def _add_samples(dataset: "fo.Dataset", rec, names: list[str]) -> dict[int, str]:
-    """Add the samples the dataset lacks and the ground truth they lack; returns image_id -> sample id."""
+def _add_samples(dataset: "fo.Dataset", rec, names: list[str], batch_images: int) -> dict[int, str]:
+    """Add the samples the dataset lacks and the ground truth they lack, ``batch_images`` at a
+    time; returns image_id -> sample id."""
     import fiftyone as fo
 
     root = Path(rec.manifest["image_root"])
-    images = rec.images
-    paths = {int(i): str((root / f).resolve()) for i, f in zip(images["image_id"], images["file_name"])}
+    images = rec.images.set_index("image_id")
+    paths = {int(i): str((root / f).resolve()) for i, f in zip(images.index, images["file_name"])}
     existing = dict(zip(*dataset.values(["filepath", "id"]))) if len(dataset) else {}
     new = [i for i, p in paths.items() if p not in existing]
-    if new:
-        meta = images.set_index("image_id")
+    for start in range(0, len(new), batch_images):
         dataset.add_samples([fo.Sample(filepath=paths[i], image_id=i, metadata=fo.ImageMetadata(
-            width=int(meta.at[i, "width"]), height=int(meta.at[i, "height"]))) for i in new], progress=False)
+            width=int(images.at[i, "width"]), height=int(images.at[i, "height"])))
+            for i in new[start:start + batch_images]], progress=False)
+    if new:
         existing = dict(zip(*dataset.values(["filepath", "id"])))
     ids = {i: existing[p] for i, p in paths.items()}
 
-    known = set(images.loc[images["has_gt"].astype(bool), "image_id"].astype(int).tolist())
+    known = images.index[images["has_gt"].astype(bool)].astype(int).tolist()
     with_gt = set(dataset.exists(GT_FIELD).values("id")) if dataset.has_sample_field(GT_FIELD) else set()
     todo = [i for i in known if ids[i] not in with_gt]
     if todo:
         _declare_detections(dataset, GT_FIELD, {"gt_id": "IntField", "area": "IntField"})
-        gt = pa.Table.from_pandas(rec.gt[rec.gt["image_id"].isin(todo)], preserve_index=False)
-        docs = gt_documents(gt, names)
-        values = {ids[i]: {"_cls": "Detections", "detections": docs.get(i, [])} for i in todo}
+    gt_rows = rec.gt.groupby("image_id").indices if len(rec.gt) else {}
+    for start in range(0, len(todo), batch_images):
+        chunk = todo[start:start + batch_images]
+        rows = np.concatenate([gt_rows.get(i, np.zeros(0, dtype=np.int64)) for i in chunk])
+        docs = gt_documents(pa.Table.from_pandas(rec.gt.iloc[rows], preserve_index=False), names)
+        values = {ids[i]: {"_cls": "Detections", "detections": docs.get(i, [])} for i in chunk}
         dataset.set_values(GT_FIELD, values, key_field="id", validate=False, expand_schema=False)
     return ids
 
