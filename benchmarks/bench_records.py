@@ -33,6 +33,7 @@ from pldc_core.recording import record_pseudo_labels, sample_record_images  # no
 
 
 def main() -> None:
+    load_start = os.getloadavg()[0]
     parser = argparse.ArgumentParser()
     parser.add_argument("--checkpoint")
     parser.add_argument("--images", type=int, default=500)
@@ -73,8 +74,8 @@ def main() -> None:
     f, g = statistics.median(forward), statistics.median(full)
     text = (f"bench_records: {len(ids)} unlabeled images of the embedded benchmark, {cfg.model.num_queries} queries each, "
             f"{source}, {args.rounds} rounds (median)\n"
-            f"machine: {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; "
-            f"other processes were running\n\n"
+            f"machine: {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"{os.cpu_count()} CPUs; load average at the start {load_start:.2f}, at the end {os.getloadavg()[0]:.2f}\n\n"
             f"image loading + teacher forward passes only: {f:7.2f} s\n"
             f"full recording (same + rows, GT IoU, parquet): {g:7.2f} s\n"
             f"ratio: {g / f:.2f} (target <= 1.30)\n")

@@ -45,6 +45,7 @@ def make_trainer(cfg, data, run_dir):
 
 
 def main() -> None:
+    load_start = os.getloadavg()[0]
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
@@ -79,7 +80,8 @@ def main() -> None:
              f"{configs['supervised, 8 labeled'].model.num_queries} queries, 128 px), {args.steps} timed steps "
              f"after {args.warmup} warm-up, median seconds per step",
              f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads; other processes were running (shared 2-core machine)", ""]
+             f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; load average at the start "
+             f"{load_start:.2f}, at the end {os.getloadavg()[0]:.2f}", ""]
     lines.append(f"{'configuration':34s} {'s/step':>7s} {'x sup':>6s}  parts (share of the step)")
     for name in trainers:
         med = statistics.median(times[name])

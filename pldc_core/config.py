@@ -28,6 +28,7 @@ class DataConfig:
     percent: float = 5.0                # labeled share of the train images
     split_seed: int = 0
     image_size: int = 128               # square training crop (paper: 1024)
+    scale_range: list[float] = field(default_factory=lambda: [0.1, 2.0])  # weak view's jitter (Table III)
     eval_images: int | None = None      # evaluate on the first N val images (None: all)
     extra_labeled_json: str | None = None  # curated pseudo-labels exported by the workbench
     num_workers: int = 0
@@ -222,6 +223,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     check(t.eval_every >= 1, "train.eval_every", "must be >= 1")
     check(t.lr_schedule in ("poly", "constant"), "train.lr_schedule", "must be 'poly' or 'constant'")
     check(0 < d.percent <= 100, "data.percent", f"must be in (0, 100], got {d.percent}")
+    check(isinstance(d.scale_range, (list, tuple)) and len(d.scale_range) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d.scale_range)
+          and 0 < d.scale_range[0] <= d.scale_range[1], "data.scale_range",
+          f"must be [low, high] with 0 < low <= high, got {d.scale_range!r}")
     check(d.image_size >= 32 and d.image_size % 32 == 0, "data.image_size",
           f"must be a multiple of 32 and >= 32, got {d.image_size}")
     check(m.backbone in ("tiny", "resnet18", "resnet34", "resnet50"), "model.backbone",

@@ -71,8 +71,7 @@ def record_pseudo_labels(model: torch.nn.Module, index, image_ids: list[int], *,
             low = pred.low_res()
             gt = None
             if has_gt:
-                masks, labels, ann_ids = index.instances(image_id)
-                gt = GroundTruth(masks, labels, ann_ids)
+                gt = GroundTruth.from_rles(*index.instance_rles(image_id))
             dicc = None
             if clip is not None:
                 dicc = _dicc_info(clip, image.to(device), low.to(device), pred.class_logits.to(device), thresholds,

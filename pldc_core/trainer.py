@@ -77,7 +77,7 @@ def build_data(cfg: ExperimentConfig) -> DataBundle:
                                 f"`pldc data split --dataset {d.dataset} --percent {d.percent:g} --seeds {d.split_seed} "
                                 f"--out {split_file}` or set data.split_file")
     labeled_ids, unlabeled_ids = load_split(split_file, d.percent, d.split_seed)
-    augment = TrainAugment(d.image_size)
+    augment = TrainAugment(d.image_size, scale_range=tuple(d.scale_range))
     labeled = LabeledDataset(train_index, labeled_ids, augment)
     if d.extra_labeled_json:
         from torch.utils.data import ConcatDataset

@@ -73,6 +73,14 @@ def test_loads_valid_dataset(tmp_path):
     assert labels.tolist() == [0]
     assert torch.nonzero(masks[0]).tolist() == [[1, 1], [2, 1]]
 
+    for image_id in (1, 2):  # the same instances as RLEs, never decoded (records' ground truth)
+        masks, labels, ann_ids = index.instances(image_id)
+        rles, rle_labels, rle_ids = index.instance_rles(image_id)
+        assert all(isinstance(r["counts"], str) for r in rles)
+        decoded = np.stack([annotation_mask(r, *masks.shape[1:]) for r in rles])
+        np.testing.assert_array_equal(decoded, masks.numpy())
+        assert rle_labels.tolist() == labels.tolist() and rle_ids.tolist() == ann_ids.tolist()
+
 
 def test_malformed_json_names_file_and_position(tmp_path):
     path = tmp_path / "bad.json"

@@ -44,6 +44,9 @@ def test_saved_config_loads_back_identically(tmp_path):
     ("train.burn_in_iters=999999", "train.burn_in_iters: must be in [0, max_iters"),
     ("data.image_size=100", "data.image_size: must be a multiple of 32"),
     ("model.backbone=vgg", "model.backbone: unknown backbone"),
+    ("data.scale_range=[0,2]", "data.scale_range: must be [low, high] with 0 < low <= high"),
+    ("data.scale_range=[1.5,0.5]", "data.scale_range: must be [low, high] with 0 < low <= high"),
+    ("data.scale_range=1.0", "data.scale_range: must be [low, high]"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:

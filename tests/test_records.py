@@ -4,6 +4,7 @@ import threading
 import time
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -201,6 +202,20 @@ def test_gt_and_image_tables():
     img = R.build_image_row(5, "a/b.png", (H, W), has_gt=True)
     assert img.schema.equals(IMAGE_SCHEMA) and img.to_pylist() == [
         {"image_id": 5, "file_name": "a/b.png", "height": H, "width": W, "has_gt": True}]
+
+
+def test_ground_truth_from_rles_gives_the_same_tables_as_dense_masks():
+    dense = _gt()
+    from_rles = R.GroundTruth.from_rles(R.encode_masks(dense.masks), dense.labels, dense.ann_ids)
+    assert from_rles.masks is None and from_rles.size == (H, W)
+    pd.testing.assert_frame_equal(_table(gt=from_rles).to_pandas(), _table(gt=dense).to_pandas())
+    assert R.build_gt_table(5, from_rles, (H, W)).equals(R.build_gt_table(5, dense, (H, W)))
+    with pytest.raises(R.RecordError, match=r"GT masks are \(32, 32\), image is \(16, 32\)"):
+        R.build_gt_table(5, from_rles, (16, 32))
+    with pytest.raises(R.RecordError, match="same length"):
+        R.GroundTruth.from_rles(R.encode_masks(dense.masks), [0], [77])
+    with pytest.raises(R.RecordError, match="give masks or rles"):
+        R.GroundTruth(None, [0], [1])
 
 
 # --------------------------------------------------------------------------- writing and reading

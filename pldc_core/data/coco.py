@@ -404,18 +404,36 @@ class CocoIndex:
         """Pixel count of an annotation's mask (computed at load, not read from the file)."""
         return self._areas[ann_id]
 
+    def _instance_annotations(self, image_id: int) -> tuple[dict, list[dict], np.ndarray, np.ndarray]:
+        img = self._image(image_id)
+        anns = [a for a in self._anns.get(image_id, []) if not a.get("iscrowd", 0)]
+        index_of = {c: i for i, c in enumerate(self.categories.ids)}
+        labels = np.array([index_of[a["category_id"]] for a in anns], dtype=np.int64)
+        ann_ids = np.array([a["id"] for a in anns], dtype=np.int64)
+        return img, anns, labels, ann_ids
+
     def instances(self, image_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(masks bool [K,H,W], labels int64 [K], ann_ids int64 [K])`` of the non-crowd instances."""
-        img = self._image(image_id)
+        img, anns, labels, ann_ids = self._instance_annotations(image_id)
         height, width = img["height"], img["width"]
-        anns = [a for a in self._anns.get(image_id, []) if not a.get("iscrowd", 0)]
         masks = np.zeros((len(anns), height, width), dtype=bool)
         for k, ann in enumerate(anns):
             masks[k] = annotation_mask(ann["segmentation"], height, width)
-        index_of = {c: i for i, c in enumerate(self.categories.ids)}
-        labels = torch.tensor([index_of[a["category_id"]] for a in anns], dtype=torch.int64)
-        ann_ids = torch.tensor([a["id"] for a in anns], dtype=torch.int64)
-        return torch.from_numpy(masks), labels, ann_ids
+        return torch.from_numpy(masks), torch.from_numpy(labels), torch.from_numpy(ann_ids)
+
+    def instance_rles(self, image_id: int) -> tuple[list[dict], np.ndarray, np.ndarray]:
+        """``(COCO RLEs, labels int64 [K], ann_ids int64 [K])`` of the non-crowd instances, not decoded.
+
+        The RLEs' ``counts`` are compressed strings; ``instances`` decodes the same masks.
+        """
+        img, anns, labels, ann_ids = self._instance_annotations(image_id)
+        rles = []
+        for ann in anns:
+            rle = dict(segmentation_to_rle(ann["segmentation"], img["height"], img["width"]))
+            if isinstance(rle["counts"], bytes):
+                rle["counts"] = rle["counts"].decode("utf-8")
+            rles.append(rle)
+        return rles, labels, ann_ids
 
     def images_only(self, image_ids: list[int] | None = None) -> ImageList:
         """An ``ImageList`` of these images (all if None): file names and sizes, no annotations."""
