@@ -160,6 +160,12 @@ class Trainer:
         self._lock_file.write(str(os.getpid()))
         self._lock_file.flush()
 
+    def close(self) -> None:
+        """Release the run folder's lock before this process ends (its exit does it too)."""
+        lock = getattr(self, "_lock_file", None)
+        if lock is not None and not lock.closed:
+            lock.close()
+
     def _prepare_run_dir(self, resume: bool) -> None:
         if dist_utils.is_main():
             self._lock_run_dir()
@@ -234,7 +240,18 @@ class Trainer:
         self._pending_scaler = state.get("scaler")
         self.iter = int(state["iteration"])
         self.best = state.get("best", {})
-        restore_rng_state(state["rng"])
+        per_rank = state.get("rng_per_rank")
+        if per_rank is not None and len(per_rank) == dist_utils.world_size():
+            restore_rng_state(per_rank[dist_utils.rank()])
+        else:
+            restore_rng_state(state["rng"])
+            if dist_utils.world_size() > 1:
+                # rank 0's state on every rank would give all ranks the same augmentations
+                torch.manual_seed(self.cfg.train.seed + 1000003 * self.iter + dist_utils.rank())
+                log.warning("checkpoint saved by %s process(es), resumed with %d: the random streams "
+                            "of the ranks are re-seeded, so this resume is not bit-exact",
+                            len(per_rank) if per_rank is not None else "an unknown number of",
+                            dist_utils.world_size())
         log.info("resumed %s at iteration %d", self.run_dir, self.iter)
 
     @property
@@ -519,6 +536,9 @@ class CheckpointHook(HookBase):
         from .checkpoint import save_checkpoint
 
         state = trainer.state_dict()  # every rank builds it: RNG capture is collective-free
+        # Each rank draws its own augmentations: keep every rank's RNG so that a resume with the
+        # same number of processes continues each one's stream ("rng" stays rank 0's).
+        state["rng_per_rank"] = dist_utils.all_gather_objects(state["rng"])
         if dist_utils.is_main():
             save_checkpoint(trainer.run_dir, trainer.iter, state, keep=trainer.cfg.train.keep_checkpoints)
             trainer._write_status("running")

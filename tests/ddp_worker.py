@@ -28,9 +28,14 @@ def main(data_root: str, out: str) -> None:
         seen += [s.image_id for s in next(batches)]
     # Parameters must agree; BatchNorm running statistics are per-rank by design (SyncBatchNorm is
     # used on CUDA only), so they are not compared.
-    torch.save({"iteration": trainer.iter, "student": dict(trainer.student.named_parameters()),
-                "teacher": dict(trainer.teacher.named_parameters()), "seen": seen},
-               Path(out) / f"rank{dist_utils.rank()}.pt")
+    result = {"iteration": trainer.iter, "student": dict(trainer.student.named_parameters()),
+              "teacher": dict(trainer.teacher.named_parameters()), "seen": seen}
+    # resuming puts back this rank's own random stream, not rank 0's
+    trainer.close()
+    dist_utils.barrier()
+    Trainer(cfg, Path(out) / "run", resume=True)
+    result["rng_after_resume"] = torch.get_rng_state()
+    torch.save(result, Path(out) / f"rank{dist_utils.rank()}.pt")
 
 
 if __name__ == "__main__":

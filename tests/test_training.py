@@ -166,6 +166,12 @@ def test_two_process_ddp_keeps_ranks_in_sync(data_root, tmp_path):
     assert a["seen"] and b["seen"] and not set(a["seen"]) & set(b["seen"])
     evals = [json.loads(l) for l in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
     assert len(evals) == 1 and evals[0]["iter"] == 6
+    # the checkpoint keeps each rank's RNG, and a resume gives each rank back its own
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "ckpt_0000006.pt", weights_only=False)
+    per_rank = ckpt["rng_per_rank"]
+    assert len(per_rank) == 2 and not torch.equal(per_rank[0]["torch"], per_rank[1]["torch"])
+    assert torch.equal(a["rng_after_resume"], per_rank[0]["torch"])
+    assert torch.equal(b["rng_after_resume"], per_rank[1]["torch"])
 
 
 def test_dicc_runs_in_training_and_in_the_records(data_root, tmp_path):
