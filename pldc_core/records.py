@@ -30,7 +30,7 @@ from PIL import Image
 from scipy import ndimage
 
 from . import pseudo_labels as pl
-from .atomic import atomic_dir
+from .atomic import atomic_dir, remove_abandoned_temporaries
 from .record_schema import GT_SCHEMA, IMAGE_SCHEMA, MANIFEST_KEYS, QUERY_SCHEMA
 
 RECORDS_DIR = "records"
@@ -466,6 +466,7 @@ class RecordWriter:
         self._rows = {name: 0 for name in SCHEMAS}
         self._buffered_rows = self._buffered_bytes = 0
         self._any_gt = False
+        remove_abandoned_temporaries(self.path.parent)  # what a killed writer left behind
         self._commit = atomic_dir(self.path)
         self._tmp: Path | None = self._commit.__enter__()
 

@@ -50,3 +50,39 @@ def test_atomic_dir_replaces_whole_folder_or_nothing(tmp_path):
         (d / "three").write_text("3")
     assert os.listdir(tmp_path / "d") == ["three"]
     assert sorted(os.listdir(tmp_path)) == ["d"]
+
+
+def test_a_killed_writers_temporary_is_removed_and_a_live_ones_kept(tmp_path):
+    """kill -9 in the middle of a records write: the next writer clears what it left, nothing else."""
+    import signal
+    import subprocess
+    import sys
+
+    from pldc_core import records as R
+
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from pldc_core import records as R\n"
+        "m = {'run': 'r', 'iteration': 1, 'phase': 'semi', 'config_hash': 'x', 'dataset': 'd', 'image_root': '/i',\n"
+        "     'categories': [], 'thresholds': {'filter': 'ddtf', 'c_t': .5, 'm_t': .5, 's_t': .5},\n"
+        "     'dicc': {'enabled': False, 'w': None}}\n"
+        f"w = R.RecordWriter({str(tmp_path)!r}, 1, m)\n"
+        "print('writing', flush=True)\n"
+        "time.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "writing"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    records = tmp_path / "records"
+    abandoned = [p.name for p in records.iterdir()]
+    assert len(abandoned) == 1 and abandoned[0].startswith(f".iter_0000001.pid{child.pid}.")
+    live = records / f".iter_0000002.pid{os.getpid()}.abc.tmp"  # another writer of this process, busy
+    live.mkdir()
+    unrelated = records / "notes.tmp"
+    unrelated.write_text("mine")
+    R.RecordWriter(tmp_path, 3, {
+        "run": "r", "iteration": 3, "phase": "semi", "config_hash": "x", "dataset": "d", "image_root": "/i",
+        "categories": [], "thresholds": {"filter": "ddtf", "c_t": .5, "m_t": .5, "s_t": .5},
+        "dicc": {"enabled": False, "w": None}}).close()
+    assert sorted(p.name for p in records.iterdir()) == [live.name, "iter_0000003", "notes.tmp"]
