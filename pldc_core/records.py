@@ -45,7 +45,7 @@ SUMMARY_QUERY_COLUMNS = tuple(n for n in QUERY_SCHEMA.names if n not in ("mask_r
 BOUNDARY_WIDTH = 2
 
 _ITER_DIR = re.compile(r"^iter_(\d{7,})$")
-_UPSAMPLE_CHUNK = 16  # queries upsampled at once: bounds memory at image resolution
+_RESIZE_CHANNELS = 256  # queries resized at once (OpenCV takes at most 512 channels)
 _READ_ATTEMPTS = 6
 
 
@@ -179,18 +179,38 @@ def _rle_columns(rles: list[dict]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _upsampled_masks(mask_logits: torch.Tensor, image_hw: tuple[int, int]) -> np.ndarray:
-    """Binary masks ``sigma > 0.5`` ``[Q, H, W]`` of the logits bilinearly upsampled to ``image_hw``.
+    """Binary masks ``[Q, H, W]`` of the logits bilinearly upsampled to ``image_hw`` (half-pixel
+    centres, as ``F.interpolate(align_corners=False)``), thresholded at logit 0 (``sigma > 0.5``).
 
-    The logits are upsampled transposed, so the result is a view of a ``[Q, W, H]`` array:
-    column-major per mask, the layout pycocotools encodes without another copy.
+    OpenCV resizes all queries of a chunk at once as channels (10x faster than torch here). The
+    logits are resized transposed, so the result is a view of a ``[Q, W, H]`` array: column-major
+    per mask, the layout pycocotools encodes without another copy.
     """
+    import cv2
+
+    logits = mask_logits.detach().float().cpu().numpy()
+    H, W = int(image_hw[0]), int(image_hw[1])
     out = []
-    size = (int(image_hw[1]), int(image_hw[0]))
-    for start in range(0, len(mask_logits), _UPSAMPLE_CHUNK):
-        chunk = mask_logits[None, start:start + _UPSAMPLE_CHUNK].float().transpose(-1, -2)
-        chunk = F.interpolate(chunk, size=size, mode="bilinear", align_corners=False)[0]
-        out.append(pl.binary_mask(chunk).cpu().numpy())
+    for start in range(0, len(logits), _RESIZE_CHANNELS):
+        chunk = np.ascontiguousarray(logits[start:start + _RESIZE_CHANNELS].transpose(2, 1, 0))  # [w, h, q]
+        up = cv2.resize(chunk, (H, W), interpolation=cv2.INTER_LINEAR)  # dsize is (width, height): [W, H, q]
+        if up.ndim == 2:  # OpenCV drops a single channel
+            up = up[:, :, None]
+        out.append(np.ascontiguousarray((up > 0).transpose(2, 0, 1)))  # [q, W, H]
     return np.concatenate(out).transpose(0, 2, 1)
+
+
+def _dense_columns(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Area and COCO ``[x, y, w, h]`` box of bool masks ``[K, H, W]`` (``[0, 0, 0, 0]`` if empty),
+    the values pycocotools gives for their RLEs, without walking the RLEs again."""
+    area = masks.sum(axis=(1, 2), dtype=np.int64)
+    rows, cols = masks.any(axis=2), masks.any(axis=1)
+    y0, x0 = rows.argmax(axis=1), cols.argmax(axis=1)
+    y1 = masks.shape[1] - rows[:, ::-1].argmax(axis=1)
+    x1 = masks.shape[2] - cols[:, ::-1].argmax(axis=1)
+    bbox = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1).astype(np.float32)
+    bbox[area == 0] = 0
+    return area, bbox
 
 
 def _masked_means(u: np.ndarray, regions: np.ndarray) -> np.ndarray:
@@ -273,7 +293,7 @@ def build_query_table(image_id: int, class_logits, mask_logits, image_hw: tuple[
 
     masks = _upsampled_masks(mask_logits, (H, W))
     rles = encode_masks(masks)
-    area, bbox = _rle_columns(rles)
+    area, bbox = _dense_columns(masks)
 
     kept = {"ddtf": keep_ddtf, "coupled": keep_coupled, "none": np.ones(Q, dtype=bool)}[filter_name]
     unc_inside, unc_boundary, unc_overlap = uncertainty_summaries(u, low_res_masks, kept)
