@@ -459,3 +459,24 @@ def test_fabricated_query_frame():
     assert (bg["gt_id"] == -1).all() and (bg["iou"] == 0).all()
     assert (frame["keep_ddtf"] == (frame["corrected_class"] >= 0)).all()
     assert fabricate_query_table(10).schema.equals(QUERY_SCHEMA)
+
+
+def test_upsampling_and_boxes_agree_with_torch_and_pycocotools():
+    import torch
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(0)
+    for q, h, w, H, W in [(1, 8, 8, 32, 32), (7, 20, 17, 80, 70), (300, 6, 5, 23, 21)]:
+        logits = torch.randn(q, h, w, generator=gen) * 3
+        masks = R._upsampled_masks(logits, (H, W))
+        expected = (F.interpolate(logits[None], size=(H, W), mode="bilinear", align_corners=False)[0] > 0).numpy()
+        assert masks.shape == (q, H, W)
+        assert (masks != expected).mean() < 1e-4  # float rounding exactly at a logit of 0
+        area, bbox = R._dense_columns(masks)
+        assert area.tolist() == masks.sum(axis=(1, 2)).tolist()
+        if q < 256:  # pycocotools' area/toBbox overflow past 255 masks under NumPy 2
+            rle_area, rle_bbox = R._rle_columns(R.encode_masks(masks))
+            assert area.tolist() == rle_area.tolist()
+            np.testing.assert_array_equal(bbox, rle_bbox)
+    empty = R._dense_columns(np.zeros((2, 4, 4), dtype=bool))
+    assert empty[0].tolist() == [0, 0] and not empty[1].any()
