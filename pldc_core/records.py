@@ -25,7 +25,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pycocotools.mask as mask_utils
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 
