@@ -30,7 +30,8 @@ def binary_mask(mask_logits: torch.Tensor) -> torch.Tensor:
     return mask_logits.float().sigmoid() > 0.5
 
 
-def _mask_quality_from_probs(probs: torch.Tensor) -> torch.Tensor:
+def mask_quality_from_probs(probs: torch.Tensor) -> torch.Tensor:
+    """``mask_quality`` given ``sigma(q)`` already computed (callers that also need ``u`` share it)."""
     foreground = (probs > 0.5).to(probs.dtype)
     area = foreground.sum(dim=(-2, -1))
     # clamp: a mask with no pixel above 0.5 has a zero numerator, so m = 0 as the spec says.
@@ -42,16 +43,17 @@ def mask_quality(mask_logits: torch.Tensor) -> torch.Tensor:
 
     ``mask_logits [..., Q, H, W]`` -> ``m [..., Q]``.
     """
-    return _mask_quality_from_probs(mask_logits.float().sigmoid())
+    return mask_quality_from_probs(mask_logits.float().sigmoid())
 
 
-def _uncertainty_from_probs(probs: torch.Tensor) -> torch.Tensor:
+def uncertainty_from_probs(probs: torch.Tensor) -> torch.Tensor:
+    """``pixel_uncertainty`` given ``sigma(q)`` already computed."""
     return 1.0 - 2.0 * (probs - 0.5).abs()
 
 
 def pixel_uncertainty(mask_logits: torch.Tensor) -> torch.Tensor:
     """Eq. 10: ``u = 1 - 2 |sigma(q) - 0.5|`` per pixel (1 at sigma = 0.5, 0 at sigma = 0 or 1)."""
-    return _uncertainty_from_probs(mask_logits.float().sigmoid())
+    return uncertainty_from_probs(mask_logits.float().sigmoid())
 
 
 def ddtf_keep(c: torch.Tensor, m: torch.Tensor, c_t: float, m_t: float) -> torch.Tensor:
@@ -164,7 +166,7 @@ def make_pseudo_targets(class_logits: torch.Tensor, mask_logits: torch.Tensor, *
     if valid is not None:
         probs = probs * _resize_valid(valid.to(probs.device), probs.shape[-2:])
     c, labels = class_quality(class_logits)
-    m = _mask_quality_from_probs(probs)
+    m = mask_quality_from_probs(probs)
     keep_d = ddtf_keep(c, m, c_t, m_t)
     keep_c = coupled_keep(c, m, s_t)
     keep = {"ddtf": keep_d, "coupled": keep_c, "none": torch.ones_like(keep_d)}[filter]
@@ -174,7 +176,7 @@ def make_pseudo_targets(class_logits: torch.Tensor, mask_logits: torch.Tensor, *
         keep_idx=idx,
         labels=labels[idx],
         masks=(kept > 0.5).float(),
-        uncertainty=_uncertainty_from_probs(kept),
+        uncertainty=uncertainty_from_probs(kept),
         c=c[idx],
         m=m[idx],
         probs=teacher_class_probs(class_logits)[idx],

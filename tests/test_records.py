@@ -218,6 +218,31 @@ def test_ground_truth_from_rles_gives_the_same_tables_as_dense_masks():
         R.GroundTruth(None, [0], [1])
 
 
+def test_columns_of_several_images_make_the_same_table_as_one_image_at_a_time():
+    class_logits, mask_logits = _teacher()
+    dicc = R.DiccInfo(clip_probs=np.array([[0.3, 0.7]]), w=0.4, corrected_classes=np.array([1]), query_indices=[0])
+    images = [dict(image_id=5, gt=_gt(), dicc=dicc), dict(image_id=6, gt=None, dicc=None),
+              dict(image_id=7, gt=R.GroundTruth(np.zeros((0, H, W), dtype=bool), [], []), dicc=None)]
+    parts, tables = [], []
+    for im in images:
+        args = dict(thresholds=THRESHOLDS, gt=im["gt"], supercategory=SUPER, dicc=im["dicc"])
+        parts.append(R.query_columns(im["image_id"], class_logits, mask_logits, (H, W), **args))
+        tables.append(R.build_query_table(im["image_id"], class_logits, mask_logits, (H, W), **args))
+    no_queries = R.query_columns(8, class_logits[:0], mask_logits[:0], (H, W), thresholds=THRESHOLDS)
+    assert no_queries is None
+    batched = R.queries_table(parts[:1] + [no_queries] + parts[1:])
+    assert batched.schema.equals(QUERY_SCHEMA)
+    pd.testing.assert_frame_equal(batched.to_pandas(), pa.concat_tables(tables).to_pandas())
+    assert batched.column("error_type").to_pylist()[:6] == tables[0].column("error_type").to_pylist() + [None] * 3
+    assert R.queries_table([]).num_rows == 0 and R.queries_table([None]).num_rows == 0
+    gts = [R.gt_columns(i["image_id"], i["gt"], (H, W)) for i in images]
+    assert R.gt_table(gts).to_pylist() == R.build_gt_table(5, _gt(), (H, W)).to_pylist()
+    rows = R.images_table([R.image_columns(5, "a.png", (H, W), has_gt=True),
+                           R.image_columns(6, "b.png", (16, 8), has_gt=False)])
+    assert rows.to_pylist() == (R.build_image_row(5, "a.png", (H, W), has_gt=True).to_pylist()
+                                + R.build_image_row(6, "b.png", (16, 8), has_gt=False).to_pylist())
+
+
 # --------------------------------------------------------------------------- writing and reading
 
 
@@ -461,22 +486,30 @@ def test_fabricated_query_frame():
     assert fabricate_query_table(10).schema.equals(QUERY_SCHEMA)
 
 
-def test_upsampling_and_boxes_agree_with_torch_and_pycocotools():
+def _dense_boxes(masks: np.ndarray) -> np.ndarray:
+    boxes = np.zeros((len(masks), 4), dtype=np.float32)
+    for i, m in enumerate(masks):
+        ys, xs = np.nonzero(m)
+        if len(ys):
+            boxes[i] = [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]
+    return boxes
+
+
+def test_upsampling_and_boxes_agree_with_torch_and_dense_masks():
     import torch
     import torch.nn.functional as F
 
     gen = torch.Generator().manual_seed(0)
-    for q, h, w, H, W in [(1, 8, 8, 32, 32), (7, 20, 17, 80, 70), (300, 6, 5, 23, 21)]:
+    for q, h, w, H, W in [(1, 8, 8, 32, 32), (7, 20, 17, 80, 70), (300, 6, 5, 23, 21), (3, 1, 5, 4, 19)]:
         logits = torch.randn(q, h, w, generator=gen) * 3
         masks = R._upsampled_masks(logits, (H, W))
         expected = (F.interpolate(logits[None], size=(H, W), mode="bilinear", align_corners=False)[0] > 0).numpy()
         assert masks.shape == (q, H, W)
         assert (masks != expected).mean() < 1e-4  # float rounding exactly at a logit of 0
-        area, bbox = R._dense_columns(masks)
+        # 300 masks: past the 255 RLEs that one pycocotools area/toBbox call can count
+        area, bbox = R._rle_columns(R.encode_masks(masks))
         assert area.tolist() == masks.sum(axis=(1, 2)).tolist()
-        if q < 256:  # pycocotools' area/toBbox overflow past 255 masks under NumPy 2
-            rle_area, rle_bbox = R._rle_columns(R.encode_masks(masks))
-            assert area.tolist() == rle_area.tolist()
-            np.testing.assert_array_equal(bbox, rle_bbox)
-    empty = R._dense_columns(np.zeros((2, 4, 4), dtype=bool))
-    assert empty[0].tolist() == [0, 0] and not empty[1].any()
+        np.testing.assert_array_equal(bbox, _dense_boxes(masks))
+    area, bbox = R._rle_columns(R.encode_masks(np.zeros((2, 4, 4), dtype=bool)))
+    assert area.tolist() == [0, 0] and not bbox.any()
+    assert R._rle_columns([])[1].shape == (0, 4)
