@@ -9,13 +9,15 @@ import os
 import random
 from pathlib import Path
 
+import pyarrow as pa
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import distributed as dist_utils
 from .inference import predict_images
-from .records import DiccInfo, GroundTruth, RecordWriter, build_gt_table, build_image_row, build_query_table
+from .records import (DiccInfo, GroundTruth, RecordWriter, gt_columns, gt_table, image_columns, images_table,
+                      queries_table, query_columns)
 
 
 def sample_record_images(image_ids: list[int], n: int, seed: int) -> list[int]:
@@ -48,6 +50,43 @@ def _dicc_info(clip, image: torch.Tensor, mask_logits: torch.Tensor, class_logit
 
 
 @torch.no_grad()
+def record_batch(model: torch.nn.Module, index, image_ids: list[int], *, thresholds: dict, image_size: int,
+                 device: torch.device, has_gt: bool, clip=None, dicc_w: float | None = None
+                 ) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Load one batch of images, run ``model`` on it and build its records: ``(queries, gt, images)``.
+
+    ``has_gt``: read the images' annotations (False: the GT columns stay empty). The rows of the
+    whole batch are converted to arrow at once, not per image.
+    """
+    supercategory = index.categories.supercategory_of_index()
+    batch = [index.load_image(i) for i in image_ids]
+    q_parts, g_parts, i_parts = [], [], []
+    for image_id, image, pred in zip(image_ids, batch, predict_images(model, batch, image_size, device)):
+        hw = tuple(image.shape[-2:])
+        low = pred.low_res()
+        gt = GroundTruth.from_rles(*index.instance_rles(image_id)) if has_gt else None
+        dicc = None
+        if clip is not None:
+            dicc = _dicc_info(clip, image.to(device), low.to(device), pred.class_logits.to(device), thresholds,
+                              dicc_w)
+        q_parts.append(query_columns(image_id, pred.class_logits, low, hw, thresholds=thresholds, gt=gt,
+                                     supercategory=supercategory, dicc=dicc))
+        g_parts.append(gt_columns(image_id, gt, hw))
+        i_parts.append(image_columns(image_id, index.image_info(image_id)["file_name"], hw, has_gt=has_gt))
+    return queries_table(q_parts), gt_table(g_parts), images_table(i_parts)
+
+
+def records_manifest(manifest: dict, index, iteration: int, thresholds: dict, *, dicc_enabled: bool,
+                     dicc_w: float | None) -> dict:
+    """``manifest`` (run, phase, config_hash, dataset) completed with what the recording knows."""
+    return {
+        **manifest, "iteration": int(iteration), "image_root": str(Path(index.image_root).resolve()),
+        "categories": index.categories.to_coco(), "thresholds": dict(thresholds),
+        "dicc": {"enabled": dicc_enabled, "w": dicc_w if dicc_enabled else None},
+    }
+
+
+@torch.no_grad()
 def record_pseudo_labels(model: torch.nn.Module, index, image_ids: list[int], *, run_dir: str | Path,
                          iteration: int, manifest: dict, thresholds: dict, image_size: int, device: torch.device,
                          clip=None, dicc_w: float | None = None, batch_size: int = 8) -> Path | None:
@@ -56,45 +95,26 @@ def record_pseudo_labels(model: torch.nn.Module, index, image_ids: list[int], *,
     ``manifest`` carries run, phase, config_hash, dataset (the rest is filled in here).
     Returns the records folder on rank 0, None elsewhere.
     """
-    categories = index.categories
-    supercategory = categories.supercategory_of_index()
     has_gt = any(index.annotations(i) for i in image_ids)
     mine = list(image_ids)[dist_utils.rank()::dist_utils.world_size()]
-    queries, gts, images_rows = [], [], []
+    batches = []
     bar = tqdm(total=len(mine), desc=f"records @{iteration}", leave=False,
                disable=os.environ.get("PLDC_NO_PROGRESS") == "1" or not dist_utils.is_main())
     for start in range(0, len(mine), batch_size):
         ids = mine[start:start + batch_size]
-        batch = [index.load_image(i) for i in ids]
-        for image_id, image, pred in zip(ids, batch, predict_images(model, batch, image_size, device)):
-            hw = tuple(image.shape[-2:])
-            low = pred.low_res()
-            gt = None
-            if has_gt:
-                gt = GroundTruth.from_rles(*index.instance_rles(image_id))
-            dicc = None
-            if clip is not None:
-                dicc = _dicc_info(clip, image.to(device), low.to(device), pred.class_logits.to(device), thresholds,
-                                  dicc_w)
-            queries.append(build_query_table(image_id, pred.class_logits, low, hw, thresholds=thresholds, gt=gt,
-                                             supercategory=supercategory, dicc=dicc))
-            gts.append(build_gt_table(image_id, gt, hw))
-            images_rows.append(build_image_row(image_id, index.image_info(image_id)["file_name"], hw,
-                                               has_gt=has_gt))
+        batches.append(record_batch(model, index, ids, thresholds=thresholds, image_size=image_size, device=device,
+                                    has_gt=has_gt, clip=clip, dicc_w=dicc_w))
         bar.update(len(ids))
     bar.close()
-    parts = dist_utils.all_gather_objects((queries, gts, images_rows))
+    parts = dist_utils.all_gather_objects(batches)
     if not dist_utils.is_main():
         return None
-    full_manifest = {
-        **manifest, "iteration": int(iteration), "image_root": str(Path(index.image_root).resolve()),
-        "categories": categories.to_coco(), "thresholds": dict(thresholds),
-        "dicc": {"enabled": clip is not None, "w": dicc_w if clip is not None else None},
-    }
+    full_manifest = records_manifest(manifest, index, iteration, thresholds, dicc_enabled=clip is not None,
+                                     dicc_w=dicc_w)
     with RecordWriter(run_dir, iteration, full_manifest) as writer:
-        for q_part, g_part, i_part in parts:
-            for q, g, im in zip(q_part, g_part, i_part):
-                writer.add(q, g, im)
+        for rank_batches in parts:
+            for tables in rank_batches:
+                writer.add(*tables)
     return writer.path
 
 
