@@ -168,3 +168,12 @@ class ClipClassifier:
                       for chunk in crops.split(self.batch_size)]
         logits = self.model.logit_scale.exp().float() * torch.cat(embeddings) @ self.text_embeddings.T
         return logits.softmax(dim=-1).to(image.device)
+
+
+def load_run_clip(pldc_cfg, category_names: Sequence[str], device: str | torch.device = "cpu",
+                  weights: str | None = None) -> ClipClassifier:
+    """The CLIP a run's DICC uses: ``pldc.clip_model`` with ``weights`` (default ``pldc.clip_weights``),
+    prompts ``pldc.clip_template`` encoded for ``category_names``."""
+    clip = ClipClassifier.load(pldc_cfg.clip_model, pretrained=weights or pldc_cfg.clip_weights, device=device)
+    clip.set_categories(list(category_names), template=pldc_cfg.clip_template)
+    return clip

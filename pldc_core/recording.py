@@ -118,19 +118,23 @@ def record_pseudo_labels(model: torch.nn.Module, index, image_ids: list[int], *,
     return writer.path
 
 
+def dicc_w_at(cfg, iteration: int) -> float:
+    """Eq. 8's ``w`` that training uses at ``iteration`` (0.5 until burn-in ends, then falling to 0)."""
+    from .pseudo_labels import dicc_weight
+
+    t = cfg.train
+    return dicc_weight(max(0, iteration - t.burn_in_iters), max(1, t.max_iters - t.burn_in_iters))
+
+
 def record_checkpoint(trainer) -> Path | None:
     """The trainer's records hook: its teacher (the student during burn-in) on the record sample."""
     from .model import unwrap
-    from .pseudo_labels import dicc_weight
 
     cfg = trainer.cfg
     model = trainer.teacher if trainer.teacher is not None else unwrap(trainer.student)
     ids = sample_record_images(trainer.data.unlabeled_ids, cfg.records.num_images, cfg.records.seed)
     p = cfg.pldc
-    w = None
-    if trainer.clip is not None:
-        w = dicc_weight(max(0, trainer.iter - cfg.train.burn_in_iters),
-                        max(1, cfg.train.max_iters - cfg.train.burn_in_iters))
+    w = dicc_w_at(cfg, trainer.iter) if trainer.clip is not None else None
     manifest = {"run": cfg.name, "phase": trainer.phase, "config_hash": cfg.hash(), "dataset": cfg.data.dataset}
     thresholds = {"filter": p.filter, "c_t": p.c_t, "m_t": p.m_t, "s_t": p.s_t}
     return record_pseudo_labels(model, trainer.data.train_index, ids, run_dir=trainer.run_dir,

@@ -13,9 +13,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, help="how many images to record (default: the run's records.num_images)")
     parser.add_argument("--image-dir", help="record on these images instead (your own unlabeled data, no annotations)")
     parser.add_argument("--run-dir", help="where to write records (default: the checkpoint's run folder)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace records the run folder already holds for this checkpoint's iteration")
     parser.add_argument("--model", choices=("teacher", "student"), default="teacher")
     parser.add_argument("--seed", type=int, help="sample seed (default: the run's records.seed)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--dicc", action="store_true",
+                        help="also run DICC on the kept queries, as training does (needs CLIP weights)")
+    parser.add_argument("--clip-weights", help="CLIP checkpoint for --dicc (default: the run's pldc.clip_weights)")
+    parser.add_argument("--dicc-w", type=float,
+                        help="Eq. 8's weight w for --dicc, in [0, 1] (default: training's w at the checkpoint)")
 
 
 def image_folder_index(folder: Path, categories, out_json: Path):
@@ -45,16 +52,33 @@ def run(args: argparse.Namespace) -> int:
     from .data.coco import DatasetError, load_coco
     from .data.registry import get_dataset
     from .data.splits import load_split
+    from .dicc import DiccWeightsMissing, load_run_clip
     from .eval_command import load_trained_model
-    from .recording import record_pseudo_labels, sample_record_images
+    from .recording import dicc_w_at, record_pseudo_labels, sample_record_images
+    from .records import list_record_iterations, records_dir
     from .trainer import pick_device
 
+    if (args.clip_weights or args.dicc_w is not None) and not args.dicc:
+        print("pldc pseudo-labels: --clip-weights and --dicc-w need --dicc", file=sys.stderr)
+        return 2
+    if args.dicc_w is not None and not 0.0 <= args.dicc_w <= 1.0:
+        print(f"pldc pseudo-labels: --dicc-w must be in [0, 1], got {args.dicc_w}", file=sys.stderr)
+        return 2
+    if args.images is not None and args.images < 1:
+        print(f"pldc pseudo-labels: --images must be at least 1, got {args.images}", file=sys.stderr)
+        return 2
     device = pick_device(args.device)
     try:
         state = load_checkpoint(args.checkpoint, map_location="cpu")
         model, cfg, categories = load_trained_model(state, args.model, device)
         ckpt = Path(args.checkpoint)
         run_dir = Path(args.run_dir) if args.run_dir else (ckpt if ckpt.is_dir() else ckpt.parent.parent)
+        iteration = int(state["iteration"])
+        if iteration in list_record_iterations(run_dir) and not args.overwrite:
+            print(f"pldc pseudo-labels: {records_dir(run_dir, iteration)} already holds records of iteration "
+                  f"{iteration} (from training or an earlier pldc pseudo-labels); write elsewhere with "
+                  f"--run-dir DIR, or replace them with --overwrite", file=sys.stderr)
+            return 1
         if args.image_dir:
             folder = Path(args.image_dir)
             index = image_folder_index(folder, categories, run_dir / "own_images.json")
@@ -65,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
             index = load_coco(spec.train_json, spec.image_root_train)
             split_file = Path(d.split_file) if d.split_file else Path(d.data_root) / "splits" / f"{d.dataset}.json"
             candidates = load_split(split_file, d.percent, d.split_seed)[1]
+        clip = load_run_clip(cfg.pldc, categories.names, device, weights=args.clip_weights) if args.dicc else None
+    except DiccWeightsMissing as exc:
+        print(f"pldc pseudo-labels: {exc}\n(here: --clip-weights PATH, or leave out --dicc)", file=sys.stderr)
+        return 1
     except (FileNotFoundError, DatasetError, ValueError, KeyError) as exc:
         print(f"pldc pseudo-labels: {exc}", file=sys.stderr)
         return 1
@@ -73,8 +101,13 @@ def run(args: argparse.Namespace) -> int:
     p = cfg.pldc
     manifest = {"run": cfg.name, "phase": state.get("phase", "semi"), "config_hash": cfg.hash(),
                 "dataset": str(args.image_dir) if args.image_dir else cfg.data.dataset}
-    path = record_pseudo_labels(model, index, ids, run_dir=run_dir, iteration=int(state["iteration"]),
+    w = None
+    if clip is not None:
+        w = args.dicc_w if args.dicc_w is not None else dicc_w_at(cfg, iteration)
+    path = record_pseudo_labels(model, index, ids, run_dir=run_dir, iteration=iteration,
                                 manifest=manifest, image_size=cfg.data.image_size, device=device,
-                                thresholds={"filter": p.filter, "c_t": p.c_t, "m_t": p.m_t, "s_t": p.s_t})
-    print(f"recorded {len(ids)} images x {cfg.model.num_queries} queries -> {path}")
+                                thresholds={"filter": p.filter, "c_t": p.c_t, "m_t": p.m_t, "s_t": p.s_t},
+                                clip=clip, dicc_w=w)
+    dicc = f", DICC with w = {w:.3f}" if clip is not None else ""
+    print(f"recorded {len(ids)} images x {cfg.model.num_queries} queries{dicc} -> {path}")
     return 0

@@ -194,12 +194,9 @@ class Trainer:
         return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
 
     def _load_clip(self):
-        from .dicc import ClipClassifier
+        from .dicc import load_run_clip
 
-        p = self.cfg.pldc
-        clip = ClipClassifier.load(p.clip_model, pretrained=p.clip_weights, device=self.device)
-        clip.set_categories(self.data.categories.names, template=p.clip_template)
-        return clip
+        return load_run_clip(self.cfg.pldc, self.data.categories.names, self.device)
 
     def _amp_dtype(self) -> torch.dtype | None:
         if not (self.cfg.train.amp and self.device.type == "cuda"):

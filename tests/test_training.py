@@ -17,19 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    from pldc_core.data.splits import write_splits
-    from pldc_core.data.synthetic import generate_synthetic
-    from pldc_core.data.coco import load_coco
-
-    root = tmp_path_factory.mktemp("data")
-    generate_synthetic(root / "synthetic", n_train=40, n_val=8, seed=3, progress=False)
-    index = load_coco(root / "synthetic" / "annotations" / "instances_train.json", root / "synthetic" / "train")
-    write_splits(root / "splits" / "synthetic.json", index.image_ids, percents=(25,), seeds=(0,), dataset="synthetic")
-    return root
-
-
 def smoke_cfg(data_root, *extra):
     # Thresholds at 0 so that the untrained teacher still produces pseudo-labels to learn from.
     return load_config(ROOT / "configs" / "smoke.yaml", [
