@@ -357,15 +357,9 @@ def test_form_checks_split_and_dicc(tiny_data, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    from pldc_core.data.coco import load_coco
-    from pldc_core.data.splits import write_splits
-    from pldc_core.data.synthetic import generate_synthetic
+    from tests.tiny import make_tiny_dataset
 
-    root = tmp_path_factory.mktemp("data")
-    generate_synthetic(root / "synthetic", n_train=12, n_val=4, seed=3, progress=False)
-    index = load_coco(root / "synthetic" / "annotations" / "instances_train.json", root / "synthetic" / "train")
-    write_splits(root / "splits" / "synthetic.json", index.image_ids, percents=(25,), seeds=(0,), dataset="synthetic")
-    return root
+    return make_tiny_dataset(tmp_path_factory.mktemp("data"), n_train=12, n_val=4)
 
 
 def _wait_state(run: Path, states: set[str], timeout: float, also=lambda info: True) -> runs.RunInfo:

@@ -1,7 +1,6 @@
 """`pldc pseudo-labels`: on-demand records of a checkpoint, on the run's data or a folder of own images."""
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
@@ -100,18 +99,11 @@ def test_dicc_needs_weights_and_records_clip_columns_with_them(trained, tmp_path
     err = capsys.readouterr().err
     assert "no CLIP weights" in err and "--clip-weights" in err and "Traceback" not in err
 
-    import open_clip
     import torch
 
-    cfg_path = tmp_path / "pldc-tiny-cmd-clip.json"
-    cfg_path.write_text(json.dumps({
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "patch_size": 16, "width": 32, "layers": 1, "head_width": 16},
-        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}))
-    open_clip.add_model_config(cfg_path)
-    torch.manual_seed(0)
-    weights = tmp_path / "tiny_clip.pt"
-    torch.save(open_clip.create_model("pldc-tiny-cmd-clip", pretrained=None).state_dict(), weights)
+    from tests.tiny import tiny_clip_weights
+
+    weights = tiny_clip_weights(tmp_path, "pldc-tiny-cmd-clip")
     # the run's config names RN50; a checkpoint of another architecture does not load into it
     assert _cli("--checkpoint", trained, "--dicc", "--clip-weights", weights, "--run-dir", tmp_path / "a") == 1
     assert "could not be loaded" in capsys.readouterr().err

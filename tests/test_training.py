@@ -165,19 +165,10 @@ def test_dicc_runs_in_training_and_in_the_records(data_root, tmp_path):
     """DICC's plumbing with a tiny random CLIP the test builds (no real weights exist here)."""
     import math
 
-    import open_clip
-
     from pldc_core.records import load_records
+    from tests.tiny import tiny_clip_weights
 
-    cfg_path = tmp_path / "pldc-tiny-train-clip.json"
-    cfg_path.write_text(json.dumps({
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "patch_size": 16, "width": 32, "layers": 1, "head_width": 16},
-        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}))
-    open_clip.add_model_config(cfg_path)
-    torch.manual_seed(0)
-    weights = tmp_path / "tiny_clip.pt"
-    torch.save(open_clip.create_model("pldc-tiny-train-clip", pretrained=None).state_dict(), weights)
+    weights = tiny_clip_weights(tmp_path, "pldc-tiny-train-clip")
     cfg = smoke_cfg(data_root, "pldc.dicc=true", "pldc.clip_model=pldc-tiny-train-clip",
                     f"pldc.clip_weights={weights}", "train.eval_every=100")
     Trainer(cfg, tmp_path / "run").train()
