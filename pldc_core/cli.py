@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("pldc_core.train_command", "train a model (burn-in + PL-DC) from a YAML config"),
     "eval": ("pldc_core.eval_command", "evaluate a checkpoint (COCO mask AP)"),
     "pseudo-labels": ("pldc_core.records_command", "record the teacher's pseudo-labels of a checkpoint"),
+    "clip-crops": ("pldc_core.clip_crops", "classify a run's GT crops with CLIP alone (Table II)"),
     "report": ("workbench.report", "write the HTML report of a run"),
     "app": ("apps.gradio_app", "open the Gradio workbench"),
     "fiftyone": ("apps.fiftyone_export", "build a FiftyOne dataset of a run's pseudo-labels"),

@@ -1,9 +1,11 @@
-"""`pldc pseudo-labels`: on-demand records of a checkpoint, on the run's data or a folder of own images."""
+"""`pldc pseudo-labels` (on-demand records of a checkpoint, on the run's data or own images) and `pldc clip-crops`."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -127,3 +129,46 @@ def test_dicc_needs_weights_and_records_clip_columns_with_them(trained, tmp_path
     assert _cli("--checkpoint", tmp_path / "ck" / "checkpoints" / "ckpt_0000008.pt", "--dicc", "--clip-weights",
                 weights, "--run-dir", out, "--images", 4, "--overwrite", "--dicc-w", 0.5) == 0
     assert load_records(out).manifest["dicc"]["w"] == 0.5
+
+
+def test_clip_on_gt_crops_feeds_the_report(trained, tmp_path, capsys):
+    import torch
+
+    from pldc_core.dicc import ClipClassifier
+    from pldc_core.records import decode_mask
+    from tests.tiny import tiny_clip_weights
+
+    out = tmp_path / "rec"
+    assert _cli("--checkpoint", trained, "--images", 4, "--run-dir", out) == 0
+    assert main(["clip-crops", str(out)]) == 1  # no weights anywhere
+    assert "--clip-weights" in capsys.readouterr().err
+    weights = tiny_clip_weights(tmp_path, "pldc-tiny-crops-clip")
+    assert main(["clip-crops", str(out), "--clip-model", "pldc-tiny-crops-clip", "--clip-weights", str(weights)]) == 0
+    assert "GT crops of iter_0000008" in capsys.readouterr().out
+    table = pd.read_parquet(out / "clip_gt_crops.parquet")
+    rec = load_records(out)
+    assert len(table) == len(rec.gt) > 0
+    assert table[["image_id", "gt_id", "gt_class"]].to_numpy().tolist() == \
+        rec.gt[["image_id", "gt_id", "gt_class"]].to_numpy().tolist()
+    # the first image's crops, classified directly
+    clip = ClipClassifier.load("pldc-tiny-crops-clip", pretrained=str(weights))
+    clip.set_categories([c["name"] for c in rec.manifest["categories"]])
+    first = rec.gt[rec.gt["image_id"] == rec.gt["image_id"].iloc[0]]
+    from pldc_core.data.coco import read_image
+
+    file_name = rec.images.set_index("image_id").loc[first["image_id"].iloc[0], "file_name"]
+    image = read_image(Path(rec.manifest["image_root"]) / file_name, 0)
+    probs = clip.probs(image, torch.from_numpy(np.stack([decode_mask(r) for r in first.to_dict("records")])))
+    got = table[table["image_id"] == first["image_id"].iloc[0]]
+    assert got["clip_pred"].tolist() == probs.argmax(1).tolist()
+    np.testing.assert_allclose(got["clip_prob"], probs.max(1).values.numpy(), atol=1e-5)
+    # pldc report reads the table from the run folder without being told
+    assert main(["report", str(out), "--no-png"]) == 0
+    assert "CLIP on ground-truth crops" in (out / "report" / "report.html").read_text()
+
+    own = tmp_path / "own"
+    own.mkdir()
+    Image.fromarray(np.zeros((40, 60, 3), dtype=np.uint8)).save(own / "a.png")
+    assert _cli("--checkpoint", trained, "--image-dir", own, "--run-dir", tmp_path / "nogt") == 0
+    assert main(["clip-crops", str(tmp_path / "nogt"), "--clip-weights", str(weights)]) == 1
+    assert "no ground truth" in capsys.readouterr().err

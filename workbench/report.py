@@ -19,6 +19,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from pldc_core.atomic import atomic_dir, write_text
+from pldc_core.clip_crops import CLIP_TABLE_FILE
 from pldc_core.records import RecordError, list_record_iterations, load_records
 from workbench import figures
 from workbench.confusion import Confusion, confusion_matrix, most_confused
@@ -347,14 +348,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint to analyse in detail (default: the latest recorded)")
     parser.add_argument("--no-png", action="store_true", help="write the HTML only")
     parser.add_argument("--clip-table", default=None,
-                        help="parquet or CSV with columns gt_class, clip_pred (CLIP on GT crops, Table II)")
+                        help="parquet or CSV with columns gt_class, clip_pred (CLIP on GT crops, Table II; "
+                             "default: RUN/clip_gt_crops.parquet when `pldc clip-crops RUN` wrote it)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         clip_table = None
-        if args.clip_table:
-            path = Path(args.clip_table)
+        default_table = Path(args.run) / CLIP_TABLE_FILE
+        if args.clip_table or default_table.is_file():
+            path = Path(args.clip_table) if args.clip_table else default_table
             clip_table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
             missing = {"gt_class", "clip_pred"} - set(clip_table.columns)
             if missing:
