@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pldc_core.clip_crops import CLIP_TABLE_FILE
 from pldc_core.config import ConfigError, load_config
 from pldc_core.record_schema import ERROR_TYPES
 from pldc_core.records import RecordError, list_record_iterations
@@ -29,7 +30,7 @@ from workbench import browse, explore_figures as xf, figures, launch, runs
 from workbench.browse import Selection, Thresholds
 from workbench.confusion import BACKGROUND, confusion_matrix, most_confused
 from workbench.curation import CurationError, CurationStore, export_curated_coco
-from workbench.dicc_report import dicc_report
+from workbench.dicc_report import clip_precision_recall, dicc_report
 from workbench.error_breakdown import SIZES, error_breakdown
 from workbench.instance_view import Layers, class_probabilities, image_picture, instance_picture
 
@@ -433,14 +434,15 @@ class Workbench:
         ckpt = self.checkpoint(run_name, iteration)
         if ckpt is None:
             reason = "choose a run with recorded pseudo-labels"
-            return reason, xf.empty("DICC", reason), xf.empty("DICC", reason), pd.DataFrame()
+            return reason, xf.empty("DICC", reason), xf.empty("DICC", reason), pd.DataFrame(), xf.empty("CLIP", reason)
+        clip = self._clip_on_gt_figure(ckpt)
         report = dicc_report(ckpt.queries, kept_by=ckpt.kept_by)
         s = report.summary
         trend = xf.dicc_trend_figure(browse.run_summaries(ckpt.run)["dicc"])
         if not report.ran:
             return ("DICC did not run at this checkpoint (DICC off in the config, or still in burn-in).",
                     xf.empty("DICC changes per teacher class", "DICC did not run"), trend,
-                    pd.DataFrame(columns=CORRECTION_COLUMNS))
+                    pd.DataFrame(columns=CORRECTION_COLUMNS), clip)
         acc = (f"class accuracy of the judged pseudo-labels {s['accuracy_before']:.1%} → **{s['accuracy_after']:.1%}**"
                if s["n_judged"] else "no pseudo-label lies on a GT, so none can be judged")
         summary = (f"DICC ran on **{s['n_ran']:,}** pseudo-labels kept by the run and changed **{s['n_changed']:,}**: "
@@ -451,7 +453,21 @@ class Workbench:
         table = pd.DataFrame({"from": [ckpt.class_name(k) for k in tr["from_class"]],
                               "to": [ckpt.class_name(k) for k in tr["to_class"]],
                               **{k: tr[k].to_numpy() for k in ("count", "fixed", "broken", "neutral", "unjudged")}})
-        return summary, per_class, trend, table
+        return summary, per_class, trend, table, clip
+
+    @staticmethod
+    def _clip_on_gt_figure(ckpt):
+        """Table II from the run's ``pldc clip-crops`` output, or how to make it."""
+        path = ckpt.run / CLIP_TABLE_FILE
+        title = "CLIP on ground-truth crops"
+        if not path.is_file():
+            return xf.empty(title, f"not measured: pldc clip-crops {ckpt.run} --clip-weights FILE")
+        try:
+            table = pd.read_parquet(path, columns=["gt_class", "clip_pred"])
+            pr = clip_precision_recall(table, len(ckpt.class_names))
+        except (OSError, ValueError, KeyError) as exc:
+            return xf.empty(title, f"{path}: {exc}")
+        return figures.clip_pr_bars(pr.per_class, ckpt.class_names)
 
     def dicc_pick(self, run_name, iteration, evt: gr.SelectData):
         ckpt = self.checkpoint(run_name, iteration)
@@ -907,6 +923,7 @@ def build_app(settings: AppSettings):
                                         elem_id="dc-table")
                 dc_note = gr.Markdown(elem_id="dc-note")
                 dc_list = gr.Dataframe(LISTING, interactive=False, max_height=300, elem_id="dc-list")
+                dc_clip = gr.Plot(elem_id="dc-clip", show_label=False)
 
             # ---------------------------------------------------------------- Compare
             with gr.Tab("Compare", id="compare") as tab_cmp:
@@ -984,7 +1001,7 @@ def build_app(settings: AppSettings):
             "pl": pl_outputs,
             "confusion": [cf_plot, cf_pairs, cf_note],
             "errors": [er_trend, er_counts, er_tbl],
-            "dicc": [dc_summary, dc_per_class, dc_trend, dc_table],
+            "dicc": [dc_summary, dc_per_class, dc_trend, dc_table, dc_clip],
             "curate": [cu_plot, cu_summary, cu_table, cu_set],
             "compare": [cmp_metrics, cmp_scatter_a, cmp_scatter_b, cmp_errors, cmp_conf_a, cmp_conf_b, cmp_image,
                         cmp_pic_a, cmp_pic_b, cmp_note],

@@ -256,8 +256,9 @@ def test_confusion_errors_dicc_and_compare(wb):
     _, info, state = wb.errors_click(click, "demo", 1000, "all queries")
     assert "error Cor" in info and "large" in info
 
-    summary, per_class, dicc_trend, corrections = wb.dicc("demo", 500)
+    summary, per_class, dicc_trend, corrections, clip = wb.dicc("demo", 500)
     assert "DICC ran on" in summary and isinstance(dicc_trend, go.Figure)
+    assert not clip.data and "pldc clip-crops" in clip.layout.annotations[0].text  # not measured yet
     if len(corrections):
         first = corrections.iloc[0]
         _, _, state = wb.dicc_pick("demo", 500, _Select([first["from"], first["to"]]))
@@ -339,6 +340,20 @@ def test_form_refuses_invalid_settings(wb, roots, tmp_path):
     assert "run 'demo' exists already" in start(name="demo")
     assert "training annotations not found" in start()  # the data folder is empty
     assert not (runs_root / "new-run").exists() and not (runs_root.parent / "evil").exists()
+
+
+def test_dicc_tab_shows_clip_on_gt_crops_when_measured(tmp_path):
+    fabricate_run(tmp_path / "runs" / "r", n_images=4, n_queries=4, iterations=(500,))
+    # 3 crops of class 0 (2 right), 1 of class 1 (right), CLIP never says class 2
+    pd.DataFrame({"gt_class": [0, 0, 0, 1], "clip_pred": [0, 0, 1, 1]}).to_parquet(
+        tmp_path / "runs" / "r" / "clip_gt_crops.parquet")
+    bench = Workbench(AppSettings(runs_root=tmp_path / "runs", data_root=tmp_path))
+    clip = bench.dicc("r", 500)[-1]
+    bars = {t.name: t for t in clip.data}
+    assert list(bars["precision"].y[:2]) == pytest.approx([1.0, 0.5])
+    assert list(bars["recall"].y[:2]) == pytest.approx([2 / 3, 1.0])
+    (tmp_path / "runs" / "r" / "clip_gt_crops.parquet").write_bytes(b"broken")
+    assert "clip_gt_crops.parquet" in bench.dicc("r", 500)[-1].layout.annotations[0].text
 
 
 def test_form_checks_split_and_dicc(tiny_data, tmp_path):
