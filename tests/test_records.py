@@ -513,3 +513,28 @@ def test_upsampling_and_boxes_agree_with_torch_and_dense_masks():
     area, bbox = R._rle_columns(R.encode_masks(np.zeros((2, 4, 4), dtype=bool)))
     assert area.tolist() == [0, 0] and not bbox.any()
     assert R._rle_columns([])[1].shape == (0, 4)
+
+
+def test_boundary_erosion_equals_iterated_3x3_erosion():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    masks = rng.random((6, 23, 17)) > 0.25
+    masks[0] = True           # touches every border: the border is not a boundary
+    masks[1] = False          # empty
+    masks[2, 5:15, 3:12] = True
+    for width in (1, 2, 3):
+        expected = ndimage.binary_erosion(masks, structure=np.ones((1, 3, 3), dtype=bool), iterations=width,
+                                          border_value=1)
+        np.testing.assert_array_equal(R._eroded(masks, width), expected)
+    assert R._eroded(masks, 2)[0].all() and not R._eroded(masks, 2)[1].any()
+    assert R._eroded(np.zeros((0, 4, 4), dtype=bool), 2).shape == (0, 4, 4)
+
+
+def test_uncertainty_pngs_of_a_large_image_are_encoded_in_order():
+    rng = np.random.default_rng(1)
+    u8 = rng.integers(0, 256, size=(11, 256, 128), dtype=np.uint8)  # past the threshold for threads
+    pngs = R._pngs(u8)
+    assert pngs == [R._png(x) for x in u8]
+    for data, expected in zip(pngs, u8):
+        np.testing.assert_array_equal(np.rint(R.decode_uncertainty({"unc_png": data, "image_id": 0}) * 255), expected)
