@@ -159,7 +159,7 @@ def _png(u8: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-_PNG_POOL: ThreadPoolExecutor | None = None
+_PNG_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (owner pid, pool): a forked child makes its own
 _PNG_PARALLEL_PIXELS = 1 << 18  # below this many pixels per image, threads cost more than they save
 
 
@@ -170,10 +170,10 @@ def _pngs(u8: np.ndarray) -> list[bytes]:
     workers = min(8, os.cpu_count() or 1)
     if workers < 2 or u8.size < _PNG_PARALLEL_PIXELS or len(u8) < 2:
         return [_png(x) for x in u8]
-    if _PNG_POOL is None:
-        _PNG_POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pldc-png")
+    if _PNG_POOL is None or _PNG_POOL[0] != os.getpid():
+        _PNG_POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pldc-png"))
     chunks = np.array_split(np.arange(len(u8)), min(workers, len(u8)))
-    parts = _PNG_POOL.map(lambda idx: [_png(u8[i]) for i in idx], chunks)
+    parts = _PNG_POOL[1].map(lambda idx: [_png(u8[i]) for i in idx], chunks)
     return [b for part in parts for b in part]
 
 

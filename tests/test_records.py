@@ -1,5 +1,6 @@
 import json
 import math
+import os
 import threading
 import time
 
@@ -538,3 +539,8 @@ def test_uncertainty_pngs_of_a_large_image_are_encoded_in_order():
     assert pngs == [R._png(x) for x in u8]
     for data, expected in zip(pngs, u8):
         np.testing.assert_array_equal(np.rint(R.decode_uncertainty({"unc_png": data, "image_id": 0}) * 255), expected)
+    if hasattr(os, "fork"):  # a forked child (e.g. a data-loader worker) must not wait on the parent's threads
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if R._pngs(u8) == pngs else 3)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
