@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .atomic import atomic_path
     from .config import ConfigError, PldcConfig, load_config
-    from .dicc import DiccWeightsMissing, load_run_clip
+    from .dicc import CLI_HOW_TO_SUPPLY, DiccWeightsMissing, load_run_clip
     from .records import RecordError, load_records
     from .structures import Categories
     from .trainer import pick_device
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         clip = load_run_clip(pldc_cfg, names, pick_device(args.device), weights=args.clip_weights)
         table = classify_gt_crops(clip, rec.gt, rec.images, rec.manifest["image_root"])
     except DiccWeightsMissing as exc:
-        print(f"pldc clip-crops: {exc}\n(here: --clip-weights PATH)", file=sys.stderr)
+        print(f"pldc clip-crops: {exc.problem}\n  {CLI_HOW_TO_SUPPLY}", file=sys.stderr)
         return 1
     except (FileNotFoundError, ValueError, ConfigError, RecordError) as exc:
         print(f"pldc clip-crops: {exc}", file=sys.stderr)

@@ -32,6 +32,15 @@ def _is_torchscript_archive(path: str) -> bool:
 class DiccWeightsMissing(RuntimeError):
     """DICC was asked for but no usable CLIP weights are available; the message says what to do."""
 
+    @property
+    def problem(self) -> str:
+        """The first line of the message: what is wrong, without the config-key remedies."""
+        return str(self).splitlines()[0]
+
+
+CLI_HOW_TO_SUPPLY = ("pass --clip-weights FILE (an open_clip or OpenAI checkpoint, e.g. OpenAI's RN50.pt), "
+                     "or --clip-weights openai on a machine that is online")
+
 
 class ClipClassifier:
     """Zero-shot classification of mask crops with an open_clip model (weights frozen, eval mode).
@@ -74,7 +83,7 @@ class ClipClassifier:
             kwargs["force_image_size"] = image_size
         if pretrained is None:
             if not allow_random:
-                raise DiccWeightsMissing(f"DICC is on but no CLIP weights were given for {model_name}.\n"
+                raise DiccWeightsMissing(f"no CLIP weights were given for {model_name} (DICC needs them).\n"
                                          + HOW_TO_SUPPLY)
         elif pretrained in tags:
             # e.g. OpenAI's weights were trained with QuickGELU; build the model to match them.

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from .data.coco import DatasetError, load_coco
     from .data.registry import get_dataset
     from .data.splits import load_split
-    from .dicc import DiccWeightsMissing, load_run_clip
+    from .dicc import CLI_HOW_TO_SUPPLY, DiccWeightsMissing, load_run_clip
     from .eval_command import load_trained_model
     from .recording import dicc_w_at, record_pseudo_labels, sample_record_images
     from .records import list_record_iterations, records_dir
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             candidates = load_split(split_file, d.percent, d.split_seed)[1]
         clip = load_run_clip(cfg.pldc, categories.names, device, weights=args.clip_weights) if args.dicc else None
     except DiccWeightsMissing as exc:
-        print(f"pldc pseudo-labels: {exc}\n(here: --clip-weights PATH, or leave out --dicc)", file=sys.stderr)
+        print(f"pldc pseudo-labels: {exc.problem}\n  {CLI_HOW_TO_SUPPLY}; or leave out --dicc", file=sys.stderr)
         return 1
     except (FileNotFoundError, DatasetError, ValueError, KeyError) as exc:
         print(f"pldc pseudo-labels: {exc}", file=sys.stderr)
