@@ -22,15 +22,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pldc_core.clip_crops import CLIP_TABLE_FILE
 from pldc_core.config import ConfigError, load_config
 from pldc_core.record_schema import ERROR_TYPES
-from pldc_core.records import RecordError, list_record_iterations
+from pldc_core.records import CLIP_TABLE_FILE, RecordError, list_record_iterations
 from workbench import browse, explore_figures as xf, figures, launch, runs
 from workbench.browse import Selection, Thresholds
 from workbench.confusion import BACKGROUND, confusion_matrix, most_confused
 from workbench.curation import CurationError, CurationStore, export_curated_coco
-from workbench.dicc_report import clip_precision_recall, dicc_report
+from workbench.dicc_report import clip_precision_recall, dicc_report, read_clip_table
 from workbench.error_breakdown import SIZES, error_breakdown
 from workbench.instance_view import Layers, class_probabilities, image_picture, instance_picture
 
@@ -463,7 +462,7 @@ class Workbench:
         if not path.is_file():
             return xf.empty(title, f"not measured: pldc clip-crops {ckpt.run} --clip-weights FILE")
         try:
-            table = pd.read_parquet(path, columns=["gt_class", "clip_pred"])
+            table = read_clip_table(path)
             pr = clip_precision_recall(table, len(ckpt.class_names))
         except (OSError, ValueError, KeyError) as exc:
             return xf.empty(title, f"{path}: {exc}")

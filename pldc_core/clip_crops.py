@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-CLIP_TABLE_FILE = "clip_gt_crops.parquet"  # in the run folder; `pldc report` picks it up
+from .records import CLIP_TABLE_FILE
 
 
 def classify_gt_crops(clip, gt: pd.DataFrame, images: pd.DataFrame, image_root: str | Path) -> pd.DataFrame:

@@ -34,6 +34,9 @@ from .record_schema import ERROR_TYPES, GT_SCHEMA, IMAGE_SCHEMA, MANIFEST_KEYS, 
 
 RECORDS_DIR = "records"
 TABLE_FILES = {"queries": "queries.parquet", "gt": "gt.parquet", "images": "images.parquet"}
+# CLIP alone on a checkpoint's GT crops (Table II), in the run folder: `pldc clip-crops` writes it, the
+# report and the app read it.
+CLIP_TABLE_FILE = "clip_gt_crops.parquet"
 SCHEMAS = {"queries": QUERY_SCHEMA, "gt": GT_SCHEMA, "images": IMAGE_SCHEMA}
 MANIFEST_FILE = "manifest.json"
 # Filled in by the writer from the tables when the caller leaves them out.

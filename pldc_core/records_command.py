@@ -70,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     try:
         state = load_checkpoint(args.checkpoint, map_location="cpu")
-        model, cfg, categories = load_trained_model(state, args.model, device)
         ckpt = Path(args.checkpoint)
         run_dir = Path(args.run_dir) if args.run_dir else (ckpt if ckpt.is_dir() else ckpt.parent.parent)
         iteration = int(state["iteration"])
@@ -79,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{iteration} (from training or an earlier pldc pseudo-labels); write elsewhere with "
                   f"--run-dir DIR, or replace them with --overwrite", file=sys.stderr)
             return 1
+        model, cfg, categories = load_trained_model(state, args.model, device)
         if args.image_dir:
             folder = Path(args.image_dir)
             index = image_folder_index(folder, categories, run_dir / "own_images.json")

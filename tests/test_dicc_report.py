@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.dicc_report import clip_precision_recall, dicc_report
+from workbench.dicc_report import clip_precision_recall, dicc_report, read_clip_table
 
 
 def _queries(rows):
@@ -76,3 +76,15 @@ def test_clip_precision_recall_hand_worked():
     assert empty.n == 0 and np.isnan(empty.accuracy)
     with pytest.raises(ValueError, match="clip_pred 9"):
         clip_precision_recall(pd.DataFrame({"gt_class": [0], "clip_pred": [9]}), 4)
+
+
+def test_read_clip_table_from_parquet_or_csv_and_missing_columns(tmp_path):
+    table = pd.DataFrame({"image_id": [1, 1], "gt_class": [0, 2], "clip_pred": [0, 1]})
+    table.to_parquet(tmp_path / "t.parquet")
+    table.to_csv(tmp_path / "t.csv", index=False)
+    for name in ("t.parquet", "t.csv"):
+        got = read_clip_table(tmp_path / name)
+        assert list(got.columns) == ["gt_class", "clip_pred"] and got.to_numpy().tolist() == [[0, 0], [2, 1]]
+    table.drop(columns="clip_pred").to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match=r"bad.csv: missing columns \['clip_pred'\]"):
+        read_clip_table(tmp_path / "bad.csv")

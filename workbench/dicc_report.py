@@ -15,6 +15,7 @@ Per-class tables are keyed by the teacher's class (the class DICC changed *from*
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -118,3 +119,17 @@ def clip_precision_recall(table: pd.DataFrame, num_classes: int) -> ClipPrecisio
                               "recall": recall})
     n = int(len(gt))
     return ClipPrecisionRecall(per_class, float(tp.sum() / n) if n else float("nan"), n)
+
+
+CLIP_TABLE_COLUMNS = ("gt_class", "clip_pred")
+
+
+def read_clip_table(path: str | Path) -> pd.DataFrame:
+    """The ``gt_class, clip_pred`` rows of a CLIP-on-GT-crops table (parquet, as ``pldc clip-crops``
+    writes it, or CSV); ValueError naming the file when a column is missing."""
+    path = Path(path)
+    table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    missing = sorted(set(CLIP_TABLE_COLUMNS) - set(table.columns))
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}")
+    return table[list(CLIP_TABLE_COLUMNS)]

@@ -19,11 +19,11 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from pldc_core.atomic import atomic_dir, write_text
-from pldc_core.clip_crops import CLIP_TABLE_FILE
-from pldc_core.records import RecordError, list_record_iterations, load_records
+from pldc_core.records import CLIP_TABLE_FILE, RecordError, list_record_iterations, load_records
 from workbench import figures
 from workbench.confusion import Confusion, confusion_matrix, most_confused
-from workbench.dicc_report import ClipPrecisionRecall, DiccReport, clip_precision_recall, dicc_report
+from workbench.dicc_report import (ClipPrecisionRecall, DiccReport, clip_precision_recall, dicc_report,
+                                   read_clip_table)
 from workbench.error_breakdown import ErrorBreakdown, dominant_error, error_breakdown
 from workbench.quality import QualityReport, better_predictor, quality_vs_iou
 from workbench.thresholds import KEEP_COLUMNS, ThresholdStudy, threshold_study
@@ -357,11 +357,7 @@ def run(args: argparse.Namespace) -> int:
         clip_table = None
         default_table = Path(args.run) / CLIP_TABLE_FILE
         if args.clip_table or default_table.is_file():
-            path = Path(args.clip_table) if args.clip_table else default_table
-            clip_table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-            missing = {"gt_class", "clip_pred"} - set(clip_table.columns)
-            if missing:
-                raise ValueError(f"{path}: missing columns {sorted(missing)}")
+            clip_table = read_clip_table(args.clip_table or default_table)
         path = write_report(args.run, args.out, args.iteration, png=not args.no_png, clip_table=clip_table)
     except (FileNotFoundError, ValueError, RecordError) as exc:
         print(f"pldc report: {exc}", file=sys.stderr)
