@@ -17,9 +17,7 @@ from pldc_core.structures import size_category
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic") / "synthetic"
-    # smaller images than the default keep this fast; the properties do not depend on the size
-    info = generate_synthetic(out, n_train=160, n_val=8, min_size=128, max_size=176, seed=3, workers=2,
-                              progress=False)
+    info = generate_synthetic(out, n_train=160, n_val=8, seed=3, workers=2, progress=False)
     index = load_coco(out / "annotations" / "instances_train.json", out / "train")
     return out, info, index, dataset_stats(index)
 
@@ -64,7 +62,7 @@ def test_coco_fields(generated):
         assert ann["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
     for image_id in index.image_ids[:10]:
         info = index.image_info(image_id)
-        assert 128 <= info["height"] <= 176 and 128 <= info["width"] <= 176
+        assert 128 <= info["height"] <= 160 and 128 <= info["width"] <= 160
         with Image.open(index.image_path(image_id)) as im:
             assert im.size == (info["width"], info["height"]) and im.mode == "RGB"
 
@@ -95,7 +93,7 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
 def test_counts_are_honoured_and_defaults_are_the_benchmark(tmp_path):
     defaults = inspect.signature(generate_synthetic).parameters
     assert (defaults["n_train"].default, defaults["n_val"].default) == (2000, 500)
-    assert (defaults["min_size"].default, defaults["max_size"].default) == (128, 256)
+    assert (defaults["min_size"].default, defaults["max_size"].default) == (128, 160)
     info = generate_synthetic(tmp_path / "s", n_train=7, n_val=4, workers=1, progress=False)
     assert info["train"]["images"] == 7 and info["val"]["images"] == 4
     for split, n in (("train", 7), ("val", 4)):

@@ -26,6 +26,7 @@ import math
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,8 +63,23 @@ SYNTHETIC_CLASSES: tuple[ShapeClass, ...] = (
 LOOKALIKE_PAIRS: tuple[tuple[str, str], ...] = tuple(
     sorted({tuple(sorted((c.name, c.lookalike))) for c in SYNTHETIC_CLASSES if c.lookalike}))
 
-MIN_INSTANCES, MAX_INSTANCES = 3, 8           # per image, uniform
-SIZE_MIX = {"small": 0.35, "medium": 0.42, "large": 0.23}
+ELLIPSE_ASPECT = (1.18, 1.38)                 # look-alike of disk: best-rotation mask IoU ~0.87-0.91
+ROUNDED_SQUARE_RADIUS = (0.25, 0.4)           # corner radius / half side; look-alike of square
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """What a generated image holds: its classes (drawn by ``shares``), how many instances, and
+    the mix of COCO size classes (limits scaled to the image, see ``size_limits``)."""
+
+    classes: tuple[ShapeClass, ...]
+    instances: tuple[int, int] = (3, 7)        # per image, uniform, inclusive
+    size_mix: tuple[tuple[str, float], ...] = (("small", 0.16), ("medium", 0.46), ("large", 0.38))
+    small_floor: float = 0.6                   # smallest small object, as a fraction of the small limit
+    plain_fraction: float = 0.0                # share of images with untextured objects on plain backgrounds
+
+
+BENCHMARK_SCENES = SceneSpec(SYNTHETIC_CLASSES)
 OVERLAP_P = 0.12                              # chance that an object is placed to occlude another
 MIN_VISIBLE_FRACTION = 0.4                    # an occluded object keeps at least this much
 MIN_PIXELS = 8
@@ -100,34 +116,121 @@ def _rounded_square(radius: float, n: int = 10) -> np.ndarray:
     return np.concatenate(pts)
 
 
+def _regular_polygon(sides: int) -> np.ndarray:
+    return _circle(1.0, sides)
+
+
+def _polyline(points: list[tuple[float, float]]) -> np.ndarray:
+    return np.array(points, dtype=float)
+
+
+def _arc_band(start: float, end: float, inner: float, n: int = 24) -> np.ndarray:
+    """A band of the unit circle between radii ``inner`` and 1 from angle ``start`` to ``end``."""
+    t = np.linspace(start, end, n)
+    outer = np.stack([np.cos(t), np.sin(t)], axis=1)
+    return np.concatenate([outer, inner * outer[::-1]])
+
+
+def _crescent(rng: np.random.Generator, n: int = 48) -> np.ndarray:
+    """The unit disk minus a disk of the same radius shifted right: an outline of two arcs."""
+    shift = rng.uniform(0.7, 1.0)
+    # the two circles meet at x = shift / 2
+    half = math.acos(shift / 2)
+    t = np.linspace(half, 2 * np.pi - half, n)
+    outer = np.stack([np.cos(t), np.sin(t)], axis=1)
+    u = np.linspace(np.pi + half, np.pi - half, n)  # inner arc, of the shifted circle, back to the start
+    inner = np.stack([shift + np.cos(u), np.sin(u)], axis=1)
+    return np.concatenate([outer, inner[1:-1]])
+
+
+def _heart(n: int = 64) -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    x = 16 * np.sin(t) ** 3
+    y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
+    return np.stack([x, y], axis=1) / 16
+
+
+def _stadium(half_length: float, n: int = 16) -> np.ndarray:
+    """A capsule: two half-disks of radius 1 joined by straight sides."""
+    t = np.linspace(-np.pi / 2, np.pi / 2, n)
+    right = np.stack([half_length + np.cos(t), np.sin(t)], axis=1)
+    return np.concatenate([right, -right])
+
+
+def _teardrop(n: int = 48) -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.stack([np.cos(t), np.sin(t) * np.sin(t / 2) ** 1.5], axis=1)
+
+
+# name -> (outer, hole) of one random instance, in unit coordinates centred near 0.
+SHAPES = {
+    # the embedded benchmark's classes
+    "disk": lambda rng: (_circle(1.0), None),
+    "ellipse": lambda rng: (_circle(1.0) * _aspect(rng.uniform(*ELLIPSE_ASPECT)), None),
+    "ring": lambda rng: (_circle(1.0), _circle(rng.uniform(0.45, 0.62))),
+    "square": lambda rng: (_rectangle(1.0, 1.0), None),
+    "rounded square": lambda rng: (_rounded_square(rng.uniform(*ROUNDED_SQUARE_RADIUS)), None),
+    "triangle": lambda rng: (_circle(1.0, 3) + rng.uniform(-0.1, 0.1, (3, 2)), None),
+    "five-point star": lambda rng: (_star(5, rng.uniform(0.42, 0.55)), None),
+    "six-point star": lambda rng: (_star(6, rng.uniform(0.42, 0.55)), None),
+    "cross": lambda rng: (_cross(rng.uniform(0.28, 0.4)), None),
+    "bar": lambda rng: (_rectangle(1.0, rng.uniform(0.2, 0.33)), None),
+    # further shapes of the upstream corpus (pldc_core.data.upstream)
+    "pentagon": lambda rng: (_regular_polygon(5), None),
+    "hexagon": lambda rng: (_regular_polygon(6), None),
+    "octagon": lambda rng: (_regular_polygon(8), None),
+    "diamond": lambda rng: (_polyline([(0, 1), (-0.6, 0), (0, -1), (0.6, 0)]), None),
+    "trapezoid": lambda rng: (_trapezoid(rng.uniform(0.3, 0.6)), None),
+    "parallelogram": lambda rng: (_polyline([(-1, 0.5), (0.4, 0.5), (1, -0.5), (-0.4, -0.5)]), None),
+    "semicircle": lambda rng: (_arc_band(0, np.pi, 0.0), None),
+    "crescent": lambda rng: (_crescent(rng), None),
+    "heart": lambda rng: (_heart(), None),
+    "arrow": lambda rng: (_polyline([(1, 0), (0.2, 0.7), (0.2, 0.25), (-1, 0.25), (-1, -0.25), (0.2, -0.25),
+                                     (0.2, -0.7)]), None),
+    "L-shape": lambda rng: (_polyline([(-0.7, 1), (-0.2, 1), (-0.2, -0.5), (0.7, -0.5), (0.7, -1), (-0.7, -1)]), None),
+    "T-shape": lambda rng: (_polyline([(-1, 1), (1, 1), (1, 0.55), (0.25, 0.55), (0.25, -1), (-0.25, -1),
+                                       (-0.25, 0.55), (-1, 0.55)]), None),
+    "four-point star": lambda rng: (_star(4, rng.uniform(0.3, 0.45)), None),
+    "eight-point star": lambda rng: (_star(8, rng.uniform(0.55, 0.7)), None),
+    "frame": lambda rng: (_rectangle(1.0, 1.0), _square_hole(rng.uniform(0.5, 0.65))),
+    "capsule": lambda rng: (_stadium(rng.uniform(1.0, 1.8)), None),
+    "chevron": lambda rng: (_polyline([(-1, 0.8), (0, -0.2), (1, 0.8), (1, 0.1), (0, -0.9), (-1, 0.1)]), None),
+    "teardrop": lambda rng: (_teardrop(), None),
+    "arc": lambda rng: (_arc_band(0, np.pi * rng.uniform(0.9, 1.3), rng.uniform(0.55, 0.7)), None),
+    "kite": lambda rng: (_polyline([(0, 1), (-0.55, 0.35), (0, -1), (0.55, 0.35)]), None),
+}
+
+
+def _rectangle(half_width: float, half_height: float) -> np.ndarray:
+    return _polyline([(half_width, half_height), (-half_width, half_height), (-half_width, -half_height),
+                      (half_width, -half_height)])
+
+
+def _trapezoid(bottom: float) -> np.ndarray:
+    """Top side 2, bottom side ``2 * bottom``."""
+    return _polyline([(-1, 0.6), (1, 0.6), (bottom, -0.6), (-bottom, -0.6)])
+
+
+def _square_hole(half_side: float) -> np.ndarray:
+    return _rectangle(half_side, half_side)
+
+
+def _aspect(ratio: float) -> np.ndarray:
+    return np.array([math.sqrt(ratio), 1 / math.sqrt(ratio)])
+
+
+def _cross(w: float) -> np.ndarray:
+    return _polyline([(w, w), (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w), (-w, -1),
+                      (w, -1), (w, -w), (1, -w), (1, w)])
+
+
 def _shape_outline(name: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(outer, hole)`` polygons of one random instance of a class, in unit coordinates."""
-    if name == "disk":
-        return _circle(1.0), None
-    if name == "ellipse":
-        aspect = rng.uniform(1.1, 1.25)
-        return _circle(1.0) * [math.sqrt(aspect), 1 / math.sqrt(aspect)], None
-    if name == "ring":
-        return _circle(1.0), _circle(rng.uniform(0.45, 0.62))
-    if name == "square":
-        return np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=float), None
-    if name == "rounded square":
-        return _rounded_square(rng.uniform(0.15, 0.3)), None
-    if name == "triangle":
-        tri = _circle(1.0, 3) + rng.uniform(-0.1, 0.1, (3, 2))
-        return tri, None
-    if name == "five-point star":
-        return _star(5, rng.uniform(0.42, 0.55)), None
-    if name == "six-point star":
-        return _star(6, rng.uniform(0.42, 0.55)), None
-    if name == "cross":
-        w = rng.uniform(0.28, 0.4)
-        return np.array([[w, w], [w, 1], [-w, 1], [-w, w], [-1, w], [-1, -w], [-w, -w], [-w, -1],
-                         [w, -1], [w, -w], [1, -w], [1, w]]), None
-    if name == "bar":
-        w = rng.uniform(0.2, 0.33)
-        return np.array([[1, w], [-1, w], [-1, -w], [1, -w]]), None
-    raise ValueError(f"unknown synthetic class {name!r}")
+    """``(outer, hole)`` polygons of one random instance of a shape, in unit coordinates."""
+    try:
+        make = SHAPES[name]
+    except KeyError:
+        raise ValueError(f"unknown synthetic shape {name!r}") from None
+    return make(rng)
 
 
 def _polygon_area(poly: np.ndarray) -> float:
@@ -156,11 +259,12 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def size_limits(height: int, width: int) -> dict[str, tuple[float, float]]:
-    """Area range (pixels) drawn for each size class: COCO's limits scaled to the image."""
+def size_limits(height: int, width: int, small_floor: float = 0.6) -> dict[str, tuple[float, float]]:
+    """Area range (pixels) drawn for each size class: COCO's limits scaled to the image; small
+    objects are at least ``small_floor`` of the small limit (and 12 px), so they stay resolvable."""
     scale = height * width / COCO_REFERENCE_AREA
     small, medium = 32 ** 2 * scale, 96 ** 2 * scale
-    return {"small": (min(max(12.0, 0.25 * small), 0.9 * small), small),
+    return {"small": (min(max(12.0, small_floor * small), 0.9 * small), small),
             "medium": (small, medium),
             "large": (medium, max(1.5 * medium, 0.2 * height * width))}
 
@@ -180,14 +284,14 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int)
     return np.asarray(Image.fromarray(grid).resize((width, height), Image.Resampling.BICUBIC))
 
 
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def _background(rng: np.random.Generator, height: int, width: int, plain: bool = False) -> np.ndarray:
     """Float32 ``[H, W, 3]``: two colours blended by smooth noise, an optional stripe or tile
-    pattern, fine mottling and a few clutter strokes."""
+    pattern, fine mottling and a few clutter strokes (``plain``: no pattern and no strokes)."""
     c1, c2 = _random_colour(rng), _random_colour(rng)
     blend = _smooth_noise(rng, height, width, int(rng.integers(2, 6)))
     fine = _smooth_noise(rng, height, width, max(4, width // 6)) - 0.5
     shade = fine * rng.uniform(0.05, 0.2)
-    kind = rng.integers(0, 3)
+    kind = 0 if plain else rng.integers(0, 3)
     if kind:
         yy = np.arange(height, dtype=np.float32)[:, None]
         xx = np.arange(width, dtype=np.float32)[None, :]
@@ -200,7 +304,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
             pattern = (((xx // period) + (yy // period)) % 2) * 2 - 1
         shade += np.float32(rng.uniform(0.04, 0.12)) * pattern
     img = c2 + blend[..., None] * (c1 - c2) + shade[..., None]
-    return _draw_clutter(rng, img, height, width)
+    return img if plain else _draw_clutter(rng, img, height, width)
 
 
 def _draw_clutter(rng: np.random.Generator, img: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -222,14 +326,19 @@ def _draw_clutter(rng: np.random.Generator, img: np.ndarray, height: int, width:
     return img
 
 
-def _texture(rng: np.random.Generator, ys: np.ndarray, xs: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Colours of an object's pixels at (ys, xs): solid, stripes, checks, gradient or mottled."""
+TEXTURES = ("plain", "striped", "checked", "gradient", "mottled")
+
+
+def _texture(rng: np.random.Generator, ys: np.ndarray, xs: np.ndarray, base: np.ndarray,
+             plain: bool = False) -> tuple[np.ndarray, str]:
+    """Colours of an object's pixels at (ys, xs) and the texture's name (one of TEXTURES;
+    always "plain" with ``plain``)."""
     other = np.clip(base * rng.uniform(0.4, 0.8) + rng.uniform(0, 0.3, 3), 0, 1) \
         if rng.random() < 0.5 else _random_colour(rng)
     theta = rng.uniform(0, 2 * np.pi)
     u = xs * np.cos(theta) + ys * np.sin(theta)
     v = -xs * np.sin(theta) + ys * np.cos(theta)
-    kind = rng.integers(0, 5)
+    kind = 0 if plain else rng.integers(0, 5)
     if kind == 0:
         t = np.zeros_like(u)
     elif kind == 1:
@@ -244,7 +353,7 @@ def _texture(rng: np.random.Generator, ys: np.ndarray, xs: np.ndarray, base: np.
         t = rng.random(u.shape).astype(np.float32) * 0.6
     colours = base * (1 - t[:, None]) + other * t[:, None]
     shade = 1 + rng.uniform(-0.15, 0.15) * (v - v.mean()) / max(float(np.ptp(v)), 1.0)
-    return np.clip(colours * shade[:, None], 0, 1)
+    return np.clip(colours * shade[:, None], 0, 1), TEXTURES[kind]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,17 +428,21 @@ def _place(rng: np.random.Generator, name: str, target_area: float, placed: list
 
 
 def _render_image(task: tuple) -> tuple[int, list[dict], int]:
-    """Worker: draw one image, write its PNG, return ``(image_id, annotations, dropped)``."""
-    folder, image_id, file_name, height, width, labels, seed = task
+    """Worker: draw one image, write its PNG, return ``(image_id, annotations, dropped)``.
+
+    Each annotation also carries ``attributes`` (the object's base colour and texture name),
+    which captions are made from; writers of plain COCO files drop them."""
+    folder, image_id, file_name, height, width, labels, seed, spec = task
     rng = np.random.default_rng(seed)
-    limits = size_limits(height, width)
-    size_names = list(SIZE_MIX)
-    size_p = np.array(list(SIZE_MIX.values()))
+    limits = size_limits(height, width, spec.small_floor)
+    size_names = [name for name, _ in spec.size_mix]
+    size_p = np.array([p for _, p in spec.size_mix])
+    size_p = size_p / size_p.sum()
     placed: list[_Placed] = []
     occupied = np.zeros((height, width), dtype=bool)
     dropped = 0
     for label in labels:
-        name = SYNTHETIC_CLASSES[label].name
+        name = spec.classes[label].name
         lo, hi = limits[size_names[int(rng.choice(len(size_names), p=size_p))]]
         target = math.exp(rng.uniform(math.log(lo), math.log(hi)))
         drawn = None
@@ -351,7 +464,9 @@ def _render_image(task: tuple) -> tuple[int, list[dict], int]:
         placed.append(_Placed(label, window, mask, visible, int(mask.sum()), centre))
         occupied[window] |= mask
 
-    img = _background(rng, height, width)
+    plain = spec.plain_fraction > 0 and bool(rng.random() < spec.plain_fraction)
+    img = _background(rng, height, width, plain)
+    attributes = []
     for p in placed:
         ys, xs = np.nonzero(p.shape)
         ys, xs = ys + p.window[0].start, xs + p.window[1].start
@@ -361,7 +476,8 @@ def _render_image(task: tuple) -> tuple[int, list[dict], int]:
             if np.abs(base - local_bg).sum() >= 0.35:
                 break
             base = _random_colour(rng)
-        img[ys, xs] = _texture(rng, ys.astype(np.float32), xs.astype(np.float32), base)
+        img[ys, xs], texture = _texture(rng, ys.astype(np.float32), xs.astype(np.float32), base, plain)
+        attributes.append({"colour": [round(float(c), 3) for c in base], "texture": texture})
     # sensor-like noise: uniform, standard deviation 0.012-0.029
     img += (rng.random(img.shape, dtype=np.float32) - 0.5) * (2 * rng.uniform(0.02, 0.05))
     pixels = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -370,35 +486,36 @@ def _render_image(task: tuple) -> tuple[int, list[dict], int]:
     (Path(folder) / file_name).write_bytes(buf.getvalue())  # the whole folder is renamed into place
 
     anns = []
-    for p in placed:
+    for p, attrs in zip(placed, attributes):
         ys, xs = np.nonzero(p.visible)
-        anns.append({"category_id": SYNTHETIC_CLASSES[p.label].id, "segmentation": mask_to_rle(p.visible),
+        anns.append({"category_id": spec.classes[p.label].id, "segmentation": mask_to_rle(p.visible),
                      "area": int(p.visible.sum()),
                      "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
                               int(ys.max() - ys.min() + 1)],
-                     "iscrowd": 0})
+                     "iscrowd": 0, "attributes": attrs})
     return image_id, anns, dropped
 
 
-def _plan_split(seed: int, split_code: int, n: int, min_size: int, max_size: int) -> list[tuple]:
+def _plan_split(seed: list[int], n: int, min_size: int, max_size: int, spec: SceneSpec) -> list[tuple]:
     """Sizes, instance classes and RNG seeds of every image of one split.
 
     Class labels are dealt from an exact quota (largest remainder of share x total), so the
     class shares hold exactly before placement drops the odd instance that does not fit.
     """
-    rng = np.random.default_rng([seed, split_code])
+    rng = np.random.default_rng(seed)
     heights = rng.integers(min_size, max_size + 1, n)
     widths = rng.integers(min_size, max_size + 1, n)
-    counts = rng.integers(MIN_INSTANCES, MAX_INSTANCES + 1, n)
+    counts = rng.integers(spec.instances[0], spec.instances[1] + 1, n)
     total = int(counts.sum())
-    shares = np.array([c.share for c in SYNTHETIC_CLASSES])
+    shares = np.array([c.share for c in spec.classes])
+    shares = shares / shares.sum()
     quota = np.floor(shares * total).astype(int)
     remainder = shares * total - quota
     quota[np.argsort(-remainder, kind="stable")[: total - quota.sum()]] += 1
-    labels = np.repeat(np.arange(len(SYNTHETIC_CLASSES)), quota)
+    labels = np.repeat(np.arange(len(spec.classes)), quota)
     rng.shuffle(labels)
     bounds = np.concatenate([[0], np.cumsum(counts)])
-    return [(int(heights[i]), int(widths[i]), labels[bounds[i]:bounds[i + 1]].tolist(), [seed, split_code, i])
+    return [(int(heights[i]), int(widths[i]), labels[bounds[i]:bounds[i + 1]].tolist(), [*seed, i])
             for i in range(n)]
 
 
@@ -413,7 +530,7 @@ def _progress_disabled(progress: bool) -> bool:
 
 
 def generate_synthetic(out_dir: str | os.PathLike, n_train: int = 2000, n_val: int = 500,
-                       min_size: int = 128, max_size: int = 256, seed: int = 0,
+                       min_size: int = 128, max_size: int = 160, seed: int = 0,
                        workers: int | None = None, progress: bool = True) -> dict:
     """Write the embedded dataset to ``out_dir`` (replacing an earlier one as a whole):
     ``{train,val}/NNNNNN.png`` and ``annotations/instances_{train,val}.json``.
@@ -423,6 +540,23 @@ def generate_synthetic(out_dir: str | os.PathLike, n_train: int = 2000, n_val: i
     """
     if n_train < 1 or n_val < 0:
         raise ValueError(f"need n_train >= 1 and n_val >= 0, got {n_train}, {n_val}")
+    return write_scenes(out_dir, BENCHMARK_SCENES, {"train": ([seed, 0], n_train), "val": ([seed, 1], n_val)},
+                        min_size=min_size, max_size=max_size, description="PL-DC Workbench synthetic shapes",
+                        marker={"generator": "pldc_core.data.synthetic", "seed": seed},
+                        workers=workers, progress=progress)
+
+
+def write_scenes(out_dir: str | os.PathLike, spec: SceneSpec, splits: dict[str, tuple[list[int], int]], *,
+                 min_size: int, max_size: int, description: str, marker: dict,
+                 extra_fields: Callable[[str, dict], dict] | None = None,
+                 workers: int | None = None, progress: bool = True) -> dict:
+    """Render ``splits`` (name -> (RNG seed prefix, number of images)) of ``spec``'s scenes into
+    ``out_dir`` as a COCO dataset, replacing an earlier one as a whole.
+
+    ``extra_fields(class name, attributes)`` returns fields added to each annotation (e.g. a
+    caption); ``attributes`` are the object's drawn colour (RGB) and texture name."""
+    if any(n < 0 for _, n in splits.values()) or not any(n for _, n in splits.values()):
+        raise ValueError(f"need at least one image and no negative counts, got {splits}")
     if not 64 <= min_size <= max_size:
         raise ValueError(f"need 64 <= min_size <= max_size, got {min_size}, {max_size}")
     out_dir = Path(out_dir)
@@ -432,6 +566,8 @@ def generate_synthetic(out_dir: str | os.PathLike, n_train: int = 2000, n_val: i
     workers = max(1, int(workers))
     start = time.perf_counter()
     stats: dict = {"workers": workers}
+    categories = [{"id": c.id, "name": c.name, "supercategory": c.supercategory} for c in spec.classes]
+    names = {c.id: c.name for c in spec.classes}
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(atomic.atomic_dir(out_dir))
         render = map
@@ -439,26 +575,28 @@ def generate_synthetic(out_dir: str | os.PathLike, n_train: int = 2000, n_val: i
             ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
             pool = stack.enter_context(ctx.Pool(workers))
             render = functools.partial(pool.imap, chunksize=8)
-        for split_code, (split, n) in enumerate((("train", n_train), ("val", n_val))):
-            plan = _plan_split(seed, split_code, n, min_size, max_size)
+        for split, (seed, n) in splits.items():
+            plan = _plan_split(seed, n, min_size, max_size, spec)
             (tmp / split).mkdir()
-            tasks = [(str(tmp / split), i + 1, f"{i + 1:06d}.png", h, w, labels, s)
+            tasks = [(str(tmp / split), i + 1, f"{i + 1:06d}.png", h, w, labels, s, spec)
                      for i, (h, w, labels, s) in enumerate(plan)]
-            results = list(tqdm(render(_render_image, tasks), total=n, desc=f"synthetic {split}", unit="img",
+            results = list(tqdm(render(_render_image, tasks), total=n, desc=f"{out_dir.name} {split}", unit="img",
                                 disable=_progress_disabled(progress)))
             images, annotations, dropped = [], [], 0
             for (image_id, anns, n_dropped), task in zip(results, tasks):
                 images.append({"id": image_id, "file_name": task[2], "height": task[3], "width": task[4]})
                 for ann in anns:
+                    attributes = ann.pop("attributes")
+                    if extra_fields is not None:
+                        ann.update(extra_fields(names[ann["category_id"]], attributes))
                     annotations.append({"id": len(annotations) + 1, "image_id": image_id, **ann})
                 dropped += n_dropped
-            coco = {"info": {"description": f"PL-DC Workbench synthetic shapes ({split})",
-                             "generator": {"seed": seed, "min_size": min_size, "max_size": max_size}},
-                    "images": images, "annotations": annotations, "categories": synthetic_categories()}
+            coco = {"info": {"description": f"{description} ({split})",
+                             "generator": {**marker, "min_size": min_size, "max_size": max_size}},
+                    "images": images, "annotations": annotations, "categories": categories}
             atomic.write_json(tmp / "annotations" / f"instances_{split}.json", coco, indent=None)
             stats[split] = {"images": n, "instances": len(annotations), "dropped_instances": dropped}
-        atomic.write_json(tmp / MARKER, {"generator": "pldc_core.data.synthetic", "seed": seed,
-                                         "n_train": n_train, "n_val": n_val,
+        atomic.write_json(tmp / MARKER, {**marker, **{f"n_{k}": n for k, (_, n) in splits.items()},
                                          "min_size": min_size, "max_size": max_size})
     stats["seconds"] = time.perf_counter() - start
     return stats
