@@ -35,13 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--train", type=int, default=2000, help="training images (default: %(default)s)")
     p.add_argument("--val", type=int, default=500, help="validation images (default: %(default)s)")
     p.add_argument("--min-size", type=int, default=128, help="smallest image side in pixels (default: %(default)s)")
-    p.add_argument("--max-size", type=int, default=256, help="largest image side in pixels (default: %(default)s)")
+    p.add_argument("--max-size", type=int, default=160, help="largest image side in pixels (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU)")
     p.add_argument("--splits-out", default=None,
                    help="split file (default: OUT/../splits/<OUT name>.json, i.e. data/splits/synthetic.json)")
     p.add_argument("--percent", type=float, nargs="+", default=list(DEFAULT_PERCENTS))
     p.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))
+
+    p = sub.add_parser("make-upstream", help="generate the upstream corpus the embedded pretrained weights come from")
+    p.add_argument("--out", default="data/upstream", help="output folder, replaced as a whole (default: %(default)s)")
+    p.add_argument("--train", type=int, default=6000, help="training images (default: %(default)s)")
+    p.add_argument("--val", type=int, default=500, help="validation images (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU)")
 
     p = sub.add_parser("split", help="write semi-supervised labeled/unlabeled splits of a training set")
     source = p.add_mutually_exclusive_group(required=True)
@@ -83,13 +90,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    handlers = {"make-synthetic": _make_synthetic, "split": _split, "convert-cityscapes": _convert_cityscapes,
+    handlers = {"make-synthetic": _make_synthetic, "make-upstream": _make_upstream, "split": _split, "convert-cityscapes": _convert_cityscapes,
                 "validate": _validate, "summary": _summary, "preview": _preview}
     try:
         return handlers[args.data_command](args)
     except (DatasetError, ValueError, FileNotFoundError, PermissionError) as exc:
         print(f"pldc data {args.data_command}: error: {exc}", file=sys.stderr)
         return 1
+
+
+def _make_upstream(args) -> int:
+    from pldc_core.data.upstream import generate_upstream
+
+    stats = generate_upstream(args.out, n_train=args.train, n_val=args.val, seed=args.seed, workers=args.workers)
+    print(f"wrote {args.out}: {stats['train']['images']} train / {stats['val']['images']} val images, "
+          f"{stats['train']['instances']} / {stats['val']['instances']} captioned instances "
+          f"in {stats['seconds']:.1f} s with {stats['workers']} worker(s)")
+    return 0
 
 
 def _make_synthetic(args) -> int:

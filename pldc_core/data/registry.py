@@ -4,6 +4,8 @@ Built-ins (paths under ``data_root``):
 
 - ``synthetic``: ``synthetic/{train,val}`` and ``synthetic/annotations/instances_{train,val}.json``
   (``pldc data make-synthetic``);
+- ``upstream``: the same layout under ``upstream/`` (``pldc data make-upstream``), the corpus the
+  embedded pretrained weights come from;
 - ``coco2017``: ``coco/{train2017,val2017}`` and ``coco/annotations/instances_{train,val}2017.json``;
 - ``cityscapes``: ``cityscapes/leftImg8bit/{train,val}`` and
   ``cityscapes/annotations/instancesonly_filtered_gtFine_{train,val}.json``
@@ -28,7 +30,7 @@ import yaml
 
 from pldc_core.data.coco import CocoIndex, DatasetError, load_coco
 
-BUILTIN_DATASETS = ("synthetic", "coco2017", "cityscapes")
+BUILTIN_DATASETS = ("synthetic", "upstream", "coco2017", "cityscapes")
 REGISTRY_FILE_NAME = "datasets.yaml"
 
 
@@ -52,8 +54,8 @@ class DatasetSpec:
 
 
 def _builtin(name: str, root: Path) -> DatasetSpec:
-    if name == "synthetic":
-        base = root / "synthetic"
+    if name in ("synthetic", "upstream"):
+        base = root / name
         return DatasetSpec(name, base / "train", base / "annotations" / "instances_train.json",
                            base / "val", base / "annotations" / "instances_val.json")
     if name == "coco2017":
