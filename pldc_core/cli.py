@@ -11,6 +11,7 @@ import sys
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("pldc_core.data.commands", "make the embedded dataset, splits, validate/convert datasets"),
+    "pretrain": ("pldc_core.pretraining.commands", "remake the embedded upstream weights (backbone, CLIP)"),
     "train": ("pldc_core.train_command", "train a model (burn-in + PL-DC) from a YAML config"),
     "eval": ("pldc_core.eval_command", "evaluate a checkpoint (COCO mask AP)"),
     "pseudo-labels": ("pldc_core.records_command", "record the teacher's pseudo-labels of a checkpoint"),

@@ -38,6 +38,7 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "resnet18"          # resnet18 | resnet34 | resnet50 | tiny
     backbone_weights: str | None = None  # local file, or a timm / transformers name (needs the hub)
+    init_weights: str | None = None     # a whole-model state dict or run checkpoint (e.g. the upstream detector)
     freeze_backbone: bool = False
     num_queries: int = 20
     hidden_dim: int = 128

@@ -42,6 +42,55 @@ CLI_HOW_TO_SUPPLY = ("pass --clip-weights FILE (an open_clip or OpenAI checkpoin
                      "or --clip-weights openai on a machine that is online")
 
 
+@torch.no_grad()
+def mask_crops(image: torch.Tensor, masks: torch.Tensor, size: int, mean: torch.Tensor,
+               std: torch.Tensor) -> torch.Tensor:
+    """CLIP inputs for each mask: ``image [3, H, W]`` in [0, 1], ``masks [K, h, w]`` bool,
+    ``mean``/``std`` ``[3, 1, 1]`` on the device the crops are made on.
+
+    Each crop is the mask's bounding box widened to a square about its centre (so the object
+    is not distorted), resized to ``size`` x ``size`` and normalised. Outside the mask the crop
+    is blank: the mean colour, i.e. 0 after normalisation (at the mask's edge, partly covered
+    pixels are blended). ``masks`` may be at a lower resolution than the image if both cover the
+    same canvas (e.g. pseudo-masks at mask-logit resolution). An empty mask gives a blank crop.
+    Returns ``[K, 3, size, size]`` float32 on ``mean``'s device.
+    """
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"crops: image must be [3, H, W], got {tuple(image.shape)}")
+    if masks.dim() != 3 or masks.dtype != torch.bool:
+        raise ValueError(f"crops: masks must be bool [K, H, W], got {masks.dtype} {tuple(masks.shape)}")
+    device = mean.device
+    if masks.shape[0] == 0:
+        return torch.zeros(0, 3, size, size, device=device)
+    image = image.to(device, torch.float32)
+    masks = masks.to(device)
+    (height, width), (mh, mw) = image.shape[-2:], masks.shape[-2:]
+    scale = torch.tensor([width / mw, height / mh] * 2, device=device)
+
+    rows, cols = masks.any(dim=2), masks.any(dim=1)  # [K, mh], [K, mw]
+    empty = ~rows.any(dim=1)
+    y0 = rows.float().argmax(dim=1)
+    y1 = mh - rows.flip(1).float().argmax(dim=1)
+    x0 = cols.float().argmax(dim=1)
+    x1 = mw - cols.flip(1).float().argmax(dim=1)
+    boxes = torch.stack([x0, y0, x1, y1], dim=1).float() * scale  # pixel edges, image coordinates
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]).amax(dim=1, keepdim=True) / 2
+    boxes = torch.cat([centre - half, centre + half], dim=1)
+    boxes[empty] = torch.tensor([0.0, 0.0, width, height], device=device)
+    index = torch.arange(len(boxes), device=device, dtype=torch.float32)[:, None]
+
+    pixels = roi_align(image[None], torch.cat([torch.zeros_like(index), boxes], dim=1), size,
+                       aligned=True)  # [K, 3, S, S]
+    # The mask's coverage of each crop pixel, [K, 1, S, S]. One pixel of zero padding: roi_align
+    # clamps samples up to a pixel outside its input to the edge, which would smear the image's
+    # edge pixels into a box that reaches past the image.
+    alpha = roi_align(F.pad(masks[:, None].float(), (1, 1, 1, 1)), torch.cat([index, boxes / scale + 1], dim=1),
+                      size, aligned=True)
+    # (alpha * pixel + (1 - alpha) * mean - mean) / std: the blank background normalises to 0
+    return alpha * (pixels - mean) / std
+
+
 class ClipClassifier:
     """Zero-shot classification of mask crops with an open_clip model (weights frozen, eval mode).
 
@@ -67,6 +116,9 @@ class ClipClassifier:
              image_size: int | None = None, *, allow_random: bool = False) -> "ClipClassifier":
         """Build an open_clip model with weights from a local file or a pretrained tag.
 
+        ``model_name``: one of open_clip's models, or the path of a model config JSON file
+        (registered with open_clip under the file's stem).
+
         ``pretrained``: a file path, or one of open_clip's tags for ``model_name`` (``"openai"``:
         the hub, or its cache when offline). ``None`` raises :class:`DiccWeightsMissing` unless
         ``allow_random`` (tests only: random weights make DICC meaningless). ``image_size``
@@ -74,6 +126,13 @@ class ClipClassifier:
         """
         import open_clip  # imported here: it is slow to import and only DICC needs it
 
+        if model_name.endswith(".json"):
+            # a model config of the user's (e.g. the embedded small CLIP, weights/upstream-clip.json)
+            config = Path(model_name).expanduser()
+            if not config.is_file():
+                raise DiccWeightsMissing(f"CLIP model config {model_name!r}: no such file (pldc.clip_model)")
+            open_clip.add_model_config(config)
+            model_name = config.stem
         if model_name not in open_clip.list_models():
             raise ValueError(f"unknown CLIP model {model_name!r} (pldc.clip_model); open_clip knows "
                              f"{', '.join(open_clip.list_models())}")
@@ -119,51 +178,9 @@ class ClipClassifier:
         self.text_embeddings = F.normalize(self.model.encode_text(tokens).float(), dim=-1)
         self.categories = list(names)
 
-    @torch.no_grad()
     def crops(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """CLIP inputs for each mask: ``image [3, H, W]`` in [0, 1], ``masks [K, h, w]`` bool.
-
-        Each crop is the mask's bounding box widened to a square about its centre (so the object
-        is not distorted), resized to S x S and CLIP-normalised. Outside the mask the crop is
-        blank: CLIP's mean colour, i.e. 0 after normalisation (at the mask's edge, partly
-        covered pixels are blended). ``masks`` may be at a lower resolution than the image if
-        both cover the same canvas (e.g. pseudo-masks at mask-logit resolution). An empty mask
-        gives a blank crop. Returns ``[K, 3, S, S]`` float32 on the model's device.
-        """
-        if image.dim() != 3 or image.shape[0] != 3:
-            raise ValueError(f"crops: image must be [3, H, W], got {tuple(image.shape)}")
-        if masks.dim() != 3 or masks.dtype != torch.bool:
-            raise ValueError(f"crops: masks must be bool [K, H, W], got {masks.dtype} {tuple(masks.shape)}")
-        size = self.image_size
-        if masks.shape[0] == 0:
-            return torch.zeros(0, 3, size, size, device=self.device)
-        image = image.to(self.device, torch.float32)
-        masks = masks.to(self.device)
-        (height, width), (mh, mw) = image.shape[-2:], masks.shape[-2:]
-        scale = torch.tensor([width / mw, height / mh] * 2, device=self.device)
-
-        rows, cols = masks.any(dim=2), masks.any(dim=1)  # [K, mh], [K, mw]
-        empty = ~rows.any(dim=1)
-        y0 = rows.float().argmax(dim=1)
-        y1 = mh - rows.flip(1).float().argmax(dim=1)
-        x0 = cols.float().argmax(dim=1)
-        x1 = mw - cols.flip(1).float().argmax(dim=1)
-        boxes = torch.stack([x0, y0, x1, y1], dim=1).float() * scale  # pixel edges, image coordinates
-        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-        half = (boxes[:, 2:] - boxes[:, :2]).amax(dim=1, keepdim=True) / 2
-        boxes = torch.cat([centre - half, centre + half], dim=1)
-        boxes[empty] = torch.tensor([0.0, 0.0, width, height], device=self.device)
-        index = torch.arange(len(boxes), device=self.device, dtype=torch.float32)[:, None]
-
-        pixels = roi_align(image[None], torch.cat([torch.zeros_like(index), boxes], dim=1), size,
-                           aligned=True)  # [K, 3, S, S]
-        # The mask's coverage of each crop pixel, [K, 1, S, S]. One pixel of zero padding: roi_align
-        # clamps samples up to a pixel outside its input to the edge, which would smear the image's
-        # edge pixels into a box that reaches past the image.
-        alpha = roi_align(F.pad(masks[:, None].float(), (1, 1, 1, 1)), torch.cat([index, boxes / scale + 1], dim=1),
-                          size, aligned=True)
-        # (alpha * pixel + (1 - alpha) * mean - mean) / std: the blank background normalises to 0
-        return alpha * (pixels - self.mean) / self.std
+        """CLIP inputs for each mask (``mask_crops`` at this model's size and normalisation)."""
+        return mask_crops(image, masks, self.image_size, self.mean, self.std)
 
     @torch.no_grad()
     def probs(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,15 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def resnet_config(name: str):
+    """transformers' ``ResNetConfig`` of one of BACKBONES, giving all four stages (strides 4-32)."""
+    from transformers import ResNetConfig
+
+    emb, widths, depths, block = BACKBONES[name]
+    return ResNetConfig(embedding_size=emb, hidden_sizes=widths, depths=depths, layer_type=block,
+                        out_features=["stage1", "stage2", "stage3", "stage4"])
+
+
 @dataclass
 class QueryOutputs:
     """Per-query outputs of the last decoder layer, plus the auxiliary layers' for deep supervision."""
@@ -43,12 +52,10 @@ class Mask2FormerSegmenter(nn.Module):
 
     def __init__(self, cfg: ModelConfig, num_classes: int):
         super().__init__()
-        from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, ResNetConfig
+        from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
         from transformers.utils import logging as hf_logging
 
-        emb, widths, depths, block = BACKBONES[cfg.backbone]
-        backbone = ResNetConfig(embedding_size=emb, hidden_sizes=widths, depths=depths, layer_type=block,
-                                out_features=["stage1", "stage2", "stage3", "stage4"])
+        backbone = resnet_config(cfg.backbone)
         # transformers warns that only Swin backbones are "supported"; ResNet trains fine (STACK.md).
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
@@ -67,6 +74,8 @@ class Mask2FormerSegmenter(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         if cfg.backbone_weights:
             load_backbone_weights(self.backbone, cfg.backbone_weights)
+        if cfg.init_weights:
+            load_model_weights(self, cfg.init_weights)
         self.frozen_backbone = cfg.freeze_backbone
         if cfg.freeze_backbone:
             for p in self.backbone.parameters():
@@ -123,6 +132,30 @@ def load_backbone_weights(backbone: nn.Module, source: str) -> None:
                          f"(first keys: {list(state)[:3]})")
     if missing or unexpected:
         log.warning("backbone weights %s: %d missing, %d unexpected keys", source, len(missing), len(unexpected))
+
+
+def load_model_weights(model: nn.Module, source: str) -> None:
+    """Initialise ``model`` from a whole-model state dict or a run checkpoint (its teacher, else
+    its student): every tensor whose name and shape match is loaded. The class head of a model
+    pretrained on other classes does not match and keeps its fresh initialisation, as when a
+    detector pretrained on a large dataset is fine-tuned on a new one."""
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"model.init_weights={source!r}: no such file")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(state, dict) and ("student" in state or "teacher" in state):
+        state = state.get("teacher") or state["student"]
+    if not isinstance(state, dict):
+        raise ValueError(f"model.init_weights={source!r}: not a state dict or a pldc checkpoint")
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise ValueError(f"model.init_weights={source!r}: no tensor matches this model "
+                         f"(first keys: {list(state)[:3]}); is it another architecture?")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in matched.items()}, strict=False)
+    skipped = sorted(set(own) - set(matched))
+    log.info("init weights %s: %d tensors loaded, %d kept fresh (%s)", source, len(matched), len(skipped),
+             ", ".join(skipped[:4]) + (" ..." if len(skipped) > 4 else ""))
 
 
 def build_model(cfg: ModelConfig, num_classes: int) -> Mask2FormerSegmenter:

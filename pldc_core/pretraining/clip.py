@@ -1,0 +1,170 @@
+"""A small CLIP trained on the upstream corpus: the embedded stand-in for web-pretrained CLIP.
+
+open_clip's own model code with a small configuration (``SMALL_CLIP``: a ModifiedResNet image
+tower at 64 px, a 2-layer text transformer, open_clip's BPE tokenizer) is trained
+contrastively on upstream instance crops and their captions. The crops are made exactly as
+DICC makes them at training time (``dicc.mask_crops``: the mask's square box, blank outside
+the mask), from images at the detector's scale, so CLIP sees at pretraining what it will be
+shown when it corrects pseudo-labels. Captions vary their wording (with or without colour and
+texture, several templates) so that the shape word carries the class, as in web captions.
+
+The weights are saved in half precision with the model's JSON config beside them; DICC loads
+them with ``pldc.clip_model=<config.json>`` and ``pldc.clip_weights=<weights.pt>``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from pldc_core.data.upstream import colour_name, _TEXTURE_WORDS
+from pldc_core.dicc import mask_crops
+from pldc_core.pretraining.backbone import save_atomic
+
+log = logging.getLogger(__name__)
+
+SMALL_CLIP = {
+    "embed_dim": 128,
+    "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 24, "patch_size": None},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2},
+}
+# OpenAI CLIP's input normalisation, which open_clip uses unless a config says otherwise
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+TEMPLATES = ("a photo of a {}.", "a {}.", "an image of a {}.", "a picture of a {}.", "{}")
+
+
+@dataclass
+class ClipPretrainConfig:
+    image_size: int = 128      # the detector's scale: images are resized so their longer side is this
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup: int = 100
+    seed: int = 0
+
+
+def register_config(path: str | os.PathLike) -> str:
+    """Register an open_clip model config JSON file; returns the model name (the file's stem)."""
+    import open_clip
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: CLIP model config not found")
+    open_clip.add_model_config(path)
+    return path.stem
+
+
+def write_config(path: str | os.PathLike, config: dict = SMALL_CLIP) -> str:
+    """Write ``config`` as an open_clip model config and register it; returns the model name."""
+    from pldc_core import atomic
+
+    atomic.write_json(path, config)
+    return register_config(path)
+
+
+def instance_crops(index, image_size: int, crop_size: int, progress: bool = True):
+    """Every instance of ``index`` as DICC crops it: ``(crops [N, 3, s, s] float16, shape names,
+    attributes)``; images first resized so that their longer side is ``image_size``."""
+    from pldc_core.data.augment import EvalResize
+
+    resize = EvalResize(image_size)
+    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(3, 1, 1)
+    names = index.categories.names
+    crops, shapes, attributes = [], [], []
+    for image_id in tqdm(index.image_ids, desc="clip crops", unit="img", disable=not progress):
+        masks, labels, ann_ids = index.instances(image_id)
+        if len(labels) == 0:
+            continue
+        by_id = {a["id"]: a for a in index.annotations(image_id)}
+        image, (h, w) = resize(index.load_image(image_id))
+        small = F.interpolate(masks[:, None].float(), size=(h, w), mode="bilinear", antialias=True,
+                              align_corners=False)[:, 0] > 0.5
+        keep = small.flatten(1).any(1)
+        canvas = torch.zeros(len(masks), image_size, image_size, dtype=torch.bool)
+        canvas[:, :h, :w] = small
+        crops.append(mask_crops(image, canvas[keep], crop_size, mean, std).half())
+        for k in torch.nonzero(keep).flatten().tolist():
+            shapes.append(names[int(labels[k])])
+            attributes.append(by_id[int(ann_ids[k])].get("attributes"))
+    return torch.cat(crops), shapes, attributes
+
+
+def random_caption(shape: str, attributes: dict | None, rng: np.random.Generator) -> str:
+    """A caption of one crop with varied wording: colour and texture each kept with p=0.5."""
+    words = []
+    if attributes is not None:
+        if rng.random() < 0.5:
+            words.append(colour_name(attributes["colour"]))
+        texture = _TEXTURE_WORDS[attributes["texture"]]
+        if texture and rng.random() < 0.5:
+            words.append(texture)
+    words.append(shape)
+    return TEMPLATES[int(rng.integers(len(TEMPLATES)))].format(" ".join(words))
+
+
+def pretrain_clip(train_index, out_weights: str | os.PathLike, out_config: str | os.PathLike,
+                  cfg: ClipPretrainConfig, progress: bool = True) -> dict:
+    """Train ``SMALL_CLIP`` on the crops and captions of ``train_index``; write the config JSON
+    and the half-precision state dict (atomically). Returns ``{"steps", "seconds", "last_loss"}``."""
+    import open_clip
+
+    model_name = write_config(out_config)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = open_clip.create_model(model_name, pretrained=None)
+    tokenizer = open_clip.get_tokenizer(model_name)
+    crop_size = SMALL_CLIP["vision_cfg"]["image_size"]
+    start = time.perf_counter()
+    crops, shapes, attributes = instance_crops(train_index, cfg.image_size, crop_size, progress)
+    steps_per_epoch = len(crops) // cfg.batch_size
+    total = cfg.epochs * steps_per_epoch
+    if total < 1:
+        raise ValueError(f"{len(crops)} crops are fewer than one batch of {cfg.batch_size}")
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": other, "weight_decay": 0.0}], lr=cfg.lr)
+    bar = tqdm(total=total, desc="pretrain CLIP", disable=not progress)
+    step, loss_value = 0, float("nan")
+    model.train()
+    for _ in range(cfg.epochs):
+        order = torch.from_numpy(rng.permutation(len(crops)))
+        for batch in order[: steps_per_epoch * cfg.batch_size].split(cfg.batch_size):
+            factor = min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / total))
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * factor
+            images = crops[batch].float()
+            if rng.random() < 0.5:
+                images = images.flip(-1)
+            images = torch.rot90(images, int(rng.integers(4)), dims=(-2, -1))
+            texts = tokenizer([random_caption(shapes[i], attributes[i], rng) for i in batch.tolist()])
+            image_emb, text_emb, scale = model(images, texts)[:3]
+            logits = scale * image_emb @ text_emb.T
+            target = torch.arange(len(batch))
+            loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            step += 1
+            loss_value = loss.item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+    bar.close()
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    save_atomic(Path(out_weights), state)
+    return {"steps": step, "seconds": time.perf_counter() - start, "last_loss": loss_value,
+            "config": asdict(cfg), "crops": len(crops)}

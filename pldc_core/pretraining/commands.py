@@ -1,0 +1,79 @@
+"""`pldc pretrain ...`: remake the embedded upstream weights shipped in ``weights/``."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pldc_core.data.coco import DatasetError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="pretrain_command", metavar="WHAT", required=True)
+    p = sub.add_parser("backbone", help="dense shape classification of upstream scenes -> ResNet weights")
+    p.add_argument("--dataset", default="upstream", help="training data (default: %(default)s)")
+    p.add_argument("--data-root", default="data", help="folder of the built-in datasets (default: %(default)s)")
+    p.add_argument("--registry", default=None, help="YAML file of registered datasets")
+    p.add_argument("--out", default="weights/upstream-backbone-tiny.pt", help="output (default: %(default)s)")
+    p.add_argument("--backbone", default="tiny", help="ResNet variant (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=3000, help="optimizer steps (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1.5e-3)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("clip", help="a small CLIP on upstream instance crops and captions -> DICC's CLIP")
+    p.add_argument("--dataset", default="upstream", help="training data, with captions (default: %(default)s)")
+    p.add_argument("--data-root", default="data", help="folder of the built-in datasets (default: %(default)s)")
+    p.add_argument("--registry", default=None, help="YAML file of registered datasets")
+    p.add_argument("--out", default="weights/upstream-clip.pt", help="weights (default: %(default)s)")
+    p.add_argument("--config-out", default="weights/upstream-clip.json",
+                   help="the model's open_clip config (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--image-size", type=int, default=128, help="the detector's scale (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(args) -> int:
+    try:
+        if args.pretrain_command == "backbone":
+            return _backbone(args)
+        if args.pretrain_command == "clip":
+            return _clip(args)
+    except (DatasetError, ValueError, FileNotFoundError, FloatingPointError) as exc:
+        print(f"pldc pretrain {args.pretrain_command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
+def _backbone(args) -> int:
+    from pldc_core.data.registry import get_dataset
+    from pldc_core.pretraining.backbone import BackbonePretrainConfig, pretrain_backbone
+
+    spec = get_dataset(args.dataset, data_root=args.data_root, registry_file=args.registry)
+    index = spec.load_train()
+    cfg = BackbonePretrainConfig(backbone=args.backbone, image_size=args.image_size, steps=args.steps,
+                                 batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    result = pretrain_backbone(index, args.out, cfg, progress=os.environ.get("PLDC_NO_PROGRESS") != "1")
+    print(f"wrote {args.out}: {result['steps']} steps in {result['seconds'] / 60:.1f} min, "
+          f"last loss {result['last_loss']:.3f}, instance accuracy of the stride-16 head on the last batch "
+          f"{100 * result['last_instance_accuracy']:.1f}%")
+    return 0
+
+
+def _clip(args) -> int:
+    from pldc_core.data.registry import get_dataset
+    from pldc_core.pretraining.clip import ClipPretrainConfig, pretrain_clip
+
+    spec = get_dataset(args.dataset, data_root=args.data_root, registry_file=args.registry)
+    index = spec.load_train()
+    cfg = ClipPretrainConfig(image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
+                             lr=args.lr, seed=args.seed)
+    result = pretrain_clip(index, args.out, args.config_out, cfg,
+                           progress=os.environ.get("PLDC_NO_PROGRESS") != "1")
+    print(f"wrote {args.out} and {args.config_out}: {result['crops']} crops, {result['steps']} steps in "
+          f"{result['seconds'] / 60:.1f} min, last loss {result['last_loss']:.3f}")
+    return 0
