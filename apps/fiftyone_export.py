@@ -65,8 +65,9 @@ import pyarrow.parquet as pq
 from bson import ObjectId
 from tqdm import tqdm
 
-from pldc_core.record_schema import ERROR_TYPES
-from pldc_core.records import RecordError, TABLE_FILES, list_record_iterations, load_records, records_dir
+from pldc_core.records.schema import ERROR_TYPES
+from pldc_core.records.store import RecordError, list_record_iterations, load_records, records_dir
+from pldc_core.records.schema import TABLE_FILES
 from workbench.curation import CurationError, CurationStore, export_curated_coco
 from workbench.masks import max_uncertainty, rle_crops
 from workbench.thresholds import KEEP_COLUMNS

@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from pldc_core.config import ConfigError, load_config
-from pldc_core.record_schema import ERROR_TYPES
-from pldc_core.records import CLIP_TABLE_FILE, RecordError, list_record_iterations
+from pldc_core.records.schema import ERROR_TYPES
+from pldc_core.run_dir import CLIP_TABLE_FILE
+from pldc_core.records.store import RecordError, list_record_iterations
 from workbench import browse, explore_figures as xf, figures, launch, runs
 from workbench.browse import Selection, Thresholds
 from workbench.confusion import BACKGROUND, confusion_matrix, most_confused

@@ -42,8 +42,9 @@ import pycocotools.mask as mask_utils
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.* when run as a script
 
-from pldc_core.record_schema import QUERY_SCHEMA  # noqa: E402
-from pldc_core.records import RecordWriter, build_image_row, list_array  # noqa: E402
+from pldc_core.records.schema import QUERY_SCHEMA
+from pldc_core.records.store import RecordWriter
+from pldc_core.records.rows import build_image_row, list_array
 from tests.fabricated_run import categories, fabricate_query_table  # noqa: E402
 
 NUM_CLASSES = 80
@@ -155,7 +156,7 @@ def fabricate(run_dir: Path, n_images: int, n_queries: int, hw: tuple[int, int],
 def child(run_dir: str, result_path: str, eval_images: int) -> None:
     """The timed part (runs in its own process, so its peak RSS is the build's)."""
     from apps.fiftyone_export import _evaluate, build_dataset, pseudo_field
-    from pldc_core.records import load_records
+    from pldc_core.records.store import load_records
     from tests.test_fiftyone import private_fiftyone_db
 
     result = {}

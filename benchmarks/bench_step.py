@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pldc_core.config import load_config  # noqa: E402
-from pldc_core.trainer import Trainer, build_data  # noqa: E402
+from pldc_core.training.trainer import Trainer, build_data
 
 
 # The trainer's timers that are pseudo-labelling rather than the student's forward/backward

@@ -6,7 +6,7 @@ import torch
 
 from pldc_core import distributed as dist_utils
 from pldc_core.config import load_config
-from pldc_core.trainer import Trainer
+from pldc_core.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 

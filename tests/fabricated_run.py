@@ -41,12 +41,12 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
-from pldc_core import pseudo_labels as pl
+from pldc_core.method import pseudo_labels as pl
 from pldc_core.atomic import write_text
 from pldc_core.config import from_dict, save_config
-from pldc_core.record_schema import ERROR_TYPES, QUERY_SCHEMA
-from pldc_core.records import (DiccInfo, GroundTruth, RecordWriter, build_gt_table, build_image_row,
-                               build_query_table, list_array, to_frame)
+from pldc_core.records.schema import ERROR_TYPES, QUERY_SCHEMA
+from pldc_core.records.rows import DiccInfo, GroundTruth, build_gt_table, build_image_row, build_query_table, list_array
+from pldc_core.records.store import RecordWriter, to_frame
 
 BASE_CATEGORIES = (("cat", "animal"), ("dog", "animal"), ("horse", "animal"), ("car", "vehicle"),
                    ("bus", "vehicle"), ("truck", "vehicle"), ("chair", "furniture"), ("couch", "furniture"))
@@ -350,8 +350,8 @@ def fabricate_query_frame(n_rows: int, num_classes: int = 80, seed: int = 0) -> 
 def fabricate_large_checkpoint(run_dir, iteration: int, n_rows: int, *, num_classes: int = 80, seed: int = 0) -> Path:
     """One checkpoint of ``n_rows`` fabricated queries (``fabricate_query_table``) with the GT rows and
     images they name, written with the real writer: the large tables the benchmarks load."""
-    from pldc_core.record_schema import GT_SCHEMA, IMAGE_SCHEMA
-    from pldc_core.records import write_records
+    from pldc_core.records.schema import GT_SCHEMA, IMAGE_SCHEMA
+    from pldc_core.records.store import write_records
 
     run_dir = Path(run_dir)
     queries = fabricate_query_table(n_rows, num_classes, seed=seed)

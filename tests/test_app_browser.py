@@ -50,7 +50,7 @@ def server(tmp_path_factory):
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PLDC_NO_PROGRESS": "1",
            "PYTHONPATH": str(ROOT)}
     log = open(root / "app.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "pldc_core.cli", "app", "--runs-dir", str(runs_root),
+    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "app", "--runs-dir", str(runs_root),
                              "--data-root", str(data_root), "--port", str(port), "--run", "demo"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from pldc_core import checkpoint as ckpt
-from pldc_core.checkpoint import (CheckpointError, best_checkpoint, capture_rng_state, latest_checkpoint,
-                                  load_checkpoint, load_latest_checkpoint, restore_rng_state, save_checkpoint)
+from pldc_core.training import checkpoint as ckpt
+from pldc_core.training.checkpoint import (CheckpointError, best_checkpoint, capture_rng_state, latest_checkpoint,
+                                           load_checkpoint, load_latest_checkpoint, restore_rng_state, save_checkpoint)
 
 
 def state_at(iteration):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pldc_core.cli import main
+from apps.cli import main
 from pldc_core.data.cityscapes import convert_cityscapes
 from pldc_core.data.coco import DatasetError, load_coco
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pldc_core.data.coco import load_coco
-from pldc_core.records import decode_mask, load_records
+from pldc_core.records.store import decode_mask, load_records
 from tests.fabricated_run import fabricate_run
 from workbench.curation import CurationError, CurationStore, apply_edits, export_curated_coco
 

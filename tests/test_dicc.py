@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pldc_core.dicc import ClipClassifier, DiccWeightsMissing
+from pldc_core.method.dicc import ClipClassifier, DiccWeightsMissing
 
 TINY = "pldc-tiny-test-clip"
 TINY_CFG = {

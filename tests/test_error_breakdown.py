@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pldc_core.record_schema import ERROR_TYPES
+from pldc_core.records.schema import ERROR_TYPES
 from pldc_core.structures import size_category
 from workbench.error_breakdown import SIZES, dominant_error, error_breakdown, size_codes
 

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from pldc_core.record_schema import ERROR_TYPES
-from pldc_core.records import encode_masks
-from workbench.errors import classify_errors, mask_iou_matrix
+from pldc_core.records.schema import ERROR_TYPES
+from pldc_core.rle import encode_masks
+from pldc_core.records.errors import classify_errors
+from pldc_core.rle import mask_iou_matrix
 
 # classes 0, 1 are animals; 2, 3 vehicles
 SUPER = {0: "animal", 1: "animal", 2: "vehicle", 3: "vehicle"}

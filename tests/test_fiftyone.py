@@ -27,8 +27,8 @@ import pytest
 from PIL import Image
 
 from pldc_core.data.coco import load_coco
-from pldc_core.records import decode_mask, decode_uncertainty, load_records, write_records
-from pldc_core.record_schema import ERROR_TYPES
+from pldc_core.records.store import decode_mask, decode_uncertainty, load_records, write_records
+from pldc_core.records.schema import ERROR_TYPES
 from tests.fabricated_run import fabricate_run
 from workbench.confusion import BACKGROUND, confusion_matrix
 from workbench.curation import CurationStore
@@ -237,7 +237,7 @@ def test_building_again_adds_nothing_and_keeps_app_tags(built, run):
     rec = load_records(run, 500)
     import pyarrow as pa
 
-    from pldc_core.record_schema import GT_SCHEMA, IMAGE_SCHEMA, QUERY_SCHEMA
+    from pldc_core.records.schema import GT_SCHEMA, IMAGE_SCHEMA, QUERY_SCHEMA
     write_records(run, 500, pa.Table.from_pandas(rec.queries, schema=QUERY_SCHEMA, preserve_index=False),
                   pa.Table.from_pandas(rec.gt, schema=GT_SCHEMA, preserve_index=False),
                   pa.Table.from_pandas(rec.images, schema=IMAGE_SCHEMA, preserve_index=False), rec.manifest)

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pldc_core.record_schema import ERROR_TYPES
+from pldc_core.records.schema import ERROR_TYPES
 from workbench import figures
 from workbench.confusion import confusion_matrix
 from workbench.error_breakdown import error_breakdown

@@ -105,7 +105,7 @@ def test_command_line_host_and_auth_rules(roots):
 
 
 def test_pldc_app_refuses_a_public_address_without_a_login(roots, capsys):
-    from pldc_core.cli import main
+    from apps.cli import main
 
     assert main(["app", "--runs-dir", str(roots[0]), "--host", "0.0.0.0"]) == 2
     assert "give --auth" in capsys.readouterr().err

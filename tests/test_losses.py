@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from pldc_core.losses import SetCriterion, uncertainty_weighted_bce
-from pldc_core.pseudo_labels import make_pseudo_targets
+from pldc_core.method.pseudo_labels import make_pseudo_targets
 
 N = 3  # classes
 

@@ -4,19 +4,9 @@ import math
 import pytest
 import torch
 
-from pldc_core.pseudo_labels import (
-    PseudoTargets,
-    binary_mask,
-    class_quality,
-    coupled_keep,
-    ddtf_keep,
-    dicc_fuse,
-    dicc_weight,
-    make_pseudo_targets,
-    mask_quality,
-    pixel_uncertainty,
-    teacher_class_probs,
-)
+from pldc_core.method.pseudo_labels import (PseudoTargets, binary_mask, class_quality, coupled_keep, ddtf_keep,
+                                            dicc_fuse, dicc_weight, make_pseudo_targets, mask_quality,
+                                            pixel_uncertainty, teacher_class_probs)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pldc_core.cli import main
-from pldc_core.records import list_record_iterations, load_records
+from apps.cli import main
+from pldc_core.records.store import list_record_iterations, load_records
 from tests.test_training import smoke_cfg
 
 pytestmark = pytest.mark.slow
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained(data_root, tmp_path_factory):
     """A finished smoke run (4 burn-in + 4 PL-DC steps) that recorded nothing itself."""
-    from pldc_core.trainer import Trainer
+    from pldc_core.training.trainer import Trainer
 
     run = tmp_path_factory.mktemp("runs") / "run"
     trainer = Trainer(smoke_cfg(data_root, "records.enabled=false", "train.eval_every=100"), run)
@@ -110,7 +110,7 @@ def test_dicc_needs_weights_and_records_clip_columns_with_them(trained, tmp_path
     assert _cli("--checkpoint", trained, "--dicc", "--clip-weights", weights, "--run-dir", tmp_path / "a") == 1
     assert "could not be loaded" in capsys.readouterr().err
 
-    from pldc_core import checkpoint as ckpt_mod
+    from pldc_core.training import checkpoint as ckpt_mod
 
     state = ckpt_mod.load_checkpoint(trained)
     state["config"]["pldc"]["clip_model"] = "pldc-tiny-cmd-clip"
@@ -134,8 +134,8 @@ def test_dicc_needs_weights_and_records_clip_columns_with_them(trained, tmp_path
 def test_clip_on_gt_crops_feeds_the_report(trained, tmp_path, capsys):
     import torch
 
-    from pldc_core.dicc import ClipClassifier
-    from pldc_core.records import decode_mask
+    from pldc_core.method.dicc import ClipClassifier
+    from pldc_core.records.store import decode_mask
     from tests.tiny import tiny_clip_weights
 
     out = tmp_path / "rec"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pldc_core.records import load_records
+from pldc_core.records.store import load_records
 from tests.fabricated_run import fabricate_run
 from workbench import report
 from workbench.trends import checkpoint_trends, read_jsonl

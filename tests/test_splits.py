@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from pldc_core.cli import main
+from apps.cli import main
 from pldc_core.data.coco import DatasetError
 from pldc_core.data.splits import load_split, make_splits, num_labeled, percent_key, write_splits
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pldc_core.cli import main
+from apps.cli import main
 from pldc_core.data.coco import DatasetError, annotation_mask, load_coco, mask_to_rle
 from pldc_core.data.splits import load_split
 from pldc_core.data.synthetic import (LOOKALIKE_PAIRS, SYNTHETIC_CLASSES, dataset_stats, generate_synthetic,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pldc_core.config import load_config
-from pldc_core.trainer import RunDirError, Trainer, TrainingDiverged
+from pldc_core.training.trainer import RunDirError, Trainer, TrainingDiverged
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -42,7 +42,7 @@ def test_burn_in_then_pldc_end_to_end(data_root, tmp_path):
     assert {"AP", "AP50", "AP75", "APs", "APm", "APl"} <= set(evals[-1])
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
     assert load_config(run / "config.yaml") == cfg
-    from pldc_core.records import list_record_iterations, load_records
+    from pldc_core.records.store import list_record_iterations, load_records
 
     assert list_record_iterations(run) == [4, 8]
     rec = load_records(run, 8)
@@ -50,7 +50,7 @@ def test_burn_in_then_pldc_end_to_end(data_root, tmp_path):
 
 
 def test_teacher_is_the_ema_of_the_student(data_root, tmp_path):
-    from pldc_core.checkpoint import load_checkpoint
+    from pldc_core.training.checkpoint import load_checkpoint
 
     cfg = smoke_cfg(data_root, "train.max_iters=5", "train.checkpoint_every=4", "train.ema_alpha=0.5",
                     "records.enabled=false", "train.eval_every=100")
@@ -88,7 +88,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(data_root, tmp_path
     resumed = _train_cli("--resume", str(tmp_path / "killed"))
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
 
-    from pldc_core.checkpoint import load_checkpoint
+    from pldc_core.training.checkpoint import load_checkpoint
 
     a = load_checkpoint(tmp_path / "full")
     b = load_checkpoint(tmp_path / "killed")
@@ -165,7 +165,7 @@ def test_dicc_runs_in_training_and_in_the_records(data_root, tmp_path):
     """DICC's plumbing with a tiny random CLIP the test builds (no real weights exist here)."""
     import math
 
-    from pldc_core.records import load_records
+    from pldc_core.records.store import load_records
     from tests.tiny import tiny_clip_weights
 
     weights = tiny_clip_weights(tmp_path, "pldc-tiny-train-clip")

@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pldc_core.records import MANIFEST_FILE, list_record_iterations, load_records, records_dir
+from pldc_core.records.schema import MANIFEST_FILE
+from pldc_core.records.store import list_record_iterations, load_records, records_dir
 from workbench.confusion import BACKGROUND, effective_class
 from workbench.curation import CurationStore, apply_edits
 from workbench.dicc_report import dicc_report
 from workbench.error_breakdown import SIZES, error_breakdown, size_codes
-from workbench.errors import IOU_MATCH
+from pldc_core.records.errors import IOU_MATCH
 from workbench.thresholds import sweep_coupled, sweep_ddtf, what_if, what_if_coupled
 from workbench.trends import ANALYSIS_COLUMNS, num_classes_of, run_kept_by
 

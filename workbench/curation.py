@@ -103,7 +103,7 @@ def export_curated_coco(run_dir: str | os.PathLike, iteration: int, out_path: st
                         include_kept: bool = False) -> dict:
     """Write the curated pseudo-labels of one checkpoint as a COCO instances JSON; returns counts."""
     from pldc_core.atomic import write_json
-    from pldc_core.records import load_records
+    from pldc_core.records.store import load_records
 
     rec = load_records(run_dir, iteration, columns=[
         "image_id", "query", "pred_class", "keep_ddtf", "mask_rle", "height", "width", "area", "bbox", "s"])

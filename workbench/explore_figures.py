@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from pldc_core.record_schema import ERROR_TYPES
+from pldc_core.records.schema import ERROR_TYPES
 from workbench.figures import ERROR_COLORS, SERIES_COLORS, subsample
 
 MAX_POINTS = 3000

@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from pldc_core.atomic import atomic_path
-from pldc_core.record_schema import ERROR_TYPES
+from pldc_core.records.schema import ERROR_TYPES
 
 ERROR_COLORS = {"Cor": "#2ca02c", "Sim": "#ff7f0e", "Oth": "#d62728", "Loc": "#9467bd",
                 "BG": "#7f7f7f", "Both": "#8c564b"}

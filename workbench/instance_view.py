@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from pldc_core.records import TABLE_FILES, decode_mask, decode_uncertainty, to_frame
+from pldc_core.records.schema import TABLE_FILES
+from pldc_core.records.store import decode_mask, decode_uncertainty, to_frame
 
 DETAIL_COLUMNS = ["image_id", "query", "pred_class", "c", "m", "s", "mask_rle", "height", "width", "area", "bbox",
                   "unc_png", "top5_classes", "top5_probs", "clip_top5_classes", "clip_top5_probs", "dicc_w",

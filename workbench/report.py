@@ -19,7 +19,8 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from pldc_core.atomic import atomic_dir, write_text
-from pldc_core.records import CLIP_TABLE_FILE, RecordError, list_record_iterations, load_records
+from pldc_core.run_dir import CLIP_TABLE_FILE
+from pldc_core.records.store import RecordError, list_record_iterations, load_records
 from workbench import figures
 from workbench.confusion import Confusion, confusion_matrix, most_confused
 from workbench.dicc_report import (ClipPrecisionRecall, DiccReport, clip_precision_recall, dicc_report,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pldc_core.records import list_record_iterations
+from pldc_core.records.store import list_record_iterations
 
 STATUS_FILE = "status.json"
 LAUNCH_FILE = "launch.json"

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from workbench.errors import IOU_MATCH
+from pldc_core.records.errors import IOU_MATCH
 
 KEEP_COLUMNS = {"ddtf": "keep_ddtf", "coupled": "keep_coupled"}
 DEFAULT_M_GRID = tuple(np.round(np.linspace(0.50, 0.95, 10), 3))

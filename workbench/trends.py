@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pldc_core.records import list_record_iterations, load_records
+from pldc_core.records.store import list_record_iterations, load_records
 from workbench.confusion import class_accuracy, confusion_matrix, most_confused
 from workbench.dicc_report import dicc_report
 from workbench.error_breakdown import error_breakdown

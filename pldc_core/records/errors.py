@@ -1,13 +1,12 @@
-"""The error type of each prediction (PLDC_SPEC.md, Fig. 5), and mask IoU matrices."""
+"""The error type of each prediction (PLDC_SPEC.md, Fig. 5), from classes and a mask IoU matrix."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pycocotools.mask as mask_utils
 
-from pldc_core.record_schema import ERROR_TYPES
+from pldc_core.records.schema import ERROR_TYPES
 
 COR, SIM, OTH, LOC, BG, BOTH = range(len(ERROR_TYPES))
 IOU_MATCH = 0.5  # "IoU > 0.5" counts as a match; exactly 0.5 does not
@@ -126,40 +125,3 @@ def classify_errors(pred_classes, gt_classes, iou, supercategory) -> ErrorResult
         out_index[take] = index[take]
         decided |= take
     return ErrorResult(out_codes, out_index)
-
-
-def _as_rles(masks, what: str) -> list[dict]:
-    """COCO RLEs from a bool array ``[K, H, W]``, a sequence of ``[H, W]`` arrays, or RLE dicts."""
-    if isinstance(masks, np.ndarray) or hasattr(masks, "numpy"):
-        arr = np.asarray(masks.cpu() if hasattr(masks, "cpu") else masks)
-        if arr.ndim != 3:
-            raise ValueError(f"mask_iou_matrix: {what} masks must be [K, H, W], got shape {arr.shape}")
-        if arr.shape[0] == 0:
-            return []
-        return mask_utils.encode(np.asfortranarray(arr.transpose(1, 2, 0).astype(np.uint8)))
-    rles = []
-    for i, m in enumerate(masks):
-        if isinstance(m, Mapping):
-            if "counts" not in m or "size" not in m:
-                raise ValueError(f"mask_iou_matrix: {what} RLE {i} lacks 'counts' or 'size'")
-            rles.append({"size": [int(s) for s in m["size"]], "counts": m["counts"]})
-        else:
-            rles.extend(_as_rles(np.asarray(m)[None], what))
-    return rles
-
-
-def mask_iou_matrix(pred_masks, gt_masks) -> np.ndarray:
-    """``[P, G]`` float64 mask IoU (pycocotools, iscrowd=0).
-
-    Each argument is a bool array ``[K, H, W]`` (numpy or torch), a sequence of ``[H, W]``
-    masks, or a sequence of COCO RLE dicts ``{"size": [H, W], "counts": str | bytes}``.
-    All masks must have the same size.
-    """
-    pred = _as_rles(pred_masks, "predicted")
-    gt = _as_rles(gt_masks, "ground-truth")
-    sizes = {tuple(r["size"]) for r in pred} | {tuple(r["size"]) for r in gt}
-    if len(sizes) > 1:
-        raise ValueError(f"mask_iou_matrix: masks of different sizes {sorted(sizes)}")
-    if not pred or not gt:
-        return np.zeros((len(pred), len(gt)), dtype=np.float64)
-    return np.asarray(mask_utils.iou(pred, gt, [0] * len(gt)), dtype=np.float64).reshape(len(pred), len(gt))

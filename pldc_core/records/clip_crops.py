@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .records import CLIP_TABLE_FILE
+from pldc_core.run_dir import CLIP_TABLE_FILE
 
 
 def classify_gt_crops(clip, gt: pd.DataFrame, images: pd.DataFrame, image_root: str | Path) -> pd.DataFrame:
@@ -28,8 +28,8 @@ def classify_gt_crops(clip, gt: pd.DataFrame, images: pd.DataFrame, image_root: 
     ``image_id, gt_id, gt_class, clip_pred, clip_prob`` (CLIP's probability of its class) and
     ``clip_prob_gt`` (of the true class).
     """
-    from .data.coco import read_image
-    from .records import decode_mask
+    from pldc_core.data.coco import read_image
+    from pldc_core.records.store import decode_mask
 
     files = dict(zip(images["image_id"].tolist(), images["file_name"].tolist()))
     missing = sorted(set(gt["image_id"].tolist()) - set(files))
@@ -69,12 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .atomic import atomic_path
-    from .config import ConfigError, PldcConfig, load_config
-    from .dicc import CLI_HOW_TO_SUPPLY, DiccWeightsMissing, load_run_clip
-    from .records import RecordError, load_records
-    from .structures import Categories
-    from .trainer import pick_device
+    from pldc_core.atomic import atomic_path
+    from pldc_core.config import ConfigError, PldcConfig, load_config
+    from pldc_core.method.dicc import CLI_HOW_TO_SUPPLY, DiccWeightsMissing, load_run_clip
+    from pldc_core.records.store import RecordError, load_records
+    from pldc_core.structures import Categories
+    from pldc_core.training.trainer import pick_device
 
     run_dir = Path(args.run)
     try:

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from pldc_core.atomic import atomic_path, write_json
+from pldc_core.run_dir import CHECKPOINT_DIR
 
-CHECKPOINT_DIR = "checkpoints"
 POINTER = "last.json"
 _NAME = re.compile(r"^ckpt_(\d{7,})\.pt$")
 # Temporary files atomic_path leaves behind when a process is killed mid-save.

@@ -1,4 +1,4 @@
-"""Run a teacher over a fixed sample of unlabeled images and record every query (see record_schema.py).
+"""Run a teacher over a fixed sample of unlabeled images and record every query (see records/schema.py).
 
 Ground truth of unlabeled images is read here, and only here, for analysis; the training loader
 never sees it.
@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import distributed as dist_utils
-from .inference import predict_images
-from .records import (DiccInfo, GroundTruth, RecordWriter, gt_columns, gt_table, image_columns, images_table,
-                      queries_table, query_columns)
+from pldc_core import distributed as dist_utils
+from pldc_core.model.inference import predict_images
+from pldc_core.records.rows import (DiccInfo, GroundTruth, gt_columns, gt_table, image_columns, images_table,
+                                    queries_table, query_columns)
+from pldc_core.records.store import RecordWriter
 
 
 def sample_record_images(image_ids: list[int], n: int, seed: int) -> list[int]:
@@ -31,8 +32,8 @@ def sample_record_images(image_ids: list[int], n: int, seed: int) -> list[int]:
 def _dicc_info(clip, image: torch.Tensor, mask_logits: torch.Tensor, class_logits: torch.Tensor, thresholds: dict,
                w: float) -> DiccInfo | None:
     """DICC on the queries the run's filter keeps, as training does."""
-    from .pseudo_labels import (class_quality, coupled_keep, dicc_fuse, ddtf_keep, mask_quality,
-                                teacher_class_probs)
+    from pldc_core.method.pseudo_labels import (class_quality, coupled_keep, dicc_fuse, ddtf_keep, mask_quality,
+                                                teacher_class_probs)
 
     c, _ = class_quality(class_logits)
     m = mask_quality(mask_logits)
@@ -120,7 +121,7 @@ def record_pseudo_labels(model: torch.nn.Module, index, image_ids: list[int], *,
 
 def dicc_w_at(cfg, iteration: int) -> float:
     """Eq. 8's ``w`` that training uses at ``iteration`` (0.5 until burn-in ends, then falling to 0)."""
-    from .pseudo_labels import dicc_weight
+    from pldc_core.method.pseudo_labels import dicc_weight
 
     t = cfg.train
     return dicc_weight(max(0, iteration - t.burn_in_iters), max(1, t.max_iters - t.burn_in_iters))
@@ -128,7 +129,7 @@ def dicc_w_at(cfg, iteration: int) -> float:
 
 def record_checkpoint(trainer) -> Path | None:
     """The trainer's records hook: its teacher (the student during burn-in) on the record sample."""
-    from .model import unwrap
+    from pldc_core.model.mask2former import unwrap
 
     cfg = trainer.cfg
     model = trainer.teacher if trainer.teacher is not None else unwrap(trainer.student)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from pldc_core.config import ModelConfig
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ def image_folder_index(folder: Path, categories, out_json: Path):
     """A CocoIndex over the images of ``folder`` with no annotations at all (GT-free records)."""
     from PIL import Image
 
-    from .atomic import write_json
-    from .data.coco import DatasetError, load_coco
+    from pldc_core.atomic import write_json
+    from pldc_core.data.coco import DatasetError, load_coco
 
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -48,15 +48,15 @@ def image_folder_index(folder: Path, categories, out_json: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
-    from .data.coco import DatasetError, load_coco
-    from .data.registry import get_dataset
-    from .data.splits import load_split
-    from .dicc import CLI_HOW_TO_SUPPLY, DiccWeightsMissing, load_run_clip
-    from .eval_command import load_trained_model
-    from .recording import dicc_w_at, record_pseudo_labels, sample_record_images
-    from .records import list_record_iterations, records_dir
-    from .trainer import pick_device
+    from pldc_core.training.checkpoint import load_checkpoint
+    from pldc_core.data.coco import DatasetError, load_coco
+    from pldc_core.data.registry import get_dataset
+    from pldc_core.data.splits import load_split
+    from pldc_core.method.dicc import CLI_HOW_TO_SUPPLY, DiccWeightsMissing, load_run_clip
+    from pldc_core.eval_command import load_trained_model
+    from pldc_core.records.recorder import dicc_w_at, record_pseudo_labels, sample_record_images
+    from pldc_core.records.store import list_record_iterations, records_dir
+    from pldc_core.training.trainer import pick_device
 
     if (args.clip_weights or args.dicc_w is not None) and not args.dicc:
         print("pldc pseudo-labels: --clip-weights and --dicc-w need --dicc", file=sys.stderr)

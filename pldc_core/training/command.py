@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load_config
+from pldc_core.config import ConfigError, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .data.coco import DatasetError
-    from .trainer import RunDirError, Trainer, TrainingDiverged
+    from pldc_core.data.coco import DatasetError
+    from pldc_core.training.trainer import RunDirError, Trainer, TrainingDiverged
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:

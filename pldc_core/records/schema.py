@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+TABLE_FILES = {"queries": "queries.parquet", "gt": "gt.parquet", "images": "images.parquet"}
+MANIFEST_FILE = "manifest.json"
+
 ERROR_TYPES = ("Cor", "Sim", "Oth", "Loc", "BG", "Both")
 
 QUERY_SCHEMA = pa.schema([
@@ -86,7 +89,7 @@ MANIFEST_KEYS = (
     "categories",     # [{"id", "name", "supercategory"}] in class-index order
     "thresholds",     # {"filter": "ddtf"|"coupled", "c_t", "m_t", "s_t"}
     "dicc",           # {"enabled": bool, "w": float|None}
-    "num_images",     # rows of images.parquet  } filled in by pldc_core.records' writer
+    "num_images",     # rows of images.parquet  } filled in by records.store's writer
     "num_queries",    # rows of queries.parquet } when left out
     "has_gt",         # some recorded image has known GT (default: from images.parquet)
     "created",        # ISO timestamp (UTC; filled in by the writer when left out)

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from . import distributed as dist_utils
-from .data.augment import EvalResize, unpad_and_resize
-from .structures import COCO_REFERENCE_AREA
+from pldc_core import distributed as dist_utils
+from pldc_core.data.augment import EvalResize, unpad_and_resize
+from pldc_core.structures import COCO_REFERENCE_AREA
 
 
 @dataclass
@@ -58,7 +58,7 @@ def area_scale_of(index, image_ids) -> float:
 def evaluate_model(model: torch.nn.Module, index, image_ids: list[int], image_size: int, device: torch.device,
                    *, top_k: int = 100, batch_size: int = 8) -> dict:
     """COCO mask AP of ``model`` on ``image_ids`` of ``index`` (sharded over ranks; metrics on rank 0)."""
-    from .evaluation import CocoEvaluator
+    from pldc_core.evaluation import CocoEvaluator
 
     evaluator = CocoEvaluator(index.json_path, index.categories, top_k=top_k,
                               area_scale=area_scale_of(index, image_ids))

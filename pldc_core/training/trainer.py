@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import distributed as dist_utils
-from .atomic import write_json
-from .config import ExperimentConfig, save_config
-from .model import Mask2FormerSegmenter, build_model, ema_update, unwrap
+from pldc_core import distributed as dist_utils
+from pldc_core.atomic import write_json
+from pldc_core.config import ExperimentConfig, save_config
+from pldc_core.model.mask2former import Mask2FormerSegmenter, build_model, ema_update, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,11 @@ class DataBundle:
 
 def build_data(cfg: ExperimentConfig) -> DataBundle:
     """Load the dataset, its split and the train/eval datasets named by the config."""
-    from .data.augment import StrongPhotometric, TrainAugment
-    from .data.coco import load_coco
-    from .data.loader import LabeledDataset, UnlabeledDataset
-    from .data.registry import get_dataset
-    from .data.splits import load_split
+    from pldc_core.data.augment import StrongPhotometric, TrainAugment
+    from pldc_core.data.coco import load_coco
+    from pldc_core.data.loader import LabeledDataset, UnlabeledDataset
+    from pldc_core.data.registry import get_dataset
+    from pldc_core.data.splits import load_split
 
     d = cfg.data
     spec = get_dataset(d.dataset, data_root=d.data_root, registry_file=d.registry_file)
@@ -120,7 +120,7 @@ class Trainer:
         self.student = build_model(cfg.model, self.num_classes).to(self.device)
         self.teacher: Mask2FormerSegmenter | None = None
         self.optimizer = self._build_optimizer()
-        from .losses import SetCriterion
+        from pldc_core.losses import SetCriterion
 
         self.criterion = SetCriterion(self.num_classes, num_points=cfg.model.train_num_points).to(self.device)
         self.clip = self._load_clip() if (cfg.pldc.enabled and cfg.pldc.dicc) else None
@@ -194,7 +194,7 @@ class Trainer:
         return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
 
     def _load_clip(self):
-        from .dicc import load_run_clip
+        from pldc_core.method.dicc import load_run_clip
 
         return load_run_clip(self.cfg.pldc, self.data.categories.names, self.device)
 
@@ -210,7 +210,7 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- state
     def state_dict(self) -> dict:
-        from .checkpoint import capture_rng_state
+        from pldc_core.training.checkpoint import capture_rng_state
 
         return {
             "student": self.student.state_dict(),
@@ -226,7 +226,7 @@ class Trainer:
         }
 
     def _restore(self) -> None:
-        from .checkpoint import load_checkpoint, restore_rng_state
+        from pldc_core.training.checkpoint import load_checkpoint, restore_rng_state
 
         state = load_checkpoint(self.run_dir, map_location=self.device)
         self.student.load_state_dict(state["student"])
@@ -263,7 +263,7 @@ class Trainer:
     # ----------------------------------------------------------------------------- loop
     def train(self, stop_at: int | None = None) -> dict:
         """Train to ``max_iters`` (or pause after ``stop_at`` steps, with a checkpoint); returns the best eval."""
-        from .data.loader import infinite_batches
+        from pldc_core.data.loader import infinite_batches
 
         t, r, w = self.cfg.train, dist_utils.rank(), dist_utils.world_size()
         if getattr(self, "_pending_scaler", None):
@@ -304,7 +304,7 @@ class Trainer:
             lock.close()
 
     def _unlabeled_batches(self):
-        from .data.loader import infinite_batches
+        from pldc_core.data.loader import infinite_batches
 
         if self._unl_iter is None:
             t = self.cfg.train
@@ -410,7 +410,7 @@ class Trainer:
     @torch.no_grad()
     def pseudo_label(self, weak: torch.Tensor, valid: torch.Tensor) -> tuple[list[dict], dict]:
         """The teacher labels the weak view; DDTF (or the coupled filter), DICC and PMUA weights."""
-        from .pseudo_labels import dicc_fuse, dicc_weight, make_pseudo_targets
+        from pldc_core.method.pseudo_labels import dicc_fuse, dicc_weight, make_pseudo_targets
 
         p = self.cfg.pldc
         with self._timed("teacher"), self._autocast():
@@ -483,7 +483,7 @@ def drop_lines_after(path: Path, iteration: int) -> None:
         except json.JSONDecodeError:  # a line cut short by a kill
             continue
     if len(kept) != len(lines):
-        from .atomic import write_text
+        from pldc_core.atomic import write_text
 
         write_text(path, "".join(line + "\n" for line in kept))
 
@@ -530,7 +530,7 @@ class CheckpointHook(HookBase):
             self.save(trainer)
 
     def save(self, trainer: Trainer) -> None:
-        from .checkpoint import save_checkpoint
+        from pldc_core.training.checkpoint import save_checkpoint
 
         state = trainer.state_dict()  # every rank builds it: RNG capture is collective-free
         # Each rank draws its own augmentations: keep every rank's RNG so that a resume with the
@@ -551,7 +551,7 @@ class EvalHook(HookBase):
             self.evaluate(trainer)
 
     def evaluate(self, trainer: Trainer) -> dict:
-        from .inference import evaluate_model
+        from pldc_core.model.inference import evaluate_model
 
         model = trainer.teacher if trainer.teacher is not None else unwrap(trainer.student)
         ids = trainer.data.val_index.image_ids
@@ -578,7 +578,7 @@ class RecordsHook(HookBase):
         r, t = trainer.cfg.records, trainer.cfg.train
         every = r.every or t.checkpoint_every
         if trainer.iter % every == 0 or trainer.iter == t.max_iters:
-            from .recording import record_checkpoint
+            from pldc_core.records.recorder import record_checkpoint
 
             record_checkpoint(trainer)
 
