@@ -36,7 +36,7 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.fabricated_run when run as a script
 
-from pldc_core.records.store import load_records
+from pldc_core.records.store import load_records  # noqa: E402
 from tests.fabricated_run import fabricate_large_checkpoint  # noqa: E402
 from workbench.confusion import confusion_matrix  # noqa: E402
 from workbench.dicc_report import dicc_report  # noqa: E402

@@ -37,10 +37,11 @@ from pldc_core.config import load_config  # noqa: E402
 from pldc_core.data.coco import load_coco  # noqa: E402
 from pldc_core.data.registry import get_dataset  # noqa: E402
 from pldc_core.data.splits import load_split  # noqa: E402
-from pldc_core.model.inference import predict_images
-from pldc_core.model.mask2former import build_model
-from pldc_core.records.recorder import record_batch, record_pseudo_labels, records_manifest, sample_record_images
-from pldc_core.records.store import RecordWriter
+from pldc_core.model.inference import predict_images  # noqa: E402
+from pldc_core.model.mask2former import build_model  # noqa: E402
+from pldc_core.records.recorder import (record_batch, record_pseudo_labels, records_manifest,  # noqa: E402
+                                        sample_record_images)
+from pldc_core.records.store import RecordWriter  # noqa: E402
 
 
 def paper_scale_rows_ms(images: int = 20) -> float:

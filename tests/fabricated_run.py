@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 
 from pldc_core.method import pseudo_labels as pl
+from pldc_core.method.filters import ddtf_keep
 from pldc_core.atomic import write_text
 from pldc_core.config import from_dict, save_config
 from pldc_core.records.schema import ERROR_TYPES, QUERY_SCHEMA
@@ -262,7 +263,7 @@ def _fabricate(run_dir: Path, n_images: int, n_queries: int, iterations: tuple[i
                 if w is not None:
                     c, _ = pl.class_quality(torch.as_tensor(class_logits))
                     m = pl.mask_quality(torch.as_tensor(mask_logits))
-                    keep = pl.ddtf_keep(c, m, THRESHOLDS["c_t"], THRESHOLDS["m_t"]).numpy()
+                    keep = ddtf_keep(c, m, THRESHOLDS["c_t"], THRESHOLDS["m_t"]).numpy()
                     dicc = _dicc(rng, class_logits, keep, sources, num_classes, w)
                 queries = build_query_table(image_id, class_logits, mask_logits, (H, W), thresholds=THRESHOLDS,
                                             gt=gt, supercategory=supercategory, dicc=dicc)

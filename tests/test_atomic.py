@@ -58,11 +58,11 @@ def test_a_killed_writers_temporary_is_removed_and_a_live_ones_kept(tmp_path):
     import subprocess
     import sys
 
-    from pldc_core import records as R
+    from pldc_core.records import store as R
 
     child = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\n"
-        "from pldc_core import records as R\n"
+        "from pldc_core.records import store as R\n"
         "m = {'run': 'r', 'iteration': 1, 'phase': 'semi', 'config_hash': 'x', 'dataset': 'd', 'image_root': '/i',\n"
         "     'categories': [], 'thresholds': {'filter': 'ddtf', 'c_t': .5, 'm_t': .5, 's_t': .5},\n"
         "     'dicc': {'enabled': False, 'w': None}}\n"

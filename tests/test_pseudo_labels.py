@@ -4,9 +4,10 @@ import math
 import pytest
 import torch
 
-from pldc_core.method.pseudo_labels import (PseudoTargets, binary_mask, class_quality, coupled_keep, ddtf_keep,
-                                            dicc_fuse, dicc_weight, make_pseudo_targets, mask_quality,
-                                            pixel_uncertainty, teacher_class_probs)
+from pldc_core.method.pseudo_labels import (PseudoTargets, binary_mask, class_quality, dicc_fuse, dicc_weight,
+                                            make_pseudo_targets, mask_quality, pixel_uncertainty, teacher_class_probs)
+from pldc_core.method.teacher_step import PseudoLabels, teacher_step
+from pldc_core.method.filters import Thresholds, coupled_keep, ddtf_keep
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -168,7 +169,7 @@ def test_make_pseudo_targets_all_filtered():
     assert len(pt) == 0 and (pt.n_ddtf, pt.n_coupled) == (0, 0)
     assert pt.labels.shape == (0,) and pt.masks.shape == (0, 2, 2)
     assert pt.uncertainty.shape == (0, 2, 2) and pt.probs.shape == (0, 2)
-    target = pt.as_target()
+    target = PseudoLabels(pt, pt.labels, None).target(pmua=True)
     assert target["labels"].dtype == torch.long and target["pixel_weights"].shape == (0, 2, 2)
 
 
@@ -204,9 +205,19 @@ def test_make_pseudo_targets_is_detached_and_checks_input():
         make_pseudo_targets(class_logits[None], mask_logits[None], filter="ddtf", **THRESH)
 
 
-def test_as_target_uses_corrected_labels_and_pmua_weights():
+def test_target_uses_corrected_labels_and_pmua_weights():
     pt = make_pseudo_targets(*_teacher_outputs(), filter="coupled", **THRESH)
-    target = pt.as_target(labels=torch.tensor([0, 0]))
+    labels = PseudoLabels(pt, torch.tensor([0, 0]), None)
+    target = labels.target(pmua=True)
     assert target["labels"].tolist() == [0, 0]
     assert torch.equal(target["pixel_weights"], 1 - pt.uncertainty)
-    assert "pixel_weights" not in pt.as_target(pmua=False)
+    assert "pixel_weights" not in labels.target(pmua=False)
+
+
+def test_teacher_step_without_dicc_keeps_the_filters_queries_and_classes():
+    class_logits, mask_logits = _teacher_outputs()
+    pt = make_pseudo_targets(class_logits, mask_logits, filter="coupled", **THRESH)
+    (labels,) = teacher_step(class_logits[None], mask_logits[None], torch.zeros(1, 3, 8, 8),
+                             thresholds=Thresholds("coupled", **THRESH))
+    assert torch.equal(labels.kept.keep_idx, pt.keep_idx) and torch.equal(labels.labels, pt.labels)
+    assert labels.clip_probs is None and labels.n_dicc_changed == 0

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from pldc_core.config import load_config
-from pldc_core.training.trainer import RunDirError, Trainer, TrainingDiverged
+from pldc_core.run_dir import RunDirError
+from pldc_core.training.trainer import Trainer
+from pldc_core.training.loop import TrainingDiverged
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

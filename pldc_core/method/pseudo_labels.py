@@ -1,4 +1,4 @@
-"""PL-DC's pseudo-label equations (PLDC_SPEC.md, Eq. 3-10) as pure tensor functions.
+"""PL-DC's pseudo-label equations (PLDC_SPEC.md, Eq. 3-10) as pure tensor functions (Eq. 5: ``filters``).
 
 Every function takes tensors and returns tensors (or plain numbers), works on any device,
 and is batched over leading dimensions: ``class_logits [..., Q, N+1]`` (last = no-object),
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-FILTERS = ("ddtf", "coupled", "none")
+from pldc_core.method.filters import FILTERS, Thresholds, coupled_keep, ddtf_keep
 
 
 def class_quality(class_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,16 +54,6 @@ def uncertainty_from_probs(probs: torch.Tensor) -> torch.Tensor:
 def pixel_uncertainty(mask_logits: torch.Tensor) -> torch.Tensor:
     """Eq. 10: ``u = 1 - 2 |sigma(q) - 0.5|`` per pixel (1 at sigma = 0.5, 0 at sigma = 0 or 1)."""
     return uncertainty_from_probs(mask_logits.float().sigmoid())
-
-
-def ddtf_keep(c: torch.Tensor, m: torch.Tensor, c_t: float, m_t: float) -> torch.Tensor:
-    """Eq. 5, decoupled dual-threshold filtering: keep iff ``c >= c_t and m >= m_t``."""
-    return (c >= c_t) & (m >= m_t)
-
-
-def coupled_keep(c: torch.Tensor, m: torch.Tensor, s_t: float) -> torch.Tensor:
-    """The single-score baseline DDTF replaces: keep iff ``s = c * m >= s_t``."""
-    return c * m >= s_t
 
 
 def dicc_weight(it_cur: int, it_max: int) -> float:
@@ -118,13 +108,6 @@ class PseudoTargets:
     def __len__(self) -> int:
         return int(self.keep_idx.numel())
 
-    def as_target(self, labels: torch.Tensor | None = None, pmua: bool = True) -> dict:
-        """The criterion's target dict; ``labels`` replaces the teacher's (e.g. DICC's classes)."""
-        target = {"labels": (self.labels if labels is None else labels).long(), "masks": self.masks}
-        if pmua:
-            target["pixel_weights"] = 1.0 - self.uncertainty
-        return target
-
 
 def _resize_valid(valid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     valid = valid.bool()
@@ -169,7 +152,7 @@ def make_pseudo_targets(class_logits: torch.Tensor, mask_logits: torch.Tensor, *
     m = mask_quality_from_probs(probs)
     keep_d = ddtf_keep(c, m, c_t, m_t)
     keep_c = coupled_keep(c, m, s_t)
-    keep = {"ddtf": keep_d, "coupled": keep_c, "none": torch.ones_like(keep_d)}[filter]
+    keep = Thresholds(filter, c_t, m_t, s_t).keep(c, m)
     idx = keep.nonzero().squeeze(1)
     kept = probs[idx]
     return PseudoTargets(

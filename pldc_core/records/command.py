@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from pldc_core.data.splits import load_split
     from pldc_core.method.dicc import CLI_HOW_TO_SUPPLY, DiccWeightsMissing, load_run_clip
     from pldc_core.eval_command import load_trained_model
-    from pldc_core.records.recorder import dicc_w_at, record_pseudo_labels, sample_record_images
+    from pldc_core.method.teacher_step import dicc_w_at
+    from pldc_core.records.recorder import record_pseudo_labels, sample_record_images
     from pldc_core.records.store import list_record_iterations, records_dir
     from pldc_core.training.trainer import pick_device
 

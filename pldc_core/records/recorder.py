@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from pldc_core import distributed as dist_utils
+from pldc_core.method.filters import Thresholds
+from pldc_core.method.teacher_step import dicc_w_at, teacher_step
 from pldc_core.model.inference import predict_images
 from pldc_core.records.rows import (DiccInfo, GroundTruth, gt_columns, gt_table, image_columns, images_table,
                                     queries_table, query_columns)
@@ -29,25 +30,14 @@ def sample_record_images(image_ids: list[int], n: int, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(ids, n))
 
 
-def _dicc_info(clip, image: torch.Tensor, mask_logits: torch.Tensor, class_logits: torch.Tensor, thresholds: dict,
-               w: float) -> DiccInfo | None:
-    """DICC on the queries the run's filter keeps, as training does."""
-    from pldc_core.method.pseudo_labels import (class_quality, coupled_keep, dicc_fuse, ddtf_keep, mask_quality,
-                                                teacher_class_probs)
-
-    c, _ = class_quality(class_logits)
-    m = mask_quality(mask_logits)
-    if thresholds["filter"] == "ddtf":
-        keep = ddtf_keep(c, m, thresholds["c_t"], thresholds["m_t"])
-    else:
-        keep = coupled_keep(c, m, thresholds["s_t"])
-    idx = torch.nonzero(keep).flatten()
-    if len(idx) == 0:
+def _dicc_info(clip, image: torch.Tensor, mask_logits: torch.Tensor, class_logits: torch.Tensor,
+               thresholds: Thresholds, w: float) -> DiccInfo | None:
+    """What DICC decides for the queries the run's filter keeps: training's own teacher step."""
+    labels = teacher_step(class_logits[None], mask_logits[None], image[None], thresholds=thresholds, clip=clip, w=w)[0]
+    if labels.clip_probs is None:
         return None
-    full = F.interpolate(mask_logits[idx][None], size=image.shape[-2:], mode="bilinear")[0] > 0
-    clip_probs = clip.probs(image, full).cpu()
-    _, corrected = dicc_fuse(teacher_class_probs(class_logits[idx]), clip_probs, w)
-    return DiccInfo(clip_probs=clip_probs, w=w, corrected_classes=corrected, query_indices=idx)
+    return DiccInfo(clip_probs=labels.clip_probs.cpu(), w=w, corrected_classes=labels.labels.cpu(),
+                    query_indices=labels.kept.keep_idx.cpu())
 
 
 @torch.no_grad()
@@ -68,8 +58,8 @@ def record_batch(model: torch.nn.Module, index, image_ids: list[int], *, thresho
         gt = GroundTruth.from_rles(*index.instance_rles(image_id)) if has_gt else None
         dicc = None
         if clip is not None:
-            dicc = _dicc_info(clip, image.to(device), low.to(device), pred.class_logits.to(device), thresholds,
-                              dicc_w)
+            dicc = _dicc_info(clip, image.to(device), low.to(device), pred.class_logits.to(device),
+                              Thresholds.of(thresholds), dicc_w)
         q_parts.append(query_columns(image_id, pred.class_logits, low, hw, thresholds=thresholds, gt=gt,
                                      supercategory=supercategory, dicc=dicc))
         g_parts.append(gt_columns(image_id, gt, hw))
@@ -119,26 +109,14 @@ def record_pseudo_labels(model: torch.nn.Module, index, image_ids: list[int], *,
     return writer.path
 
 
-def dicc_w_at(cfg, iteration: int) -> float:
-    """Eq. 8's ``w`` that training uses at ``iteration`` (0.5 until burn-in ends, then falling to 0)."""
-    from pldc_core.method.pseudo_labels import dicc_weight
-
-    t = cfg.train
-    return dicc_weight(max(0, iteration - t.burn_in_iters), max(1, t.max_iters - t.burn_in_iters))
-
-
 def record_checkpoint(trainer) -> Path | None:
     """The trainer's records hook: its teacher (the student during burn-in) on the record sample."""
-    from pldc_core.model.mask2former import unwrap
-
     cfg = trainer.cfg
-    model = trainer.teacher if trainer.teacher is not None else unwrap(trainer.student)
+    model = trainer.labelling_model
     ids = sample_record_images(trainer.data.unlabeled_ids, cfg.records.num_images, cfg.records.seed)
-    p = cfg.pldc
     w = dicc_w_at(cfg, trainer.iter) if trainer.clip is not None else None
     manifest = {"run": cfg.name, "phase": trainer.phase, "config_hash": cfg.hash(), "dataset": cfg.data.dataset}
-    thresholds = {"filter": p.filter, "c_t": p.c_t, "m_t": p.m_t, "s_t": p.s_t}
-    return record_pseudo_labels(model, trainer.data.train_index, ids, run_dir=trainer.run_dir,
-                                iteration=trainer.iter, manifest=manifest, thresholds=thresholds,
+    return record_pseudo_labels(model, trainer.data.train_index, ids, run_dir=trainer.run.path,
+                                iteration=trainer.iter, manifest=manifest, thresholds=trainer.thresholds.as_dict(),
                                 image_size=cfg.data.image_size, device=trainer.device, clip=trainer.clip,
                                 dicc_w=w)

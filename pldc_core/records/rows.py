@@ -15,6 +15,7 @@ import pyarrow as pa
 import torch
 
 from pldc_core.method import pseudo_labels as pl
+from pldc_core.method.filters import FILTERS, Thresholds, coupled_keep, ddtf_keep
 from pldc_core.records.errors import classify_errors
 from pldc_core.records.schema import ERROR_TYPES, GT_SCHEMA, IMAGE_SCHEMA, QUERY_SCHEMA
 from pldc_core.records.store import RecordError
@@ -254,8 +255,8 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
         if key not in thresholds:
             raise RecordError(f"image {image_id}: thresholds lack {key!r} (need c_t, m_t, s_t)")
     filter_name = thresholds.get("filter", "ddtf")
-    if filter_name not in pl.FILTERS:
-        raise RecordError(f"image {image_id}: unknown filter {filter_name!r} (one of {pl.FILTERS})")
+    if filter_name not in FILTERS:
+        raise RecordError(f"image {image_id}: unknown filter {filter_name!r} (one of {FILTERS})")
     class_logits = torch.as_tensor(class_logits).detach().float().cpu()
     mask_logits = torch.as_tensor(mask_logits).detach().float().cpu()
     if class_logits.ndim != 2 or mask_logits.ndim != 3 or len(class_logits) != len(mask_logits):
@@ -277,8 +278,8 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
     probs = class_logits.softmax(-1)
     sigma = mask_logits.sigmoid()
     m = pl.mask_quality_from_probs(sigma)
-    keep_ddtf = pl.ddtf_keep(c, m, thresholds["c_t"], thresholds["m_t"]).numpy()
-    keep_coupled = pl.coupled_keep(c, m, thresholds["s_t"]).numpy()
+    keep_ddtf = ddtf_keep(c, m, thresholds["c_t"], thresholds["m_t"]).numpy()
+    keep_coupled = coupled_keep(c, m, thresholds["s_t"]).numpy()
     u = pl.uncertainty_from_probs(sigma).numpy()
     low_res_masks = (sigma > 0.5).numpy()
     c, m, labels = c.numpy(), m.numpy(), labels.numpy()
@@ -288,7 +289,7 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
     rles = encode_masks(masks)
     area, bbox = rle_area_bbox(rles)
 
-    kept = {"ddtf": keep_ddtf, "coupled": keep_coupled, "none": np.ones(Q, dtype=bool)}[filter_name]
+    kept = Thresholds.of(thresholds).keep(c, m)
     unc_inside, unc_boundary, unc_overlap = uncertainty_summaries(u, low_res_masks, kept)
     u8 = np.rint(u * 255).astype(np.uint8)
 
@@ -332,7 +333,7 @@ def build_query_table(image_id: int, class_logits, mask_logits, image_hw: tuple[
     teacher's low-resolution masks cropped to exactly the image extent, no padding), torch or
     numpy, any device. ``image_hw`` is the image size the masks are upsampled to.
     ``thresholds``: ``c_t``, ``m_t``, ``s_t`` and optionally ``filter`` (the run's filter, one of
-    ``pseudo_labels.FILTERS``, default ``"ddtf"``: its kept masks define the overlap regions).
+    ``filters.FILTERS``, default ``"ddtf"``: its kept masks define the overlap regions).
     ``supercategory`` (class index -> name) is needed with ``gt``. Without ``gt`` every GT
     column is empty (-1 / NaN / None). ``dicc``: what DICC decided, for all or some queries.
     For many images, ``query_columns`` + ``queries_table`` convert to arrow once (faster).

@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pldc_core.data.coco import DatasetError
-    from pldc_core.training.trainer import RunDirError, Trainer, TrainingDiverged
+    from pldc_core.run_dir import RunDirError
+    from pldc_core.training.trainer import Trainer
+    from pldc_core.training.loop import TrainingDiverged
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
