@@ -8,8 +8,8 @@ from workbench import cli as workbench_cli
 
 COMMANDS: dict[str, tuple[str, str]] = {
     **workbench_cli.COMMANDS,
-    "app": ("apps.gradio_app", "open the Gradio workbench"),
-    "fiftyone": ("apps.fiftyone_export", "build a FiftyOne dataset of a run's pseudo-labels"),
+    "app": ("apps.gradio_app.app", "open the Gradio workbench"),
+    "fiftyone": ("apps.fiftyone_app.export", "build a FiftyOne dataset of a run's pseudo-labels"),
 }
 
 

@@ -80,8 +80,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["PLDC_NO_PROGRESS"] = "1"
     if args.checkpoint:
-        from pldc_core.training.checkpoint import load_checkpoint
         from pldc_core.eval_command import load_trained_model
+        from pldc_core.training.checkpoint import load_checkpoint
 
         model, cfg, _ = load_trained_model(load_checkpoint(args.checkpoint), "teacher", torch.device("cpu"))
         source = args.checkpoint

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pldc_core.config import load_config  # noqa: E402
-from pldc_core.training.trainer import Trainer  # noqa: E402
 from pldc_core.training.data import build_data  # noqa: E402
+from pldc_core.training.trainer import Trainer  # noqa: E402
 
 
 # The trainer's timers that are pseudo-labelling rather than the student's forward/backward

@@ -53,11 +53,3 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
-
-
-def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
-    if is_distributed():
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= world_size()
-    return value

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
@@ -33,10 +32,10 @@ def load_trained_model(state: dict, which: str, device: torch.device):
 
 def run(args: argparse.Namespace) -> int:
     from pldc_core.atomic import write_json
-    from pldc_core.training.checkpoint import load_checkpoint
     from pldc_core.data.coco import DatasetError, load_coco
     from pldc_core.data.registry import get_dataset
     from pldc_core.model.inference import evaluate_model
+    from pldc_core.training.checkpoint import load_checkpoint
     from pldc_core.training.trainer import pick_device
 
     device = pick_device(args.device)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
+
+from pldc_core.run_dir import RunDir
 
 ACTIONS = ("accept", "reject", "relabel", "clear")
 EDIT_COLUMNS = ["iteration", "image_id", "query", "action", "new_class", "source", "time"]
@@ -32,7 +33,7 @@ class CurationStore:
     """The curation decisions of one run."""
 
     def __init__(self, run_dir: str | os.PathLike):
-        self.path = Path(run_dir) / "curation" / "edits.jsonl"
+        self.path = RunDir(run_dir).curation / "edits.jsonl"
 
     def record(self, iteration: int, keys: Iterable[tuple[int, int]], action: str, new_class: int | None = None,
                source: str = "api") -> int:

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from pldc_core.run_dir import CLIP_TABLE_FILE
+from pldc_core.run_dir import CLIP_TABLE_FILE, RunDir
 
 
 def classify_gt_crops(clip, gt: pd.DataFrame, images: pd.DataFrame, image_root: str | Path) -> pd.DataFrame:
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run)
     try:
-        config_file = run_dir / "config.yaml"
+        config_file = RunDir(run_dir).config
         pldc_cfg = load_config(config_file).pldc if config_file.is_file() else PldcConfig()
         if args.clip_model:
             pldc_cfg.clip_model = args.clip_model

@@ -48,15 +48,15 @@ def image_folder_index(folder: Path, categories, out_json: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    from pldc_core.training.checkpoint import load_checkpoint
     from pldc_core.data.coco import DatasetError, load_coco
-    from pldc_core.data.registry import get_dataset
+    from pldc_core.data.registry import get_dataset, split_file_of
     from pldc_core.data.splits import load_split
-    from pldc_core.method.dicc import CLI_HOW_TO_SUPPLY, DiccWeightsMissing, load_run_clip
     from pldc_core.eval_command import load_trained_model
+    from pldc_core.method.dicc import CLI_HOW_TO_SUPPLY, DiccWeightsMissing, load_run_clip
     from pldc_core.method.teacher_step import dicc_w_at
     from pldc_core.records.recorder import record_pseudo_labels, sample_record_images
     from pldc_core.records.store import list_record_iterations, records_dir
+    from pldc_core.training.checkpoint import load_checkpoint
     from pldc_core.training.trainer import pick_device
 
     if (args.clip_weights or args.dicc_w is not None) and not args.dicc:
@@ -88,8 +88,7 @@ def run(args: argparse.Namespace) -> int:
             d = cfg.data
             spec = get_dataset(d.dataset, data_root=d.data_root, registry_file=d.registry_file)
             index = load_coco(spec.train_json, spec.image_root_train)
-            split_file = Path(d.split_file) if d.split_file else Path(d.data_root) / "splits" / f"{d.dataset}.json"
-            candidates = load_split(split_file, d.percent, d.split_seed)[1]
+            candidates = load_split(split_file_of(d), d.percent, d.split_seed)[1]
         clip = load_run_clip(cfg.pldc, categories.names, device, weights=args.clip_weights) if args.dicc else None
     except DiccWeightsMissing as exc:
         print(f"pldc pseudo-labels: {exc.problem}\n  {CLI_HOW_TO_SUPPLY}; or leave out --dicc", file=sys.stderr)

@@ -15,7 +15,12 @@ Missing values: ``-1`` for integer ids/classes that do not apply, ``NaN`` for fl
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import pyarrow as pa
+
+from pldc_core.method.filters import Thresholds
 
 TABLE_FILES = {"queries": "queries.parquet", "gt": "gt.parquet", "images": "images.parquet"}
 MANIFEST_FILE = "manifest.json"
@@ -39,7 +44,7 @@ QUERY_SCHEMA = pa.schema([
     ("keep_ddtf", pa.bool_()),           # c >= c_t and m >= m_t at the run's thresholds
     ("keep_coupled", pa.bool_()),        # s >= s_t
     ("gt_id", pa.int64()),               # annotation id of the GT that decided error_type (see
-                                         # workbench.errors.classify_errors); -1 for BG, or GT unknown
+                                         # records.errors.classify_errors); -1 for BG, or GT unknown
     ("gt_class", pa.int16()),            # class index of that GT, -1 when none
     ("iou", pa.float32()),               # highest mask IoU with any GT of the image (Fig. 2; the GT
                                          # may differ from gt_id's); 0 if the image has no GT
@@ -94,3 +99,33 @@ MANIFEST_KEYS = (
     "has_gt",         # some recorded image has known GT (default: from images.parquet)
     "created",        # ISO timestamp (UTC; filled in by the writer when left out)
 )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A records folder's ``manifest.json`` with types: ``Manifest.of(record_set.manifest)``."""
+
+    run: str
+    iteration: int
+    phase: str
+    dataset: str
+    image_root: str
+    categories: tuple[dict, ...]   # {"id", "name", "supercategory"} in class-index order
+    thresholds: Thresholds
+    dicc_enabled: bool
+    dicc_w: float | None
+
+    @classmethod
+    def of(cls, manifest: Mapping) -> "Manifest":
+        dicc = manifest.get("dicc") or {}
+        return cls(run=str(manifest.get("run", "")), iteration=int(manifest.get("iteration", -1)),
+                   phase=str(manifest.get("phase", "")), dataset=str(manifest.get("dataset", "")),
+                   image_root=str(manifest.get("image_root", "")),
+                   categories=tuple(manifest.get("categories") or ()),
+                   thresholds=Thresholds.of_manifest(manifest), dicc_enabled=bool(dicc.get("enabled", False)),
+                   dicc_w=dicc.get("w"))
+
+    @property
+    def class_names(self) -> list[str]:
+        """The class names in index order ([] when the manifest lists no categories)."""
+        return [str(c["name"]) for c in self.categories]

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from pldc_core.config import ConfigError, load_config
+from pldc_core.run_dir import RunDir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,14 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pldc_core.data.coco import DatasetError
     from pldc_core.run_dir import RunDirError
-    from pldc_core.training.trainer import Trainer
     from pldc_core.training.loop import TrainingDiverged
+    from pldc_core.training.trainer import Trainer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         if args.resume:
             run_dir = Path(args.resume)
-            cfg = load_config(run_dir / "config.yaml", args.overrides)
+            cfg = load_config(RunDir(run_dir).config, args.overrides)
         else:
             if not args.config:
                 raise ConfigError("give --config FILE for a new run, or --resume RUN_DIR")

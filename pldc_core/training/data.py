@@ -29,14 +29,14 @@ def build_data(cfg: ExperimentConfig) -> DataBundle:
     from pldc_core.data.augment import StrongPhotometric, TrainAugment
     from pldc_core.data.coco import load_coco
     from pldc_core.data.loader import LabeledDataset, UnlabeledDataset
-    from pldc_core.data.registry import default_split_file, get_dataset
+    from pldc_core.data.registry import get_dataset, split_file_of
     from pldc_core.data.splits import load_split
 
     d = cfg.data
     spec = get_dataset(d.dataset, data_root=d.data_root, registry_file=d.registry_file)
     train_index = load_coco(spec.train_json, spec.image_root_train)
     val_index = load_coco(spec.val_json, spec.image_root_val)
-    split_file = Path(d.split_file) if d.split_file else default_split_file(d.dataset, d.data_root)
+    split_file = split_file_of(d)
     if not split_file.is_file():
         raise FileNotFoundError(f"{split_file}: split file not found; make it with "
                                 f"`pldc data split --dataset {d.dataset} --percent {d.percent:g} --seeds {d.split_seed} "
