@@ -17,53 +17,10 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from pldc_core.rle import rle_run_lengths
+
 # Crop pixels decoded at once; bounds the temporary arrays.
 _CHUNK_PIXELS = 1 << 22
-
-
-def _rle_counts(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The run lengths of COCO compressed RLE strings, concatenated, and each string's number of runs.
-
-    The format (pycocotools ``rleFrString``): each number is written in chunks of 5 bits, least
-    significant first, as characters ``48 + chunk`` with 0x20 set on all but the last chunk; 0x10
-    of the last chunk is the sign. From the fourth number on (index ``j >= 3``), a number is the
-    difference to the count two places before.
-    """
-    lengths = np.fromiter((len(s) for s in strings), dtype=np.int64, count=len(strings))
-    if lengths.sum() == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(len(strings), dtype=np.int64)
-    v = np.frombuffer("".join(strings).encode("ascii"), dtype=np.uint8).astype(np.int64) - 48
-    if v.min() < 0 or v.max() > 63:
-        raise ValueError("rle_crops: a mask_rle string is not COCO compressed RLE")
-    last = (v & 0x20) == 0                       # the last chunk of a number
-    ends = np.flatnonzero(last)
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    number_of = np.cumsum(last) - last           # number index of each character
-    k = np.arange(len(v)) - starts[number_of]    # chunk index within its number
-    x = np.add.reduceat((v & 0x1f) << (5 * k), starts)
-    negative = (v[ends] & 0x10) != 0
-    x[negative] -= np.left_shift(1, 5 * (k[ends][negative] + 1))
-
-    string_of_char = np.repeat(np.arange(len(strings)), lengths)
-    string_of = string_of_char[ends]
-    runs = np.bincount(string_of, minlength=len(strings))
-    first = np.concatenate([[0], np.cumsum(runs)[:-1]])
-    j = np.arange(len(x)) - first[string_of]     # index of each number within its string
-    # cnts[j] = x[j] + cnts[j - 2] for j >= 3: a cumulative sum per (string, parity) chain,
-    # where the even chain starts at j = 2 (j = 0 stands alone) and the odd one at j = 1.
-    chain = 2 * string_of + (j & 1)
-    order = np.lexsort((j, chain))
-    y = np.where(j == 0, 0, x)[order]
-    total = np.cumsum(y)
-    chain_sorted = chain[order]
-    chain_start = np.concatenate([[True], chain_sorted[1:] != chain_sorted[:-1]])
-    before = (total - y)[chain_start]
-    counts = np.empty_like(x)
-    counts[order] = total - np.repeat(before, np.diff(np.concatenate([np.flatnonzero(chain_start), [len(y)]])))
-    counts[j == 0] = x[j == 0]
-    if (counts < 0).any():
-        raise ValueError("rle_crops: a mask_rle string decodes to a negative run length")
-    return counts, runs
 
 
 def rle_crops(strings: Sequence[str], heights: Sequence[int] | np.ndarray, widths: Sequence[int] | np.ndarray,
@@ -97,7 +54,7 @@ def rle_crops(strings: Sequence[str], heights: Sequence[int] | np.ndarray, width
 
 
 def _decode_group(strings: list[str], heights: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
-    counts, runs = _rle_counts(strings)
+    counts, runs = rle_run_lengths(strings)
     n = len(strings)
     x0, y0, w, h = boxes.T
     mask_of = np.repeat(np.arange(n), runs)
