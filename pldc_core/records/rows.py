@@ -280,6 +280,7 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
     m = pl.mask_quality_from_probs(sigma)
     keep_ddtf = ddtf_keep(c, m, thresholds["c_t"], thresholds["m_t"]).numpy()
     keep_coupled = coupled_keep(c, m, thresholds["s_t"]).numpy()
+    kept = Thresholds.of(thresholds).keep(c, m).numpy()  # the run's filter: its masks define the overlaps
     u = pl.uncertainty_from_probs(sigma).numpy()
     low_res_masks = (sigma > 0.5).numpy()
     c, m, labels = c.numpy(), m.numpy(), labels.numpy()
@@ -289,7 +290,6 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
     rles = encode_masks(masks)
     area, bbox = rle_area_bbox(rles)
 
-    kept = Thresholds.of(thresholds).keep(c, m)
     unc_inside, unc_boundary, unc_overlap = uncertainty_summaries(u, low_res_masks, kept)
     u8 = np.rint(u * 255).astype(np.uint8)
 

@@ -251,8 +251,7 @@ class Trainer(TrainerBase):
         if self.phase == "burn_in":
             with self._timed("student"), self._autocast():
                 out = self.model(images_l)
-                losses = self.criterion(out.class_logits.float(), out.mask_logits.float(), targets_l,
-                                        [(c.float(), m.float()) for c, m in out.aux])
+                losses = self._losses(out, targets_l)
             loss = losses["loss"]
             # the pseudo-label columns exist in every line; they are empty before the teacher exists
             metrics.update(loss_sup=loss.item(), loss_unsup=0.0, n_queries=None, n_kept=None, n_kept_ddtf=None,
@@ -270,11 +269,9 @@ class Trainer(TrainerBase):
                 out = self.model(torch.cat([images_l, strong]))
             out_l, out_u = out.split(len(labeled))
             with self._timed("student"):
-                sup = self.criterion(out_l.class_logits.float(), out_l.mask_logits.float(), targets_l,
-                                     [(c.float(), m.float()) for c, m in out_l.aux])
+                sup = self._losses(out_l, targets_l)
             with self._timed("unsup_loss"):
-                unsup = self.criterion(out_u.class_logits.float(), out_u.mask_logits.float(), targets_u,
-                                       [(c.float(), m.float()) for c, m in out_u.aux])
+                unsup = self._losses(out_u, targets_u)
             loss = sup["loss"] + self.cfg.train.unsup_weight * unsup["loss"]
             losses = {**{f"sup_{k}": v for k, v in sup.items()}, **{f"unsup_{k}": v for k, v in unsup.items()}}
             metrics.update(loss_sup=sup["loss"].item(), loss_unsup=unsup["loss"].item())
@@ -305,6 +302,11 @@ class Trainer(TrainerBase):
         metrics["sec_per_iter"] = time.perf_counter() - start
         metrics["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
         return metrics
+
+    def _losses(self, out, targets: list[dict]) -> dict:
+        """The set criterion on a model output, in float32, the decoder's intermediate layers included."""
+        return self.criterion(out.class_logits.float(), out.mask_logits.float(), targets,
+                              [(c.float(), m.float()) for c, m in out.aux])
 
     @torch.no_grad()
     def pseudo_label(self, weak: torch.Tensor, valid: torch.Tensor) -> tuple[list[dict], dict]:
