@@ -21,7 +21,8 @@ SCORE_LABELS = {"s": "instance score s = c·m", "c": "class quality c", "m": "ma
 MAX_SCATTER_POINTS = 4000
 
 
-def _names(labels, class_names: list[str] | None) -> list[str]:
+def class_labels(labels, class_names: list[str] | None) -> list[str]:
+    """The names of class indices (``background`` for -1, the index itself when unnamed)."""
     out = []
     for k in labels:
         k = int(k)
@@ -34,10 +35,11 @@ def _names(labels, class_names: list[str] | None) -> list[str]:
     return out
 
 
-def _empty(title: str, message: str) -> go.Figure:
+def empty(title: str, message: str, height: int = 300) -> go.Figure:
+    """A figure with no data that says why (``message``) in its middle."""
     fig = go.Figure()
     fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False)
-    fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, height=300)
+    fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, height=height)
     return fig
 
 
@@ -54,7 +56,7 @@ def quality_scatter(scatter: pd.DataFrame, thresholds: dict | None = None,
     """Fig. 2: s, c and m against IoU, coloured by error type, with the run's thresholds."""
     title = "Quality scores vs IoU with the best GT"
     if scatter.empty:
-        return _empty(title, "no queries with known ground truth")
+        return empty(title, "no queries with known ground truth")
     points = subsample(scatter, max_points, seed)
     fig = make_subplots(rows=1, cols=3, shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=[SCORE_LABELS[s] for s in ("s", "c", "m")])
@@ -80,7 +82,7 @@ def grouped_bars(frame: pd.DataFrame, x: str, ys: list[str], title: str, yaxis_t
                  x_labels: list[str] | None = None, barmode: str = "group") -> go.Figure:
     """One bar trace per column of ``ys`` over the categories in column ``x``."""
     if frame.empty:
-        return _empty(title, "nothing to show")
+        return empty(title, "nothing to show")
     labels = x_labels if x_labels is not None else [str(v) for v in frame[x]]
     fig = go.Figure([go.Bar(x=labels, y=frame[y].to_numpy(), name=y,
                             marker_color=ERROR_COLORS.get(y, SERIES_COLORS[i % len(SERIES_COLORS)]))
@@ -99,14 +101,14 @@ def class_correlation_bars(per_class: pd.DataFrame, class_names: list[str] | Non
                            top: int = 30, method: str = "spearman") -> go.Figure:
     """Per predicted class, the correlation of c and of m with IoU (classes with most rows first)."""
     if per_class.empty:
-        return _empty("Correlation with IoU per class", "no queries with known ground truth")
+        return empty("Correlation with IoU per class", "no queries with known ground truth")
     wide = per_class.pivot_table(index="pred_class", columns="score", values=[method, "n"])
     wide = wide.sort_values(("n", "c"), ascending=False, kind="stable").head(top)
     frame = pd.DataFrame({"pred_class": wide.index, "c": wide[(method, "c")].to_numpy(),
                           "m": wide[(method, "m")].to_numpy()})
     return grouped_bars(frame, "pred_class", ["c", "m"],
                         f"{method.title()} correlation with IoU per predicted class", "correlation",
-                        x_labels=_names(frame["pred_class"], class_names))
+                        x_labels=class_labels(frame["pred_class"], class_names))
 
 
 def threshold_heatmap(sweep: pd.DataFrame, metric: str = "f1", best: dict | None = None,
@@ -114,7 +116,7 @@ def threshold_heatmap(sweep: pd.DataFrame, metric: str = "f1", best: dict | None
     """A metric of the DDTF sweep over (c_t, m_t), with the best pair and the run's pair marked."""
     title = f"DDTF threshold sweep: {metric}"
     if sweep.empty or sweep[metric].isna().all():
-        return _empty(title, f"{metric} needs ground truth")
+        return empty(title, f"{metric} needs ground truth")
     grid = sweep.pivot(index="m_t", columns="c_t", values=metric)
     z = grid.to_numpy(dtype=float)
     fig = go.Figure(go.Heatmap(z=z, x=grid.columns.to_numpy(float), y=grid.index.to_numpy(float),
@@ -133,7 +135,7 @@ def threshold_curves(coupled: pd.DataFrame, run_s_t: float | None = None) -> go.
     """The coupled sweep: precision, recall, F1, class accuracy, and the number kept, vs s_t."""
     title = "Coupled threshold sweep (s >= s_t)"
     if coupled.empty:
-        return _empty(title, "no thresholds")
+        return empty(title, "no thresholds")
     fig = make_subplots(rows=1, cols=2, subplot_titles=["quality of the kept set", "pseudo-labels kept"])
     for i, metric in enumerate(("precision", "recall", "f1", "class_accuracy")):
         fig.add_trace(go.Scatter(x=coupled["s_t"].to_numpy(), y=coupled[metric].to_numpy(),
@@ -158,7 +160,7 @@ def confusion_heatmap(confusion, class_names: list[str] | None = None, normalize
     """
     title = "Confusion: pseudo-label class vs GT class" + (" (after DICC)" if confusion.use_dicc else "")
     if not confusion.has_gt:
-        return _empty(title, "needs ground truth")
+        return empty(title, "needs ground truth")
     counts = confusion.counts
     labels = [k for k in counts.index if k >= 0]
     if len(labels) > max_classes:
@@ -168,7 +170,7 @@ def confusion_heatmap(confusion, class_names: list[str] | None = None, normalize
         labels = sorted(np.argsort(-mass, kind="stable")[:max_classes].tolist())
     labels = labels + [-1]
     table = (confusion.normalized if normalized else counts).loc[labels, labels]
-    names = _names(labels, class_names)
+    names = class_labels(labels, class_names)
     z = table.to_numpy(dtype=float)
     fig = go.Figure(go.Heatmap(z=z, x=names, y=names, colorscale="Blues",
                                colorbar_title="row share" if normalized else "count",
@@ -184,7 +186,7 @@ def confusion_heatmap(confusion, class_names: list[str] | None = None, normalize
 def stacked_shares(table: pd.DataFrame, x: str, title: str, value: str = "share") -> go.Figure:
     """Fig. 5: stacked bars of the error types' shares (or counts) over column ``x``."""
     if table.empty or table[value].fillna(0).eq(0).all():
-        return _empty(title, "no predictions with a known error type")
+        return empty(title, "no predictions with a known error type")
     fig = go.Figure()
     for etype in ERROR_TYPES:
         sel = table[table["error_type"] == etype]
@@ -198,7 +200,7 @@ def line_figure(frame: pd.DataFrame, x: str, y: str, color: str | None = None, t
                 yaxis_title: str | None = None, xaxis_title: str | None = None) -> go.Figure:
     """Lines of ``y`` over ``x``, one per value of ``color`` (trends, curves)."""
     if frame.empty or frame[y].isna().all():
-        return _empty(title, "nothing to show")
+        return empty(title, "nothing to show")
     fig = go.Figure()
     groups = frame.groupby(color, sort=False) if color else [(y, frame)]
     for i, (name, group) in enumerate(groups):
@@ -214,24 +216,24 @@ def dicc_class_bars(per_class: pd.DataFrame, class_names: list[str] | None = Non
     title = "DICC changes per teacher class"
     changed = per_class[per_class["changed_from"] > 0] if not per_class.empty else per_class
     if changed.empty:
-        return _empty(title, "DICC changed no class")
+        return empty(title, "DICC changed no class")
     changed = changed.sort_values("changed_from", ascending=False, kind="stable").head(top)
     return grouped_bars(changed, "from_class", ["fixed", "broken", "neutral", "unjudged"], title,
-                        "pseudo-labels", x_labels=_names(changed["from_class"], class_names),
+                        "pseudo-labels", x_labels=class_labels(changed["from_class"], class_names),
                         barmode="stack")
 
 
 def clip_pr_bars(per_class: pd.DataFrame, class_names: list[str] | None = None) -> go.Figure:
     """Table II: CLIP's precision and recall per class on GT crops."""
     return grouped_bars(per_class, "class", ["precision", "recall"], "CLIP on ground-truth crops",
-                        x_labels=_names(per_class["class"], class_names))
+                        x_labels=class_labels(per_class["class"], class_names))
 
 
 def training_curves(log: pd.DataFrame, columns: list[str], title: str) -> go.Figure:
     """One panel per logged column, against the iteration."""
     columns = [c for c in columns if c in log.columns and pd.to_numeric(log[c], errors="coerce").notna().any()]
     if log.empty or "iteration" not in log.columns or not columns:
-        return _empty(title, "no log")
+        return empty(title, "no log")
     fig = make_subplots(rows=len(columns), cols=1, shared_xaxes=True, subplot_titles=columns,
                         vertical_spacing=min(0.08, 0.5 / len(columns)))
     for i, column in enumerate(columns, start=1):

@@ -193,7 +193,7 @@ def summary_lines(d: ReportData) -> list[str]:
 def _table(frame: pd.DataFrame, names: list[str] | None = None, class_columns=()) -> str:
     frame = frame.copy()
     for col in class_columns:
-        frame[col] = figures._names(frame[col], names)
+        frame[col] = figures.class_labels(frame[col], names)
     return frame.to_html(index=False, border=0, classes="table", na_rep="n/a",
                          float_format=lambda v: f"{v:.3f}")
 

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from pldc_core.records.schema import ERROR_TYPES
+from workbench import figures
 from workbench.figures import ERROR_COLORS, SERIES_COLORS, subsample
 
 MAX_POINTS = 3000
@@ -22,11 +23,10 @@ CURRENT = "#d62728"
 
 
 def empty(title: str, message: str, height: int = 320) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font_size=14)
-    fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, height=height,
-                      margin=dict(l=30, r=20, t=60, b=30))
-    return fig
+    """``figures.empty`` in the app's size and margins, its message a little larger."""
+    fig = figures.empty(title, message, height)
+    fig.update_annotations(font_size=14)
+    return fig.update_layout(margin=dict(l=30, r=20, t=60, b=30))
 
 
 def _hover_text(points: pd.DataFrame, class_names: list[str]) -> list[str]:
