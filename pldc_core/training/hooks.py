@@ -72,69 +72,66 @@ class MetricsLogger(HookBase):
             self.bar.close()
 
 
-class CheckpointHook(HookBase):
-    """Save every ``checkpoint_every`` steps, at the end, and when a stop was requested."""
+class PeriodicHook(HookBase):
+    """``fn(trainer)`` every ``period`` steps and after the last step (and, with ``on_stop``, when a
+    stop was requested): detectron2's ``EvalHook(period, fn)`` / ``PeriodicCheckpointer`` shape."""
+
+    def __init__(self, period: int, fn, *, on_stop: bool = False):
+        self.period, self.fn, self.on_stop = int(period), fn, on_stop
 
     def after_step(self, trainer: Trainer, metrics: dict) -> None:
-        t = trainer.cfg.train
-        if trainer.iter % t.checkpoint_every == 0 or trainer.iter == t.max_iters or trainer.stop_requested:
-            self.save(trainer)
-
-    def save(self, trainer: Trainer) -> None:
-        state = trainer.state_dict()  # every rank builds it: RNG capture is collective-free
-        # Each rank draws its own augmentations: keep every rank's RNG so that a resume with the
-        # same number of processes continues each one's stream ("rng" stays rank 0's).
-        state["rng_per_rank"] = dist_utils.all_gather_objects(state["rng"])
-        if dist_utils.is_main():
-            save_checkpoint(trainer.run.path, trainer.iter, state, keep=trainer.cfg.train.keep_checkpoints)
-            trainer.write_status("running")
-        dist_utils.barrier()
+        if (trainer.iter % self.period == 0 or trainer.iter == trainer.max_iters
+                or (self.on_stop and trainer.stop_requested)):
+            self.fn(trainer)
 
 
-class EvalHook(HookBase):
-    """COCO mask AP of the teacher (the student during burn-in) on the val images."""
-
-    def after_step(self, trainer: Trainer, metrics: dict) -> None:
-        t = trainer.cfg.train
-        if trainer.iter % t.eval_every == 0 or trainer.iter == t.max_iters:
-            self.evaluate(trainer)
-
-    def evaluate(self, trainer: Trainer) -> dict:
-        from pldc_core.model.inference import evaluate_model
-
-        model = trainer.labelling_model
-        ids = trainer.data.val_index.image_ids
-        if trainer.cfg.data.eval_images:
-            ids = ids[: trainer.cfg.data.eval_images]
-        result = evaluate_model(model, trainer.data.val_index, ids, trainer.cfg.data.image_size, trainer.device,
-                                top_k=trainer.cfg.model.test_top_k)
-        if dist_utils.is_main():
-            result = {"iter": trainer.iter, "model": "teacher" if trainer.teacher is not None else "student",
-                      **result}
-            with open(trainer.run.evals, "a") as f:
-                f.write(json.dumps(result) + "\n")
-            if result.get("AP", -1) > trainer.best.get("AP", -math.inf):
-                trainer.best = {"AP": result["AP"], "iter": trainer.iter}
-            log.info("iteration %d: mask AP %.2f", trainer.iter, result.get("AP", float("nan")))
-        trainer.best = dist_utils.broadcast_object(trainer.best)
-        return result
+def save(trainer: Trainer) -> None:
+    """A checkpoint of the trainer's state with every rank's RNG; the status file says 'running'."""
+    state = trainer.state_dict()  # every rank builds it: RNG capture is collective-free
+    # Each rank draws its own augmentations: keep every rank's RNG so that a resume with the
+    # same number of processes continues each one's stream ("rng" stays rank 0's).
+    state["rng_per_rank"] = dist_utils.all_gather_objects(state["rng"])
+    if dist_utils.is_main():
+        save_checkpoint(trainer.run.path, trainer.iter, state, keep=trainer.cfg.train.keep_checkpoints)
+        trainer.write_status("running")
+    dist_utils.barrier()
 
 
-class RecordsHook(HookBase):
-    """At every checkpoint (or every ``records.every`` steps) record the teacher's pseudo-labels."""
+def evaluate(trainer: Trainer) -> dict:
+    """COCO mask AP of the teacher (the student during burn-in) on the val images; keeps the best."""
+    from pldc_core.model.inference import evaluate_model
 
-    def after_step(self, trainer: Trainer, metrics: dict) -> None:
-        r, t = trainer.cfg.records, trainer.cfg.train
-        every = r.every or t.checkpoint_every
-        if trainer.iter % every == 0 or trainer.iter == t.max_iters:
-            from pldc_core.records.recorder import record_checkpoint
+    model = trainer.labelling_model
+    ids = trainer.data.val_index.image_ids
+    if trainer.cfg.data.eval_images:
+        ids = ids[: trainer.cfg.data.eval_images]
+    result = evaluate_model(model, trainer.data.val_index, ids, trainer.cfg.data.image_size, trainer.device,
+                            top_k=trainer.cfg.model.test_top_k)
+    if dist_utils.is_main():
+        result = {"iter": trainer.iter, "model": "teacher" if trainer.teacher is not None else "student",
+                  **result}
+        with open(trainer.run.evals, "a") as f:
+            f.write(json.dumps(result) + "\n")
+        if result.get("AP", -1) > trainer.best.get("AP", -math.inf):
+            trainer.best = {"AP": result["AP"], "iter": trainer.iter}
+        log.info("iteration %d: mask AP %.2f", trainer.iter, result.get("AP", float("nan")))
+    trainer.best = dist_utils.broadcast_object(trainer.best)
+    return result
 
-            record_checkpoint(trainer)
+
+def record(trainer: Trainer) -> None:
+    """The teacher's pseudo-labels on the run's record sample (``records.recorder``)."""
+    from pldc_core.records.recorder import record_checkpoint
+
+    record_checkpoint(trainer)
 
 
 def default_hooks(cfg: ExperimentConfig) -> list[HookBase]:
-    """Metrics, checkpoints, evaluation, and (with PL-DC) the pseudo-label records."""
-    hooks: list[HookBase] = [MetricsLogger(), CheckpointHook(), EvalHook()]
+    """Metrics every step; checkpoints (also on a stop request), evaluation and, with PL-DC, the
+    pseudo-label records (at every checkpoint unless ``records.every`` says otherwise)."""
+    t = cfg.train
+    hooks: list[HookBase] = [MetricsLogger(), PeriodicHook(t.checkpoint_every, save, on_stop=True),
+                             PeriodicHook(t.eval_every, evaluate)]
     if cfg.records.enabled and cfg.pldc.enabled:
-        hooks.append(RecordsHook())
+        hooks.append(PeriodicHook(cfg.records.every or t.checkpoint_every, record))
     return hooks
