@@ -4,8 +4,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pldc_core.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from pldc_core.data.coco import CocoIndex
+    from pldc_core.data.loader import UnlabeledDataset
+    from pldc_core.structures import Categories
 
 log = logging.getLogger(__name__)
 
@@ -14,13 +22,13 @@ log = logging.getLogger(__name__)
 class DataBundle:
     """Everything the loop reads: datasets, their ids, and the categories."""
 
-    categories: object
-    train_index: object
-    val_index: object
-    labeled_ids: list
-    unlabeled_ids: list
-    labeled: object
-    unlabeled: object
+    categories: Categories
+    train_index: CocoIndex
+    val_index: CocoIndex
+    labeled_ids: list[int]
+    unlabeled_ids: list[int]
+    labeled: Dataset          # LabeledDataset, or a ConcatDataset with the curated extra images
+    unlabeled: UnlabeledDataset
     val_json: Path
 
 
