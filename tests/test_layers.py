@@ -96,3 +96,16 @@ def test_reading_records_and_every_analysis_load_no_torch():
         assert torch_loaded == "False" and heavy.strip() == "[]", out.stdout
         times.append(float(elapsed))
     assert min(times) < 1.0, f"import workbench.report took {min(times):.2f} s"
+
+
+def test_each_layer_adds_its_own_subcommands_to_the_one_below():
+    from apps import cli as apps_cli
+    from pldc_core import cli as engine_cli
+    from workbench import cli as workbench_cli
+
+    assert list(engine_cli.COMMANDS) == ["data", "train", "eval", "pseudo-labels", "clip-crops"]
+    assert list(workbench_cli.COMMANDS) == [*engine_cli.COMMANDS, "report"]
+    assert list(apps_cli.COMMANDS) == [*workbench_cli.COMMANDS, "app", "fiftyone"]
+    for layer, commands in (("pldc_core", engine_cli.COMMANDS), ("workbench", workbench_cli.COMMANDS)):
+        allowed = LAYERS[: LAYERS.index(layer) + 1]
+        assert all(module.split(".")[0] in allowed for module, _ in commands.values())
