@@ -134,8 +134,8 @@ class CurateTab:
     def wire(self, ui) -> None:
         refresh = (self.show, self.refresh_inputs(ui), self.outputs)
         for button, action in ((self.accept, "accept"), (self.reject, "reject"), (self.clear, "clear")):
-            button.click(lambda s, r, i, a=action: self.apply(s, a, None, r, i), [ui.browse_state, ui.run_dd, ui.ckpt_dd],
-                         self.message).then(*refresh)
+            button.click(lambda s, r, i, a=action: self.apply(s, a, None, r, i),
+                         [ui.browse_state, ui.run_dd, ui.ckpt_dd], self.message).then(*refresh)
         self.relabel.click(lambda s, c, r, i: self.apply(s, "relabel", c, r, i),
                            [ui.browse_state, self.relabel_class, ui.run_dd, ui.ckpt_dd], self.message).then(*refresh)
         self.export_button.click(self.export, [ui.run_dd, ui.ckpt_dd, self.file, self.include_kept],

@@ -120,8 +120,8 @@ class TrainTab:
             run = launch.start_run(self.ctx.runs_root, name, config_file, settings, self.ctx.data_root)
         except (launch.LaunchError, ValueError) as exc:
             return Started(message(f"Not started: {exc}", error=True), gr.skip(), gr.skip())
-        return Started(f"Started run **{run.name}** (output in `{RunDir(run).train_log.relative_to(self.ctx.runs_root)}`). "
-                       "It runs on when the browser is closed.",
+        log = RunDir(run).train_log.relative_to(self.ctx.runs_root)
+        return Started(f"Started run **{run.name}** (output in `{log}`). It runs on when the browser is closed.",
                        runs.runs_table(runs.list_runs(self.ctx.runs_root)),
                        gr.Dropdown(choices=self.ctx.run_names(), value=run.name))
 
