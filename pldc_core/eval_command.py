@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from pldc_core.atomic import write_json
     from pldc_core.data.coco import DatasetError, load_coco
     from pldc_core.data.registry import get_dataset
+    from pldc_core.distributed import pick_device
     from pldc_core.model.inference import evaluate_model
     from pldc_core.training.checkpoint import load_checkpoint
-    from pldc_core.training.trainer import pick_device
 
     device = pick_device(args.device)
     try:

@@ -71,10 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pldc_core.atomic import atomic_path
     from pldc_core.config import ConfigError, PldcConfig, load_config
+    from pldc_core.distributed import pick_device
     from pldc_core.method.dicc import CLI_HOW_TO_SUPPLY, DiccWeightsMissing, load_run_clip
     from pldc_core.records.store import RecordError, load_records
     from pldc_core.structures import Categories
-    from pldc_core.training.trainer import pick_device
 
     run_dir = Path(args.run)
     try:

@@ -51,13 +51,13 @@ def run(args: argparse.Namespace) -> int:
     from pldc_core.data.coco import DatasetError, load_coco
     from pldc_core.data.registry import get_dataset, split_file_of
     from pldc_core.data.splits import load_split
+    from pldc_core.distributed import pick_device
     from pldc_core.eval_command import load_trained_model
     from pldc_core.method.dicc import CLI_HOW_TO_SUPPLY, DiccWeightsMissing, load_run_clip
     from pldc_core.method.teacher_step import dicc_w_at
     from pldc_core.records.recorder import record_pseudo_labels, sample_record_images
     from pldc_core.records.store import list_record_iterations, records_dir
     from pldc_core.training.checkpoint import load_checkpoint
-    from pldc_core.training.trainer import pick_device
 
     if (args.clip_weights or args.dicc_w is not None) and not args.dicc:
         print("pldc pseudo-labels: --clip-weights and --dicc-w need --dicc", file=sys.stderr)

@@ -32,15 +32,6 @@ from pldc_core.training.loop import HookBase, TrainerBase, TrainingDiverged
 log = logging.getLogger(__name__)
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto``: this process's GPU when there is one, else the CPU; otherwise the named device."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", dist_utils.local_rank())
-        return torch.device("cpu")
-    return torch.device(name)
-
-
 class Trainer(TrainerBase):
     """The student, its teacher, optimizer and criterion, and one training step of PL-DC."""
 
@@ -49,7 +40,7 @@ class Trainer(TrainerBase):
         self.cfg = cfg
         self.run = RunDir(run_dir)
         self.max_iters = cfg.train.max_iters
-        self.device = pick_device(cfg.train.device)
+        self.device = dist_utils.pick_device(cfg.train.device)
         dist_utils.init_from_env(self.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
