@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from pldc_core.config import ConfigError, PldcConfig, load_config
     from pldc_core.distributed import pick_device
     from pldc_core.method.dicc import CLI_HOW_TO_SUPPLY, DiccWeightsMissing, load_run_clip
+    from pldc_core.records.schema import Manifest
     from pldc_core.records.store import RecordError, load_records
-    from pldc_core.structures import Categories
 
     run_dir = Path(args.run)
     try:
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if not rec.manifest.get("has_gt"):
             raise ValueError(f"{rec.path}: these records have no ground truth (records of images without "
                              f"annotations); CLIP's precision and recall need GT instances")
-        names = Categories.from_coco(rec.manifest["categories"]).names
+        names = Manifest.of(rec.manifest).class_names
         clip = load_run_clip(pldc_cfg, names, pick_device(args.device), weights=args.clip_weights)
         table = classify_gt_crops(clip, rec.gt, rec.images, rec.manifest["image_root"])
     except DiccWeightsMissing as exc:
