@@ -1,9 +1,9 @@
 """Benchmark of the workbench analyses on 1,000,000 query records.
 
-Fabricates one checkpoint of 1M query rows (``tests.fabricated_run.fabricate_query_table``),
+Fabricates one checkpoint of 1M query rows (``pldc_core.records.fabricated_run.fabricate_query_table``),
 writes it with the real record writer, then times:
 
-- loading it with ``pldc_core.records.load_records`` (the analysis columns, as the report
+- loading it with ``pldc_core.records.store.load_records`` (the analysis columns, as the report
   loads them; and every column), target < 3 s;
 - confusion matrix + error breakdown + a 10 x 10 DDTF threshold grid, target < 5 s in total;
 - for reference: the whole threshold study (both grids and the run's points), a single
@@ -34,10 +34,10 @@ import pandas as pd
 import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for tests.fabricated_run when run as a script
+sys.path.insert(0, str(ROOT))  # for the project's packages when run as a script
 
-from pldc_core.records import load_records  # noqa: E402
-from tests.fabricated_run import fabricate_large_checkpoint  # noqa: E402
+from pldc_core.records.fabricated_run import fabricate_large_checkpoint  # noqa: E402
+from pldc_core.records.store import load_records  # noqa: E402
 from workbench.confusion import confusion_matrix  # noqa: E402
 from workbench.dicc_report import dicc_report  # noqa: E402
 from workbench.error_breakdown import error_breakdown  # noqa: E402

@@ -1,9 +1,9 @@
 """Benchmark of the workbench's interactive callbacks on checkpoints of 100,000 pseudo-label records.
 
 Fabricates a run with two checkpoints of ``--rows`` query records each
-(``tests.fabricated_run.fabricate_query_table``: the real schema, written with the real record
+(``pldc_core.records.fabricated_run.fabricate_query_table``: the real schema, written with the real record
 writer; masks and uncertainty PNGs are left empty, the callbacks timed here never read them),
-then times the callbacks of ``apps.gradio_app.Workbench`` as the app calls them, including the
+then times the callbacks of the tabs of ``apps.gradio_app.demo.App`` as the app calls them, including the
 JSON serialisation of the figures and the table that Gradio then sends:
 
 - checkpoint switch, cold: the Pseudo-labels tab for a checkpoint not yet loaded (reads the
@@ -32,11 +32,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for tests.fabricated_run when run as a script
+sys.path.insert(0, str(ROOT))  # for the project's packages when run as a script
 
-from apps.gradio_app import AppSettings, Workbench  # noqa: E402
-from tests.fabricated_run import THRESHOLDS, fabricate_large_checkpoint  # noqa: E402
-from workbench import browse  # noqa: E402
+from apps.gradio_app import browse  # noqa: E402
+from apps.gradio_app.context import AppSettings  # noqa: E402
+from apps.gradio_app.demo import App  # noqa: E402
+from pldc_core.records.fabricated_run import THRESHOLDS, fabricate_large_checkpoint  # noqa: E402
 
 NUM_CLASSES = 80
 ITERATIONS = (5000, 10000)
@@ -70,12 +71,12 @@ def main(argv=None) -> int:
         for k, iteration in enumerate(ITERATIONS):
             fabricate_large_checkpoint(run, iteration, args.rows, num_classes=NUM_CLASSES, seed=k)
         fabricate_s = time.perf_counter() - t0
-        wb = Workbench(AppSettings(runs_root, Path(tmp) / "data"))
+        wb = App(AppSettings(runs_root, Path(tmp) / "data"))
         t = THRESHOLDS
         tab = ("IoU", "any", "any", "all", "s", True)
 
         def pl(iteration, c_t=t["c_t"], m_t=t["m_t"]):
-            return wb.pseudo_labels("bench", iteration, "ddtf", c_t, m_t, t["s_t"], *tab)
+            return wb.pseudo_labels.show("bench", iteration, "ddtf", c_t, m_t, t["s_t"], *tab)
 
         rows = []
         cold = []
@@ -93,16 +94,17 @@ def main(argv=None) -> int:
                                                              for v in grid_values]))
         rows.append(("threshold off the grid (typed, exact what-if)",
                      [timed(lambda v=v: pl(ITERATIONS[0], c_t=v + 0.005)) for v in grid_values]))
-        coupled = [timed(lambda v=v: wb.pseudo_labels("bench", ITERATIONS[0], "coupled", t["c_t"], t["m_t"], v, *tab))
+        coupled = [timed(lambda v=v: wb.pseudo_labels.show("bench", ITERATIONS[0], "coupled", t["c_t"], t["m_t"], v,
+                                                         *tab))
                    for v in grid_values]
         rows.append(("slider move (coupled s_t)", coupled))
         reference = [
-            ("Confusion tab refresh", lambda: wb.confusion("bench", ITERATIONS[0], "row share", "after DICC",
+            ("Confusion tab refresh", lambda: wb.confusion.show("bench", ITERATIONS[0], "row share", "after DICC",
                                                             "kept by the run")),
-            ("Errors tab refresh (trend over both checkpoints)", lambda: wb.errors("bench", ITERATIONS[0],
+            ("Errors tab refresh (trend over both checkpoints)", lambda: wb.errors.show("bench", ITERATIONS[0],
                                                                                    "kept by the run")),
-            ("DICC tab refresh", lambda: wb.dicc("bench", ITERATIONS[0])),
-            ("table filter change (class + error type)", lambda: wb.browse_only(
+            ("DICC tab refresh", lambda: wb.dicc.show("bench", ITERATIONS[0])),
+            ("table filter change (class + error type)", lambda: wb.pseudo_labels.browse(
                 "bench", ITERATIONS[0], "ddtf", t["c_t"], t["m_t"], t["s_t"], 3, "Cor", "all", "iou", True)),
         ]
         first_errors = timed(reference[1][1])  # the trend reads every checkpoint once, then is cached

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from pldc_core.data.augment import EvalResize  # noqa: E402
 from pldc_core.data.coco import load_coco  # noqa: E402
 from pldc_core.data.registry import get_dataset  # noqa: E402
-from pldc_core.model import IMAGENET_MEAN, IMAGENET_STD, load_backbone_weights, resnet_config  # noqa: E402
+from pldc_core.model.mask2former import IMAGENET_MEAN, IMAGENET_STD, load_backbone_weights, resnet_config  # noqa: E402
 
 
 def build_backbone(name: str, weights: str | None, seed: int = 0):

@@ -2,7 +2,8 @@
 x 100 queries).
 
 Fabrication (not timed): one checkpoint of ``--images`` x ``--queries`` records written with the
-real record writer. The scalar columns come from ``tests.fabricated_run.fabricate_query_table``
+real record writer. The scalar columns come from
+``pldc_core.records.fabricated_run.fabricate_query_table``
 (consistent c, m, s and error types); DDTF keeps at the paper's thresholds (c_t 0.85, m_t 0.9:
 about 13% of the queries here, more than a trained teacher keeps). This script adds the
 per-pixel columns that table leaves empty: each query's mask is an ellipse filling its box (18%
@@ -12,7 +13,7 @@ rings. Each image has 3 ground-truth ellipses. Image files are not written (the 
 reads them).
 
 Timed, in a fresh child process against a private mongod (as the tests run it):
-``apps.fiftyone_export.build_dataset`` without evaluation (samples, ground truth, pseudo-labels
+``apps.fiftyone_app.export.build_dataset`` without evaluation (samples, ground truth, pseudo-labels
 with masks, uncertainty heatmaps, saved views), then FiftyOne's ``evaluate_detections`` of the
 kept pseudo-labels on the first ``--eval-images`` images (it costs about linearly in images),
 then a second build (the idempotent no-op). Peak memory: the child's peak RSS
@@ -42,9 +43,10 @@ import pycocotools.mask as mask_utils
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.* when run as a script
 
-from pldc_core.record_schema import QUERY_SCHEMA  # noqa: E402
-from pldc_core.records import RecordWriter, build_image_row, list_array  # noqa: E402
-from tests.fabricated_run import categories, fabricate_query_table  # noqa: E402
+from pldc_core.records.fabricated_run import categories, fabricate_query_table  # noqa: E402
+from pldc_core.records.rows import build_image_row, list_array  # noqa: E402
+from pldc_core.records.schema import QUERY_SCHEMA  # noqa: E402
+from pldc_core.records.store import RecordWriter  # noqa: E402
 
 NUM_CLASSES = 80
 ITERATION = 1000
@@ -154,13 +156,13 @@ def fabricate(run_dir: Path, n_images: int, n_queries: int, hw: tuple[int, int],
 
 def child(run_dir: str, result_path: str, eval_images: int) -> None:
     """The timed part (runs in its own process, so its peak RSS is the build's)."""
-    from apps.fiftyone_export import _evaluate, build_dataset, pseudo_field
-    from pldc_core.records import load_records
-    from tests.test_fiftyone import private_fiftyone_db
+    from apps.fiftyone_app.database import private_database
+    from apps.fiftyone_app.export import _evaluate, build_dataset, pseudo_field
+    from pldc_core.records.store import load_records
 
     result = {}
     with tempfile.TemporaryDirectory(prefix="bench-fo-db-") as db_dir:
-        with private_fiftyone_db(Path(db_dir)) as (fo, mongod):
+        with private_database(Path(db_dir)) as (fo, mongod):
             result["rss_before_build_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             t = time.perf_counter()
             dataset = build_dataset(run_dir, name="bench", evaluate=False)

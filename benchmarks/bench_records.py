@@ -37,16 +37,16 @@ from pldc_core.config import load_config  # noqa: E402
 from pldc_core.data.coco import load_coco  # noqa: E402
 from pldc_core.data.registry import get_dataset  # noqa: E402
 from pldc_core.data.splits import load_split  # noqa: E402
-from pldc_core.inference import predict_images  # noqa: E402
-from pldc_core.model import build_model  # noqa: E402
-from pldc_core.recording import (record_batch, record_pseudo_labels, records_manifest,  # noqa: E402
-                                 sample_record_images)
-from pldc_core.records import RecordWriter  # noqa: E402
+from pldc_core.model.inference import predict_images  # noqa: E402
+from pldc_core.model.mask2former import build_model  # noqa: E402
+from pldc_core.records.recorder import (record_batch, record_pseudo_labels, records_manifest,  # noqa: E402
+                                        sample_record_images)
+from pldc_core.records.store import RecordWriter  # noqa: E402
 
 
 def paper_scale_rows_ms(images: int = 20) -> float:
     """Milliseconds to build one image's query rows (CPU) at the paper's sizes, from fabricated blob-like logits."""
-    from pldc_core.records import GroundTruth, query_columns
+    from pldc_core.records.rows import GroundTruth, query_columns
 
     gen = torch.Generator().manual_seed(0)
     Q, h, w, H, W = 100, 256, 192, 640, 480
@@ -80,8 +80,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["PLDC_NO_PROGRESS"] = "1"
     if args.checkpoint:
-        from pldc_core.checkpoint import load_checkpoint
         from pldc_core.eval_command import load_trained_model
+        from pldc_core.training.checkpoint import load_checkpoint
 
         model, cfg, _ = load_trained_model(load_checkpoint(args.checkpoint), "teacher", torch.device("cpu"))
         source = args.checkpoint

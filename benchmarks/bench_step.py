@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pldc_core.config import load_config  # noqa: E402
-from pldc_core.trainer import Trainer, build_data  # noqa: E402
+from pldc_core.training.data import build_data  # noqa: E402
+from pldc_core.training.trainer import Trainer  # noqa: E402
 
 
 # The trainer's timers that are pseudo-labelling rather than the student's forward/backward
@@ -37,10 +38,7 @@ PSEUDO_LABELLING = ("teacher", "filter", "dicc", "ema")
 
 def make_trainer(cfg, data, run_dir):
     trainer = Trainer(cfg, run_dir, hooks=[], data=data)
-    from pldc_core.data.loader import infinite_batches
-
-    trainer._lab_iter = infinite_batches(data.labeled, cfg.train.batch_labeled, seed=cfg.train.seed)
-    trainer._unl_iter = None
+    trainer.start_data_streams()
     return trainer
 
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pldc_core.atomic import write_json  # noqa: E402
-from pldc_core.records import list_record_iterations, load_records  # noqa: E402
+from pldc_core.records.store import list_record_iterations, load_records  # noqa: E402
 from workbench.thresholds import threshold_study  # noqa: E402
 
 PAPER = {"c_t": 0.85, "m_t": 0.9, "s_t": 0.765}

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pldc_core.records import list_record_iterations, load_records  # noqa: E402
+from pldc_core.records.store import list_record_iterations, load_records  # noqa: E402
 from workbench.thresholds import what_if, what_if_coupled  # noqa: E402
 
 ROWS = [

@@ -1,32 +1,33 @@
 """`pldc` command line: each subcommand lives in the module that owns it.
 
-Each module listed here provides ``add_arguments(parser)`` and ``run(args) -> int``.
+Each layer lists its own subcommands and adds them to the one below it: the engine's here,
+``workbench.cli`` adds the report, ``apps.cli`` (the installed ``pldc``) adds the front ends.
+So ``python -m pldc_core.cli train ...`` (e.g. under torchrun) needs nothing above the engine.
+Each module listed provides ``add_arguments(parser)`` and ``run(args) -> int``.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from collections.abc import Mapping
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("pldc_core.data.commands", "make the embedded dataset, splits, validate/convert datasets"),
     "pretrain": ("pldc_core.pretraining.commands", "remake the embedded upstream weights (backbone, CLIP)"),
-    "train": ("pldc_core.train_command", "train a model (burn-in + PL-DC) from a YAML config"),
+    "train": ("pldc_core.training.command", "train a model (burn-in + PL-DC) from a YAML config"),
     "eval": ("pldc_core.eval_command", "evaluate a checkpoint (COCO mask AP)"),
-    "pseudo-labels": ("pldc_core.records_command", "record the teacher's pseudo-labels of a checkpoint"),
-    "clip-crops": ("pldc_core.clip_crops", "classify a run's GT crops with CLIP alone (Table II)"),
-    "report": ("workbench.report", "write the HTML report of a run"),
-    "app": ("apps.gradio_app", "open the Gradio workbench"),
-    "fiftyone": ("apps.fiftyone_export", "build a FiftyOne dataset of a run's pseudo-labels"),
+    "pseudo-labels": ("pldc_core.records.command", "record the teacher's pseudo-labels of a checkpoint"),
+    "clip-crops": ("pldc_core.records.clip_crops", "classify a run's GT crops with CLIP alone (Table II)"),
 }
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The ``pldc`` parser; only ``command``'s module is imported (start-up stays fast)."""
+def build_parser(commands: Mapping[str, tuple[str, str]], command: str | None = None) -> argparse.ArgumentParser:
+    """The ``pldc`` parser over ``commands``; only ``command``'s module is imported (start-up stays fast)."""
     parser = argparse.ArgumentParser(prog="pldc", description="PL-DC Workbench")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, (module_name, help_text) in commands.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name != command:
             continue
@@ -42,10 +43,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, commands: Mapping[str, tuple[str, str]] = COMMANDS) -> int:
+    """Parse ``argv`` and run the chosen subcommand of ``commands``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(command if command in COMMANDS else None)
+    parser = build_parser(commands, command if command in commands else None)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

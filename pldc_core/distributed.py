@@ -7,6 +7,15 @@ import torch
 import torch.distributed as dist
 
 
+def pick_device(name: str) -> torch.device:
+    """``auto``: this process's GPU when there is one, else the CPU; otherwise the named device."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank())
+        return torch.device("cpu")
+    return torch.device(name)
+
+
 def init_from_env(device: torch.device) -> None:
     """Join the process group torchrun describes in the environment (no-op for one process)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
@@ -53,11 +62,3 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
-
-
-def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
-    if is_distributed():
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= world_size()
-    return value

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
@@ -19,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_trained_model(state: dict, which: str, device: torch.device):
     """The model stored in a checkpoint state: (model, config, categories)."""
-    from .config import from_dict
-    from .model import build_model
-    from .structures import Categories
+    from pldc_core.config import from_dict
+    from pldc_core.model.mask2former import build_model
+    from pldc_core.structures import Categories
 
     cfg = from_dict(state["config"])
     categories = Categories.from_coco(state["categories"])
@@ -32,12 +31,12 @@ def load_trained_model(state: dict, which: str, device: torch.device):
 
 
 def run(args: argparse.Namespace) -> int:
-    from .atomic import write_json
-    from .checkpoint import load_checkpoint
-    from .data.coco import DatasetError, load_coco
-    from .data.registry import get_dataset
-    from .inference import evaluate_model
-    from .trainer import pick_device
+    from pldc_core.atomic import write_json
+    from pldc_core.data.coco import DatasetError, load_coco
+    from pldc_core.data.registry import get_dataset
+    from pldc_core.distributed import pick_device
+    from pldc_core.model.inference import evaluate_model
+    from pldc_core.training.checkpoint import load_checkpoint
 
     device = pick_device(args.device)
     try:

@@ -26,7 +26,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from pldc_core import distributed
-from pldc_core.pseudo_labels import mask_quality
+from pldc_core.method.pseudo_labels import mask_quality
 from pldc_core.structures import Categories
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")

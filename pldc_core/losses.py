@@ -1,7 +1,8 @@
 """Mask2Former's set criterion, with PL-DC's uncertainty-weighted mask BCE (PMUA, Eq. 11).
 
 The Hungarian matcher and the point sampler are transformers' own
-(``Mask2FormerHungarianMatcher``, ``sample_point``); this module adds the per-pixel weights.
+(``Mask2FormerHungarianMatcher``, ``sample_point``); this module adds the per-pixel weights, and
+the criterion's mask BCE is ``uncertainty_weighted_bce`` itself (Eq. 11's one definition).
 Randomness (the matcher's points, importance sampling) comes from torch's global RNG, which
 the trainer seeds and saves with every checkpoint.
 """
@@ -131,7 +132,7 @@ class SetCriterion(nn.Module):
 
         with torch.no_grad():
             coords = self._sample_points(pred)  # [M, P, 2] in [0, 1]^2
-            point_labels, point_weights, start = [], [], 0
+            point_labels, point_uncertainty, start = [], [], 0
             for b, (_, tgt) in enumerate(indices):
                 if tgt.numel() == 0:
                     continue
@@ -141,20 +142,23 @@ class SetCriterion(nn.Module):
                 point_labels.append(sample_point(masks, pts, align_corners=False).squeeze(1))
                 weights = targets[b].get("pixel_weights")
                 if weights is None:
-                    point_weights.append(torch.ones_like(point_labels[-1]))
+                    point_uncertainty.append(torch.zeros_like(point_labels[-1]))
                 else:
                     # The same coordinates as the target mask: weight and label of a point belong
                     # together. "border" padding: zero padding would fade the weights towards the
                     # image edge (within half a pixel of it), i.e. down-weight edge pixels for no reason.
-                    point_weights.append(sample_point(weights[tgt][:, None].to(pred), pts, align_corners=False,
-                                                      padding_mode="border").squeeze(1))
+                    sampled = sample_point(weights[tgt][:, None].to(pred), pts, align_corners=False,
+                                           padding_mode="border").squeeze(1)
+                    point_uncertainty.append(1.0 - sampled)
             point_labels = torch.cat(point_labels)
-            point_weights = torch.cat(point_weights)
+            point_uncertainty = torch.cat(point_uncertainty)
 
         point_logits = sample_point(pred, coords, align_corners=False).squeeze(1)  # [M, P]
-        bce = F.binary_cross_entropy_with_logits(point_logits, point_labels, reduction="none")
+        # Eq. 11 per matched mask (the mean over its P points), summed over the masks: every mask has
+        # P points, so that is M times the mean over all M * P points.
+        weighted_bce = uncertainty_weighted_bce(point_logits, point_labels, point_uncertainty)
         return {
-            "loss_mask": (point_weights * bce).mean(dim=1).sum() / num_masks,
+            "loss_mask": weighted_bce * point_logits.shape[0] / num_masks,
             "loss_dice": dice_loss(point_logits, point_labels, num_masks),
         }
 

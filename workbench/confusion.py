@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from workbench.errors import IOU_MATCH
+from pldc_core.records.errors import IOU_MATCH
 from workbench.thresholds import select_kept
 
 BACKGROUND = -1

@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
+
+from pldc_core.run_dir import RunDir
 
 ACTIONS = ("accept", "reject", "relabel", "clear")
 EDIT_COLUMNS = ["iteration", "image_id", "query", "action", "new_class", "source", "time"]
@@ -32,7 +33,7 @@ class CurationStore:
     """The curation decisions of one run."""
 
     def __init__(self, run_dir: str | os.PathLike):
-        self.path = Path(run_dir) / "curation" / "edits.jsonl"
+        self.path = RunDir(run_dir).curation / "edits.jsonl"
 
     def record(self, iteration: int, keys: Iterable[tuple[int, int]], action: str, new_class: int | None = None,
                source: str = "api") -> int:
@@ -103,7 +104,7 @@ def export_curated_coco(run_dir: str | os.PathLike, iteration: int, out_path: st
                         include_kept: bool = False) -> dict:
     """Write the curated pseudo-labels of one checkpoint as a COCO instances JSON; returns counts."""
     from pldc_core.atomic import write_json
-    from pldc_core.records import load_records
+    from pldc_core.records.store import load_records
 
     rec = load_records(run_dir, iteration, columns=[
         "image_id", "query", "pred_class", "keep_ddtf", "mask_rle", "height", "width", "area", "bbox", "s"])

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.errors import IOU_MATCH
+from pldc_core.records.errors import IOU_MATCH
 from workbench.thresholds import select_kept
 
 OUTCOMES = ("fixed", "broken", "neutral", "kept_right", "kept_wrong", "unjudged")

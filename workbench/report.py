@@ -1,7 +1,7 @@
 """`pldc report RUN`: one self-contained HTML report of a run's records, and a folder of PNGs.
 
 The HTML embeds plotly.js once (in the head; no CDN, it opens offline) and every figure as a
-div. The PNGs are the same figures drawn by ``figures.write_png``. The report opens with a
+div. The PNGs are the same figures drawn by ``png.write_png``. The report opens with a
 summary: which of c and m predicts IoU better, which error type dominates, the best threshold
 pair against the run's, what DICC did, where uncertainty concentrates.
 """
@@ -19,16 +19,19 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from pldc_core.atomic import atomic_dir, write_text
-from pldc_core.records import CLIP_TABLE_FILE, RecordError, list_record_iterations, load_records
+from pldc_core.method.filters import KEEP_COLUMNS, Thresholds
+from pldc_core.records.schema import Manifest
+from pldc_core.records.store import RecordError, list_record_iterations, load_records
+from pldc_core.run_dir import CLIP_TABLE_FILE, RunDir
 from workbench import figures
 from workbench.confusion import Confusion, confusion_matrix, most_confused
 from workbench.dicc_report import (ClipPrecisionRecall, DiccReport, clip_precision_recall, dicc_report,
                                    read_clip_table)
 from workbench.error_breakdown import ErrorBreakdown, dominant_error, error_breakdown
+from workbench.png import write_png
 from workbench.quality import QualityReport, better_predictor, quality_vs_iou
-from workbench.thresholds import KEEP_COLUMNS, ThresholdStudy, threshold_study
-from workbench.trends import (ANALYSIS_COLUMNS, Trends, checkpoint_trends, num_classes_of, read_jsonl,
-                              run_kept_by)
+from workbench.thresholds import ThresholdStudy, threshold_study
+from workbench.trends import ANALYSIS_COLUMNS, Trends, checkpoint_trends, num_classes_of, read_jsonl
 from workbench.uncertainty import (UncertaintyVsIoU, decoded_maps, distance_profile, region_means,
                                    sample_rows, uncertainty_vs_iou)
 
@@ -87,8 +90,8 @@ def collect(run_dir: str | Path, iteration: int | None = None,
     rec = load_records(run_dir, iteration=iteration, columns=ANALYSIS_COLUMNS)
     q, gt, manifest = rec.queries, rec.gt, rec.manifest
     n_classes = num_classes_of(manifest, q, gt)
-    names = [c["name"] for c in manifest.get("categories", [])] or [str(i) for i in range(n_classes)]
-    kept_by = run_kept_by(manifest)
+    names = Manifest.of(manifest).class_names or [str(i) for i in range(n_classes)]
+    kept_by = Thresholds.of_manifest(manifest).kept_by
     dicc_ran = bool((q["corrected_class"] >= 0).any())
 
     # Uncertainty is read on the kept pseudo-labels (what PMUA weighs); when the run's filter kept
@@ -112,7 +115,7 @@ def collect(run_dir: str | Path, iteration: int | None = None,
         dicc=dicc_report(q), unc_kept_by=unc_kept_by, regions=region_means(q, kept_by=unc_kept_by),
         unc_iou=uncertainty_vs_iou(q, kept_by=unc_kept_by), profile=profile,
         trends=checkpoint_trends(checkpoints()),
-        metrics=read_jsonl(run_dir / "metrics.jsonl"), evals=read_jsonl(run_dir / "eval.jsonl"),
+        metrics=read_jsonl(RunDir(run_dir).metrics), evals=read_jsonl(RunDir(run_dir).evals),
         clip=clip_precision_recall(clip_table, n_classes) if clip_table is not None else None)
 
 
@@ -190,7 +193,7 @@ def summary_lines(d: ReportData) -> list[str]:
 def _table(frame: pd.DataFrame, names: list[str] | None = None, class_columns=()) -> str:
     frame = frame.copy()
     for col in class_columns:
-        frame[col] = figures._names(frame[col], names)
+        frame[col] = figures.class_labels(frame[col], names)
     return frame.to_html(index=False, border=0, classes="table", na_rep="n/a",
                          float_format=lambda v: f"{v:.3f}")
 
@@ -335,7 +338,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, iterati
             for _, _, items in secs:
                 for name, item in items:
                     if not isinstance(item, str):
-                        figures.write_png(item, tmp / f"{name}.png")
+                        write_png(item, tmp / f"{name}.png")
     path = out_dir / "report.html"
     write_text(path, render_html(data, secs))
     return path

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from workbench.errors import IOU_MATCH
+from pldc_core.method.filters import KEEP_COLUMNS
+from pldc_core.records.errors import IOU_MATCH
 
-KEEP_COLUMNS = {"ddtf": "keep_ddtf", "coupled": "keep_coupled"}
 DEFAULT_M_GRID = tuple(np.round(np.linspace(0.50, 0.95, 10), 3))
 DEFAULT_C_GRID = tuple(np.round(np.linspace(0.50, 0.95, 10), 3))
 DEFAULT_S_GRID = tuple(np.round(np.linspace(0.30, 0.885, 10), 3))

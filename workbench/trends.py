@@ -2,20 +2,21 @@
 and the run's training logs (``metrics.jsonl``, ``eval.jsonl``) as tables.
 
 ``checkpoint_trends`` takes ``(iteration, record set)`` pairs, where a record set is anything
-with ``.queries``, ``.gt`` and ``.manifest`` (``pldc_core.records.RecordSet``); it reads one
+with ``.queries``, ``.gt`` and ``.manifest`` (``pldc_core.records.store.RecordSet``); it reads one
 checkpoint at a time, so a long run never has to fit in memory at once.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pldc_core.records import list_record_iterations, load_records
+from pldc_core.method.filters import Thresholds
+from pldc_core.records.schema import Manifest
 from workbench.confusion import class_accuracy, confusion_matrix, most_confused
 from workbench.dicc_report import dicc_report
 from workbench.error_breakdown import error_breakdown
@@ -43,21 +44,17 @@ class Trends:
 
 def num_classes_of(manifest: dict, *frames: pd.DataFrame) -> int:
     """The number of classes: the manifest's categories, else the largest class index seen + 1."""
-    if manifest.get("categories"):
-        return len(manifest["categories"])
+    names = Manifest.of(manifest).class_names
+    if names:
+        return len(names)
     seen = [int(f[c].max()) for f in frames for c in ("pred_class", "gt_class", "corrected_class")
             if c in f.columns and len(f)]
     return max(seen + [-1]) + 1
 
 
-def run_kept_by(manifest: dict) -> str:
-    """The filter the run trained with ('ddtf' unless the manifest says 'coupled')."""
-    return "coupled" if (manifest.get("thresholds") or {}).get("filter") == "coupled" else "ddtf"
-
-
 def _one_checkpoint(iteration: int, rec) -> dict[str, pd.DataFrame]:
     q, gt, manifest = rec.queries, rec.gt, rec.manifest
-    kept_by = run_kept_by(manifest)
+    kept_by = Thresholds.of_manifest(manifest).kept_by
     n_classes = num_classes_of(manifest, q, gt)
     out = {"quality": correlations(q)}
 
@@ -105,18 +102,6 @@ def checkpoint_trends(checkpoints: Iterable[tuple[int, object]]) -> Trends:
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["iteration"])
         stacked[key] = frame[["iteration"] + [c for c in frame.columns if c != "iteration"]]
     return Trends(**stacked)
-
-
-def iter_checkpoints(run_dir: str | Path, iterations: Iterable[int] | None = None,
-                     columns: list[str] | None = ANALYSIS_COLUMNS) -> Iterator[tuple[int, object]]:
-    """Lazily load each recorded checkpoint of a run (all of them by default)."""
-    for iteration in (list_record_iterations(run_dir) if iterations is None else iterations):
-        yield int(iteration), load_records(run_dir, iteration=iteration, columns=columns)
-
-
-def run_trends(run_dir: str | Path, iterations: Iterable[int] | None = None) -> Trends:
-    """``checkpoint_trends`` over the records of a run directory."""
-    return checkpoint_trends(iter_checkpoints(run_dir, iterations))
 
 
 def read_jsonl(path: str | Path) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import distance_transform_edt
 
-from pldc_core.records import decode_mask, decode_uncertainty
+from pldc_core.records.store import decode_mask, decode_uncertainty
 from workbench.quality import correlation, known_gt
 from workbench.thresholds import select_kept
 

@@ -119,7 +119,7 @@ def _make_synthetic(args) -> int:
     dropped = stats["train"]["dropped_instances"] + stats["val"]["dropped_instances"]
     if dropped:
         print(f"  {dropped} planned instance(s) found no free place and were left out")
-    splits_out = Path(args.splits_out) if args.splits_out else out.parent / "splits" / f"{out.name}.json"
+    splits_out = Path(args.splits_out) if args.splits_out else default_split_file(out.name, out.parent)
     ids = read_image_ids(out / "annotations" / "instances_train.json")
     write_splits(splits_out, ids, args.percent, args.seeds, dataset=out.name)
     print(f"wrote {splits_out}: percents {', '.join(f'{p:g}' for p in args.percent)} x seeds "

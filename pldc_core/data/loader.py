@@ -1,10 +1,9 @@
-"""Torch datasets for training and evaluation, and a deterministic, resumable batch stream.
+"""Torch datasets for training, and a deterministic, resumable batch stream.
 
 - ``LabeledDataset``: image + instance masks through the weak augmentation.
 - ``UnlabeledDataset``: built from an ``ImageList``, which holds no annotations, so the
   unlabeled stream cannot read them; yields the weak view (for the teacher) and the strong
   view of the same geometry (for the student).
-- ``EvalDataset``: resized and padded images with what is needed to map predictions back.
 - ``infinite_batches``: batch ``t`` depends only on ``(seed, t)`` - which images, and every
   random choice of their augmentation - so a run resumed at iteration ``t`` sees exactly the
   batches an uninterrupted run would, with any number of loader workers.
@@ -18,7 +17,6 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pldc_core.data.augment import EvalResize
 from pldc_core.data.coco import CocoIndex, DatasetError, ImageList
 from pldc_core.structures import InstanceSample
 
@@ -106,30 +104,6 @@ class UnlabeledDataset(Dataset):
         weak = InstanceSample(image=image, masks=torch.zeros((0, *image.shape[-2:]), dtype=torch.bool),
                               labels=torch.zeros(0, dtype=torch.int64), image_id=image_id, meta=meta)
         return UnlabeledPair(weak=weak, strong_image=strong_image, image_id=image_id)
-
-
-class EvalDataset(Dataset):
-    """Item ``i``: ``InstanceSample`` with the image of ``image_ids[i]`` resized (longer side
-    ``image_size``) and zero-padded to ``image_size`` square, no instances, and ``meta``:
-    ``file_name``, ``orig_size`` (H, W), ``resized_size`` (h, w before padding).
-    ``source`` is a ``CocoIndex`` or an ``ImageList``."""
-
-    def __init__(self, source: CocoIndex | ImageList, image_ids: Sequence[int], image_size: int):
-        self.source = source
-        self.image_ids = _check_ids(source, image_ids)
-        self.resize = EvalResize(image_size)
-
-    def __len__(self) -> int:
-        return len(self.image_ids)
-
-    def __getitem__(self, i: int) -> InstanceSample:
-        image_id = self.image_ids[i]
-        image = self.source.load_image(image_id)
-        padded, resized_hw = self.resize(image)
-        meta = {"file_name": self.source.image_info(image_id)["file_name"],
-                "orig_size": tuple(image.shape[-2:]), "resized_size": tuple(resized_hw)}
-        return InstanceSample(image=padded, masks=torch.zeros((0, *padded.shape[-2:]), dtype=torch.bool),
-                              labels=torch.zeros(0, dtype=torch.int64), image_id=image_id, meta=meta)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -79,6 +79,13 @@ def default_split_file(name: str, data_root: str | os.PathLike = "data") -> Path
     return Path(data_root) / "splits" / f"{name}.json"
 
 
+def split_file_of(data_cfg) -> Path:
+    """The split file a config's ``data`` section names: ``data.split_file``, else the default one."""
+    if data_cfg.split_file:
+        return Path(data_cfg.split_file)
+    return default_split_file(data_cfg.dataset, data_cfg.data_root)
+
+
 def _registry_path(data_root: Path, registry_file: str | os.PathLike | None) -> Path | None:
     if registry_file is not None:
         path = Path(registry_file)

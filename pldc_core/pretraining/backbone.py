@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pldc_core import atomic
-from pldc_core.model import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, resnet_config
+from pldc_core.model.mask2former import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, resnet_config
 
 log = logging.getLogger(__name__)
 

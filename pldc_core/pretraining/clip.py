@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from pldc_core.data.upstream import colour_name, _TEXTURE_WORDS
-from pldc_core.dicc import mask_crops
+from pldc_core.method.dicc import mask_crops
 from pldc_core.pretraining.backbone import save_atomic
 
 log = logging.getLogger(__name__)

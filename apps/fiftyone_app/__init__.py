@@ -1,0 +1,1 @@
+"""`pldc fiftyone`: a FiftyOne dataset of a run's pseudo-labels, and the mask decoding it needs."""

@@ -1,0 +1,116 @@
+"""``build_demo()``: the workbench's Gradio Blocks, from its sidebar and one object per tab.
+
+Each tab lays out its components (``layout``) and wires its own events (``wire``); this module
+adds what is common to all: refreshing the shown tab when the checkpoint changes or the tab is
+opened. Clicks on plotly points reach Python through a small script that writes the clicked
+point into a hidden textbox next to the plot (``CLICK_JS``).
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+from apps.gradio_app.context import AppContext, AppSettings
+from apps.gradio_app.sidebar import Sidebar
+from apps.gradio_app.tabs.compare import CompareTab
+from apps.gradio_app.tabs.confusion import ConfusionTab
+from apps.gradio_app.tabs.curate import CurateTab
+from apps.gradio_app.tabs.dicc import DiccTab
+from apps.gradio_app.tabs.errors import ErrorsTab
+from apps.gradio_app.tabs.instance import InstanceTab
+from apps.gradio_app.tabs.pseudo_labels import FAST, PseudoLabelsTab
+from apps.gradio_app.tabs.train import TrainTab
+
+CLICK_JS = """
+() => {
+  const attach = () => {
+    document.querySelectorAll('.pldc-clickable [data-testid="plotly"]').forEach((div) => {
+      if (div.__pldcClick || typeof div.on !== 'function') return;
+      div.__pldcClick = true;
+      div.on('plotly_click', (ev) => {
+        const p = ev && ev.points && ev.points[0];
+        const host = div.closest('.pldc-clickable');
+        const box = host && document.querySelector('#' + host.id + '-click textarea');
+        if (!p || !box) return;
+        const cd = p.customdata ?? null;  // plotly gives numeric arrays as typed arrays
+        box.value = JSON.stringify({x: p.x, y: p.y, customdata: ArrayBuffer.isView(cd) ? Array.from(cd) : cd,
+                                    name: (p.data && p.data.name) || '', t: Date.now()});
+        box.dispatchEvent(new Event('input', {bubbles: true}));
+      });
+    });
+  };
+  setInterval(attach, 400);
+}
+"""
+
+CSS = """
+.pldc-message p { margin: 0.2em 0; }
+.pldc-error { color: #b00020; }
+.pldc-progress { width: 100%; height: 16px; }
+#pldc-sidebar-runs { font-size: 12px; }
+"""
+
+
+class App:
+    """The workbench on one runs folder and one data folder: the shared context, the sidebar, the tabs.
+
+    ``build_demo`` lays it out; the components the parts share (``run_dd``, ``ckpt_dd``,
+    ``browse_state``, ``tabs`` ...) become attributes of this object as it does.
+    """
+
+    def __init__(self, settings: AppSettings):
+        self.ctx = AppContext(settings)
+        self.train = TrainTab(self.ctx)
+        self.pseudo_labels = PseudoLabelsTab(self.ctx)
+        self.instance = InstanceTab(self.ctx)
+        self.confusion = ConfusionTab(self.ctx)
+        self.errors = ErrorsTab(self.ctx)
+        self.dicc = DiccTab(self.ctx)
+        self.compare = CompareTab(self.ctx)
+        self.curate = CurateTab(self.ctx)
+        self.sidebar = Sidebar(self.ctx, self.train.live)
+
+    @property
+    def parts(self) -> list:
+        """The tabs in display order."""
+        return [self.train, self.pseudo_labels, self.instance, self.confusion, self.errors, self.dicc, self.compare,
+                self.curate]
+
+    def when_shown(self, tab_id: str, fn, n_outputs: int):
+        """``fn`` for an event that only matters while tab ``tab_id`` is shown (otherwise nothing is sent)."""
+        def wrapped(current, *args):
+            if current != tab_id:
+                return (gr.skip(),) * n_outputs if n_outputs > 1 else gr.skip()
+            return fn(*args)
+        return wrapped
+
+
+def build_demo(settings: AppSettings) -> gr.Blocks:
+    """The Gradio Blocks of the workbench (not launched)."""
+    app = App(settings)
+    initial_tab = "pl" if settings.initial_run else "train"
+    with gr.Blocks(title="PL-DC Workbench", fill_width=True) as demo:
+        app.demo = demo
+        app.browse_state = gr.State(None)
+        app.tick_state = gr.State(None)
+        app.current_tab = gr.State(initial_tab)
+        with gr.Sidebar(open=True, width=360):
+            app.sidebar.layout(app)
+        tab_of = {}
+        with gr.Tabs(selected=initial_tab, elem_id="main-tabs") as app.tabs:
+            for part in app.parts:
+                with gr.Tab(part.label, id=part.id) as tab_of[part.id]:
+                    part.layout(app)
+        for part in (app.sidebar, *app.parts):
+            part.wire(app)
+
+        # the shown tab follows the checkpoint; a tab is brought up to date when it is opened
+        for part in (app.pseudo_labels, app.confusion, app.errors, app.dicc, app.curate):
+            options = FAST if part is app.pseudo_labels else dict(show_progress="hidden")
+            app.ckpt_dd.change(app.when_shown(part.id, part.show, len(part.outputs)),
+                               [app.current_tab, *part.refresh_inputs(app)], part.outputs, **options)
+        for part in app.parts:
+            selected = tab_of[part.id].select(lambda name=part.id: name, None, app.current_tab)
+            if hasattr(part, "show"):
+                options = FAST if part is app.pseudo_labels else dict(show_progress="hidden")
+                selected.then(part.show, part.refresh_inputs(app), part.outputs, **options)
+    return demo

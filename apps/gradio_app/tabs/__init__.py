@@ -1,0 +1,1 @@
+"""One module per tab of the app: its layout (``layout``), its callbacks, and their wiring (``wire``)."""

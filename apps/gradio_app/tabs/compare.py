@@ -1,0 +1,128 @@
+"""Compare tab: two checkpoints (of one run or two) on the same thresholds, figures and images."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from apps.gradio_app import explore_figures as xf
+from apps.gradio_app.context import AppContext, ordered, thresholds_of
+from apps.gradio_app.instance_view import image_picture
+from workbench import figures
+from workbench.confusion import confusion_matrix
+from workbench.error_breakdown import error_breakdown
+
+
+class CompareView(NamedTuple):
+    metrics: go.Figure
+    scatter_a: go.Figure
+    scatter_b: go.Figure
+    errors: go.Figure
+    confusion_a: go.Figure
+    confusion_b: go.Figure
+    image: object        # the dropdown of the images both recorded
+    picture_a: object
+    picture_b: object
+    note: str
+
+
+class CompareTab:
+    id, label = "compare", "Compare"
+
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+
+    # ------------------------------------------------------------------ callbacks
+    def show(self, run_a, it_a, run_b, it_b, filter_name, c_t, m_t, s_t, image_id) -> CompareView:
+        """Two checkpoints (of one run or two) on the same thresholds, figures and images."""
+        t = thresholds_of(filter_name, c_t, m_t, s_t)
+        sides = {}
+        for label, (run_name, it) in (("A", (run_a, it_a)), ("B", (run_b, it_b))):
+            ckpt = self.ctx.checkpoint(run_name, it)
+            if ckpt is not None:
+                sides[f"{label}: {run_name} @ {it}"] = ckpt
+        if len(sides) < 2:
+            reason = "choose two checkpoints (A and B)"
+            empty = xf.empty("Compare", reason)
+            return CompareView(empty, empty, empty, empty, empty, empty, gr.Dropdown(choices=[], value=None), None,
+                               None, reason)
+        labels = list(sides)
+        points = {k: c.metrics_at(t) for k, c in sides.items()}
+        metrics_fig = xf.compare_metrics_figure(points)
+        scatters = [xf.threshold_scatter(c.queries, t, int(points[k]["kept"]), c.class_names).update_layout(
+            title=f"{k}: {int(points[k]['kept']):,} kept", height=440) for k, c in sides.items()]
+        errors_fig = xf.compare_errors_figure({k: error_breakdown(c.queries[c.keep_mask(t)]).table
+                                               for k, c in sides.items()})
+        confusions = []
+        for k, c in sides.items():
+            fig = figures.confusion_heatmap(confusion_matrix(c.queries[c.keep_mask(t)], c.gt, c.num_classes),
+                                            c.class_names)
+            confusions.append(fig.update_layout(title=f"{k}: confusion of the kept pseudo-labels", height=460))
+        a, b = sides[labels[0]], sides[labels[1]]
+        common = sorted(set(a.images["image_id"].tolist()) & set(b.images["image_id"].tolist()))
+        if image_id is None or int(image_id) not in common:
+            image_id = common[0] if common else None
+        pictures = [None, None]
+        note = f"Kept pseudo-labels ({t.describe()}) of the same image; white: ground truth."
+        if image_id is not None:
+            for i, c in enumerate((a, b)):
+                keep = dict(zip(c.queries["query"][c.queries["image_id"] == image_id].astype(int),
+                                c.keep_mask(t)[(c.queries["image_id"] == image_id).to_numpy()]))
+                pictures[i], n = image_picture(c.path, c.manifest, c.images, c.gt, int(image_id), keep, c.class_names)
+                note += f" {labels[i]}: {n} kept."
+        else:
+            note = "the two checkpoints recorded no image in common"
+        return CompareView(metrics_fig, scatters[0], scatters[1], errors_fig, confusions[0], confusions[1],
+                           gr.Dropdown(choices=common, value=image_id), pictures[0], pictures[1], note)
+
+    def run_changed(self, run_name):
+        """A side's run was chosen: its checkpoints, the latest selected."""
+        iterations = self.ctx.checkpoint_choices(run_name)
+        return gr.Dropdown(choices=iterations, value=iterations[-1] if iterations else None)
+
+    # ------------------------------------------------------------------ layout and wiring
+    def layout(self, ui) -> None:
+        self.ui = ui
+        with gr.Row():
+            self.run_a = gr.Dropdown(label="A: run", choices=[], elem_id="cmp-run-a")
+            self.it_a = gr.Dropdown(label="A: checkpoint", choices=[], elem_id="cmp-it-a")
+            self.run_b = gr.Dropdown(label="B: run", choices=[], elem_id="cmp-run-b")
+            self.it_b = gr.Dropdown(label="B: checkpoint", choices=[], elem_id="cmp-it-b")
+        gr.Markdown("Both sides use the thresholds of the Pseudo-labels tab.")
+        self.metrics = gr.Plot(elem_id="cmp-metrics", show_label=False)
+        with gr.Row():
+            self.image = gr.Dropdown(label="the same image in both", choices=[], elem_id="cmp-image", scale=1)
+            self.note = gr.Markdown(elem_id="cmp-note")
+        with gr.Row():
+            self.picture_a = gr.Image(label="A", type="numpy", format="png", interactive=False, elem_id="cmp-pic-a",
+                                      height=360)
+            self.picture_b = gr.Image(label="B", type="numpy", format="png", interactive=False, elem_id="cmp-pic-b",
+                                      height=360)
+        with gr.Row():
+            self.scatter_a = gr.Plot(elem_id="cmp-scatter-a", show_label=False)
+            self.scatter_b = gr.Plot(elem_id="cmp-scatter-b", show_label=False)
+        self.errors = gr.Plot(elem_id="cmp-errors", show_label=False)
+        with gr.Row():
+            self.confusion_a = gr.Plot(elem_id="cmp-conf-a", show_label=False)
+            self.confusion_b = gr.Plot(elem_id="cmp-conf-b", show_label=False)
+
+    def refresh_inputs(self, ui) -> list:
+        return [self.run_a, self.it_a, self.run_b, self.it_b, *ui.pseudo_labels.thresholds, self.image]
+
+    @property
+    def outputs(self) -> list:
+        return ordered(CompareView, metrics=self.metrics, scatter_a=self.scatter_a, scatter_b=self.scatter_b,
+                       errors=self.errors, confusion_a=self.confusion_a, confusion_b=self.confusion_b,
+                       image=self.image, picture_a=self.picture_a, picture_b=self.picture_b, note=self.note)
+
+    def wire(self, ui) -> None:
+        ui.ckpt_dd.input(lambda i: gr.Dropdown(value=i), ui.ckpt_dd, self.it_a, show_progress="hidden")
+        self.run_a.input(self.run_changed, self.run_a, self.it_a, show_progress="hidden")
+        self.run_b.input(self.run_changed, self.run_b, self.it_b, show_progress="hidden")
+        inputs = self.refresh_inputs(ui)
+        for component in (self.it_a, self.it_b, self.image):
+            component.input(self.show, inputs, self.outputs, show_progress="hidden", trigger_mode="always_last")
+        for component in (self.it_a, self.it_b):
+            component.change(ui.when_shown(self.id, self.show, len(self.outputs)), [ui.current_tab, *inputs],
+                             self.outputs, show_progress="hidden")

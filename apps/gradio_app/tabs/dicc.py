@@ -1,0 +1,108 @@
+"""DICC tab: what the CLIP correction changed, per class and over training, and CLIP alone on GT crops."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import gradio as gr
+import pandas as pd
+import plotly.graph_objects as go
+
+from apps.gradio_app import browse, explore_figures as xf
+from apps.gradio_app.browse import Selection
+from apps.gradio_app.context import NO_RECORDS, AppContext, Listing, ordered
+from pldc_core.run_dir import RunDir
+from workbench import figures
+from workbench.dicc_report import clip_precision_recall, dicc_report, read_clip_table
+
+CORRECTION_COLUMNS = ["from", "to", "count", "fixed", "broken", "neutral", "unjudged"]
+
+
+class DiccView(NamedTuple):
+    summary: str
+    per_class: go.Figure
+    trend: go.Figure
+    corrections: pd.DataFrame
+    clip: go.Figure
+
+
+class DiccTab:
+    id, label = "dicc", "DICC"
+
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+
+    # ------------------------------------------------------------------ callbacks
+    def show(self, run_name, iteration) -> DiccView:
+        ckpt = self.ctx.checkpoint(run_name, iteration)
+        if ckpt is None:
+            return DiccView(NO_RECORDS, xf.empty("DICC", NO_RECORDS), xf.empty("DICC", NO_RECORDS), pd.DataFrame(),
+                            xf.empty("CLIP", NO_RECORDS))
+        clip = clip_on_gt_figure(ckpt)
+        report = dicc_report(ckpt.queries, kept_by=ckpt.kept_by)
+        s = report.summary
+        trend = xf.dicc_trend_figure(browse.run_summaries(ckpt.run)["dicc"])
+        if not report.ran:
+            return DiccView("DICC did not run at this checkpoint (DICC off in the config, or still in burn-in).",
+                            xf.empty("DICC changes per teacher class", "DICC did not run"), trend,
+                            pd.DataFrame(columns=CORRECTION_COLUMNS), clip)
+        acc = (f"class accuracy of the judged pseudo-labels {s['accuracy_before']:.1%} → **{s['accuracy_after']:.1%}**"
+               if s["n_judged"] else "no pseudo-label lies on a GT, so none can be judged")
+        summary = (f"DICC ran on **{s['n_ran']:,}** pseudo-labels kept by the run and changed **{s['n_changed']:,}**: "
+                   f"**{s['fixed']}** fixed, **{s['broken']}** broken, {s['neutral']} wrong before and after, "
+                   f"{s['unjudged']} on no GT (net {s['net']:+d}); {acc}. Click a correction to list its pseudo-labels.")
+        per_class = figures.dicc_class_bars(report.per_class, ckpt.class_names)
+        tr = report.transitions
+        table = pd.DataFrame({"from": [ckpt.class_name(k) for k in tr["from_class"]],
+                              "to": [ckpt.class_name(k) for k in tr["to_class"]],
+                              **{k: tr[k].to_numpy() for k in ("count", "fixed", "broken", "neutral", "unjudged")}})
+        return DiccView(summary, per_class, trend, table, clip)
+
+    def pick(self, run_name, iteration, evt: gr.SelectData) -> Listing:
+        """A correction (teacher class → DICC class) was clicked: list its pseudo-labels."""
+        ckpt = self.ctx.checkpoint(run_name, iteration)
+        if ckpt is None or evt is None or not evt.row_value:
+            return Listing(gr.skip(), gr.skip(), gr.skip())
+        src, dst = self.ctx.class_index(ckpt, evt.row_value[0]), self.ctx.class_index(ckpt, evt.row_value[1])
+        return self.ctx.listing(ckpt, Selection(dicc_from=src, dicc_to=dst, kept_by=ckpt.kept_by),
+                                ckpt.run_thresholds)
+
+    # ------------------------------------------------------------------ layout and wiring
+    def layout(self, ui) -> None:
+        self.summary = gr.Markdown(elem_id="dc-summary")
+        with gr.Row():
+            self.per_class = gr.Plot(elem_id="dc-per-class", show_label=False)
+            self.trend = gr.Plot(elem_id="dc-trend", show_label=False)
+        gr.Markdown("**Corrections** (teacher class → DICC class)")
+        self.corrections = gr.Dataframe(pd.DataFrame(columns=CORRECTION_COLUMNS), interactive=False, max_height=300,
+                                        elem_id="dc-table")
+        self.note = gr.Markdown(elem_id="dc-note")
+        self.listing = gr.Dataframe(self.ctx.empty_listing().table, interactive=False, max_height=300,
+                                    elem_id="dc-list")
+        self.clip = gr.Plot(elem_id="dc-clip", show_label=False)
+
+    def refresh_inputs(self, ui) -> list:
+        return [ui.run_dd, ui.ckpt_dd]
+
+    @property
+    def outputs(self) -> list:
+        return ordered(DiccView, summary=self.summary, per_class=self.per_class, trend=self.trend,
+                       corrections=self.corrections, clip=self.clip)
+
+    def wire(self, ui) -> None:
+        self.corrections.select(self.pick, [ui.run_dd, ui.ckpt_dd],
+                                ordered(Listing, table=self.listing, info=self.note, state=ui.browse_state))
+        ui.instance.opens_rows_of(self.listing)
+
+
+def clip_on_gt_figure(ckpt) -> go.Figure:
+    """Table II from the run's ``pldc clip-crops`` output, or how to make it."""
+    path = RunDir(ckpt.run).clip_table
+    title = "CLIP on ground-truth crops"
+    if not path.is_file():
+        return xf.empty(title, f"not measured: pldc clip-crops {ckpt.run} --clip-weights FILE")
+    try:
+        table = read_clip_table(path)
+        pr = clip_precision_recall(table, len(ckpt.class_names))
+    except (OSError, ValueError, KeyError) as exc:
+        return xf.empty(title, f"{path}: {exc}")
+    return figures.clip_pr_bars(pr.per_class, ckpt.class_names)

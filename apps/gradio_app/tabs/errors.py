@@ -1,0 +1,81 @@
+"""Errors tab: the six error types over training and by object size; the pseudo-labels of a bar."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import gradio as gr
+import pandas as pd
+import plotly.graph_objects as go
+
+from apps.gradio_app import browse, explore_figures as xf
+from apps.gradio_app.browse import Selection
+from apps.gradio_app.context import NO_RECORDS, AppContext, Listing, ordered, parse_click
+from pldc_core.records.schema import ERROR_TYPES
+from workbench.error_breakdown import SIZES, error_breakdown
+
+KEPT = "kept by the run"
+
+
+class ErrorsView(NamedTuple):
+    trend: go.Figure
+    counts: go.Figure
+    table: pd.DataFrame
+
+
+class ErrorsTab:
+    id, label = "errors", "Errors"
+
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+
+    # ------------------------------------------------------------------ callbacks
+    def show(self, run_name, iteration, subset) -> ErrorsView:
+        ckpt = self.ctx.checkpoint(run_name, iteration)
+        if ckpt is None:
+            return ErrorsView(xf.empty("Error types", NO_RECORDS), xf.empty("Error types", NO_RECORDS),
+                              pd.DataFrame())
+        key = "kept" if subset == KEPT else "all"
+        summaries = browse.run_summaries(ckpt.run)
+        trend = xf.error_trend_figure(summaries["errors"], key, current=ckpt.iteration)
+        current = error_breakdown(ckpt.queries, kept_by=ckpt.kept_by if key == "kept" else None)
+        counts = xf.error_counts_figure(current.table, f"Iteration {ckpt.iteration} by object size (click a bar)")
+        table = current.table.pivot(index="size", columns="error_type", values="count").reindex(
+            index=["all", *SIZES], columns=list(ERROR_TYPES)).reset_index()
+        return ErrorsView(trend, counts, table)
+
+    def click(self, payload, run_name, iteration, subset) -> Listing:
+        """A bar was clicked (``customdata = [size, error type]``): list its pseudo-labels."""
+        click = parse_click(payload)
+        ckpt = self.ctx.checkpoint(run_name, iteration)
+        if not click or ckpt is None or not click.get("customdata"):
+            return Listing(gr.skip(), gr.skip(), gr.skip())
+        size, etype = click["customdata"][:2]
+        sel = Selection(error_type=etype, size=size, kept_by=ckpt.kept_by if subset == KEPT else None)
+        return self.ctx.listing(ckpt, sel, ckpt.run_thresholds)
+
+    # ------------------------------------------------------------------ layout and wiring
+    def layout(self, ui) -> None:
+        self.subset = gr.Radio(["all queries", KEPT], value=KEPT, label="pseudo-labels", elem_id="er-subset")
+        self.trend = gr.Plot(elem_id="er-trend", show_label=False)
+        with gr.Row():
+            self.counts = gr.Plot(elem_id="er-counts", elem_classes=["pldc-clickable"], show_label=False, scale=3)
+            self.summary = gr.Dataframe(pd.DataFrame(columns=["size", *ERROR_TYPES]), interactive=False,
+                                        elem_id="er-summary", scale=2)
+        self.note = gr.Markdown(elem_id="er-note")
+        self.table = gr.Dataframe(self.ctx.empty_listing().table, interactive=False, max_height=360,
+                                  elem_id="er-table")
+        self.click_box = gr.Textbox(visible="hidden", elem_id="er-counts-click")
+
+    def refresh_inputs(self, ui) -> list:
+        return [ui.run_dd, ui.ckpt_dd, self.subset]
+
+    @property
+    def outputs(self) -> list:
+        return ordered(ErrorsView, trend=self.trend, counts=self.counts, table=self.summary)
+
+    def wire(self, ui) -> None:
+        self.subset.input(self.show, self.refresh_inputs(ui), self.outputs, show_progress="hidden",
+                          trigger_mode="always_last")
+        self.click_box.change(self.click, [self.click_box, ui.run_dd, ui.ckpt_dd, self.subset],
+                              ordered(Listing, table=self.table, info=self.note, state=ui.browse_state))
+        ui.instance.opens_rows_of(self.table)

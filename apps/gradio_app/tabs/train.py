@@ -1,0 +1,255 @@
+"""Train tab: start a run from a config and a form, watch it live, stop and resume it."""
+from __future__ import annotations
+
+import html
+from typing import NamedTuple
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from apps.gradio_app import explore_figures as xf, launch, runs
+from apps.gradio_app.context import AppContext, message, ordered
+from pldc_core.config import ConfigError, load_config
+from pldc_core.run_dir import EVAL_FILE, METRICS_FILE, TRAIN_LOG, RunDir
+
+
+class TrainForm(NamedTuple):
+    """The form's controls as the browser sends them, one field per ``launch.TrainSettings`` knob."""
+
+    dataset: str | None
+    percent: float | None
+    split_seed: int | None
+    filter: str | None
+    c_t: float | None
+    m_t: float | None
+    s_t: float | None
+    dicc: bool
+    clip_weights: str
+    pmua: bool
+    unsup_weight: float | None
+    ema_alpha: float | None
+    max_iters: int | None
+    burn_in_iters: int | None
+
+    @classmethod
+    def of(cls, s: launch.TrainSettings) -> "TrainForm":
+        """The form showing a config's values."""
+        return cls(s.dataset, s.percent, s.split_seed, s.filter, s.c_t, s.m_t, s.s_t, s.dicc, s.clip_weights or "",
+                   s.pmua, s.unsup_weight, s.ema_alpha, s.max_iters, s.burn_in_iters)
+
+    def settings(self) -> launch.TrainSettings:
+        """The settings the form asks for (empty fields: the config's value)."""
+        def number(v, cast):
+            return None if v is None or v == "" else cast(v)
+
+        return launch.TrainSettings(
+            dataset=self.dataset or None, percent=number(self.percent, float), split_seed=number(self.split_seed, int),
+            filter=self.filter or None, c_t=number(self.c_t, float), m_t=number(self.m_t, float),
+            s_t=number(self.s_t, float), dicc=bool(self.dicc), clip_weights=(self.clip_weights or "").strip() or None,
+            pmua=bool(self.pmua), unsup_weight=number(self.unsup_weight, float),
+            ema_alpha=number(self.ema_alpha, float), max_iters=number(self.max_iters, int),
+            burn_in_iters=number(self.burn_in_iters, int))
+
+
+class ConfigForm(NamedTuple):
+    message: str
+    form: TrainForm | None   # None: the config cannot be read (the form stays as it is)
+
+
+class Started(NamedTuple):
+    message: str
+    runs: object       # the run list, or gr.skip()
+    run: object        # the run dropdown (the new run chosen), or gr.skip()
+
+
+class LiveView(NamedTuple):
+    progress: str
+    losses: go.Figure
+    counts: go.Figure
+    ap: go.Figure
+    log: str
+
+
+class TrainTab:
+    id, label = "train", "Train"
+
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+
+    # ------------------------------------------------------------------ callbacks
+    def config_choices(self) -> list[tuple[str, str]]:
+        return [(p.name, str(p)) for p in launch.list_configs(self.ctx.settings.configs_dir)]
+
+    def dataset_choices(self) -> list[str]:
+        from pldc_core.data.coco import DatasetError
+        from pldc_core.data.registry import list_datasets
+
+        try:
+            return list_datasets(self.ctx.data_root)
+        except DatasetError:
+            return ["synthetic"]
+
+    def config_form(self, config_file) -> ConfigForm:
+        """The form's values from a config file (or the message why it cannot be read)."""
+        try:
+            cfg = load_config(config_file)
+        except ConfigError as exc:
+            return ConfigForm(message(str(exc), error=True), None)
+        return ConfigForm("", TrainForm.of(launch.TrainSettings.from_config(cfg)))
+
+    def split_info(self, dataset) -> str:
+        from pldc_core.data.coco import DatasetError
+        from pldc_core.data.registry import default_split_file
+        from pldc_core.data.splits import read_splits
+
+        path = default_split_file(dataset, self.ctx.data_root)
+        try:
+            splits = read_splits(path)["splits"]
+        except DatasetError:
+            return f"No split file for '{dataset}' at `{path}` (make one with `pldc data split`)."
+        parts = [f"{p}% (seeds {', '.join(sorted(seeds, key=int))})" for p, seeds in
+                 sorted(splits.items(), key=lambda kv: float(kv[0]))]
+        return "Splits available: " + "; ".join(parts)
+
+    def start(self, config_file, name, form: TrainForm) -> Started:
+        """Check the form and start the run; returns the message, the run list and the run choice."""
+        settings = form.settings()
+        if not config_file:
+            return Started(message("Not started: choose a config", error=True), gr.skip(), gr.skip())
+        try:
+            run = launch.start_run(self.ctx.runs_root, name, config_file, settings, self.ctx.data_root)
+        except (launch.LaunchError, ValueError) as exc:
+            return Started(message(f"Not started: {exc}", error=True), gr.skip(), gr.skip())
+        log = RunDir(run).train_log.relative_to(self.ctx.runs_root)
+        return Started(f"Started run **{run.name}** (output in `{log}`). It runs on when the browser is closed.",
+                       runs.runs_table(runs.list_runs(self.ctx.runs_root)),
+                       gr.Dropdown(choices=self.ctx.run_names(), value=run.name))
+
+    def stop(self, run_name) -> str:
+        if not run_name:
+            return message("choose a run", error=True)
+        try:
+            return launch.stop_run(self.ctx.run_path(run_name))
+        except (launch.LaunchError, runs.PathEscapeError) as exc:
+            return message(str(exc), error=True)
+
+    def resume(self, run_name) -> str:
+        if not run_name:
+            return message("choose a run", error=True)
+        try:
+            launch.resume_run(self.ctx.run_path(run_name))
+        except (launch.LaunchError, runs.PathEscapeError) as exc:
+            return message(str(exc), error=True)
+        return f"Resuming run **{run_name}** from its last checkpoint."
+
+    def live(self, run_name) -> LiveView:
+        """The selected run's progress line, its three live figures and the end of its log."""
+        if not run_name:
+            empty = xf.empty("Training", "no run selected", 300)
+            return LiveView("Select a run in the list, or start one.", empty, empty, empty, "")
+        run = self.ctx.run_path(run_name)
+        info = runs.run_info(run)
+        metrics, _ = runs.read_log(run, METRICS_FILE)
+        evals, _ = runs.read_log(run, EVAL_FILE)
+        burn_in = None
+        try:
+            burn_in = load_config(RunDir(run).config).train.burn_in_iters
+        except ConfigError:
+            pass
+        losses, counts, ap = xf.training_figures(metrics, evals, burn_in)
+        log_tail = "\n".join(runs.tail_lines(run / TRAIN_LOG, 12))
+        return LiveView(progress_html(info), losses, counts, ap, log_tail)
+
+    # ------------------------------------------------------------------ layout and wiring
+    def layout(self, ui) -> None:
+        configs = self.config_choices()
+        default_config = next((v for k, v in configs if k == "cpu-quick.yaml"), configs[0][1] if configs else None)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=420):
+                gr.Markdown("#### New run")
+                with gr.Row():
+                    self.config = gr.Dropdown(label="config", choices=configs, value=default_config,
+                                              elem_id="tr-config")
+                    self.name = gr.Textbox(label="run name (a folder in the runs folder)", elem_id="tr-name",
+                                           placeholder="e.g. quick-5pct")
+                with gr.Row():
+                    dataset = gr.Dropdown(label="dataset", choices=self.dataset_choices(), value="synthetic",
+                                          elem_id="tr-dataset", allow_custom_value=True)
+                    percent = gr.Number(label="labeled %", value=5, elem_id="tr-percent", min_width=80)
+                    seed = gr.Number(label="split seed", value=0, precision=0, elem_id="tr-seed", min_width=80)
+                self.splits = gr.Markdown(elem_id="tr-splits")
+                with gr.Row():
+                    filter_ = gr.Radio(["ddtf", "coupled"], value="ddtf", label="filter", elem_id="tr-filter",
+                                       min_width=150)
+                    c_t = gr.Number(label="c_t", value=0.85, elem_id="tr-ct", min_width=70)
+                    m_t = gr.Number(label="m_t", value=0.9, elem_id="tr-mt", min_width=70)
+                    s_t = gr.Number(label="s_t (coupled)", value=0.765, elem_id="tr-st", min_width=70)
+                with gr.Row():
+                    dicc = gr.Checkbox(label="DICC", value=False, elem_id="tr-dicc", min_width=70)
+                    pmua = gr.Checkbox(label="PMUA", value=True, elem_id="tr-pmua", min_width=70)
+                    clip = gr.Textbox(label="CLIP weights (a file under the data folder)", elem_id="tr-clip", scale=3)
+                with gr.Row():
+                    unsup = gr.Number(label="λ (unsup. weight)", value=1.0, elem_id="tr-lambda", min_width=70)
+                    ema = gr.Number(label="EMA α", value=0.9996, elem_id="tr-ema", min_width=70)
+                    iters = gr.Number(label="iterations", value=1200, precision=0, elem_id="tr-iters", min_width=70)
+                    burn_in = gr.Number(label="burn-in iterations", value=600, precision=0, elem_id="tr-burnin",
+                                        min_width=70)
+                self.form = ordered(TrainForm, dataset=dataset, percent=percent, split_seed=seed, filter=filter_,
+                                    c_t=c_t, m_t=m_t, s_t=s_t, dicc=dicc, clip_weights=clip, pmua=pmua,
+                                    unsup_weight=unsup, ema_alpha=ema, max_iters=iters, burn_in_iters=burn_in)
+                self.dataset = dataset
+                self.start_button = gr.Button("Start run", variant="primary", elem_id="tr-start")
+                self.message = gr.Markdown(elem_id="tr-message", elem_classes=["pldc-message"])
+            with gr.Column(scale=1):
+                self.progress = gr.HTML(elem_id="tr-progress")
+                with gr.Row():
+                    self.stop_button = gr.Button("Stop (saves a checkpoint)", elem_id="tr-stop")
+                    self.resume_button = gr.Button("Resume", elem_id="tr-resume")
+                self.control = gr.Markdown(elem_id="tr-control", elem_classes=["pldc-message"])
+                self.losses = gr.Plot(elem_id="tr-loss", show_label=False)
+                with gr.Row():
+                    self.counts = gr.Plot(elem_id="tr-counts", show_label=False)
+                    self.ap = gr.Plot(elem_id="tr-ap", show_label=False)
+                with gr.Accordion("end of train.log", open=False):
+                    self.log = gr.Textbox(lines=10, max_lines=12, show_label=False, elem_id="tr-log")
+
+    @property
+    def live_outputs(self) -> list:
+        return ordered(LiveView, progress=self.progress, losses=self.losses, counts=self.counts, ap=self.ap,
+                       log=self.log)
+
+    def _show_config(self, config_file) -> tuple:
+        text, form = self.config_form(config_file)
+        return (text, *(form if form is not None else (gr.skip(),) * len(TrainForm._fields)))
+
+    def _start(self, config_file, name, *values) -> Started:
+        return self.start(config_file, name, TrainForm(*values))
+
+    def wire(self, ui) -> None:
+        form_outputs = [self.message, *self.form]
+        self.config.change(self._show_config, self.config, form_outputs)
+        ui.demo.load(self._show_config, self.config, form_outputs).then(self.split_info, self.dataset, self.splits)
+        self.dataset.change(self.split_info, self.dataset, self.splits)
+        self.start_button.click(self._start, [self.config, self.name, *self.form],
+                                ordered(Started, message=self.message, runs=ui.runs_df, run=ui.run_dd))
+        self.stop_button.click(self.stop, ui.run_dd, self.control)
+        self.resume_button.click(self.resume, ui.run_dd, self.control)
+
+
+def progress_html(info: runs.RunInfo) -> str:
+    """The run's state, iteration, phase, ETA and best AP in one line, with a progress bar."""
+    fraction = info.fraction or 0.0
+    parts = [f"<b>{html.escape(info.name)}</b>: <b>{info.state}</b>"]
+    if info.max_iters:
+        parts.append(f"iteration {info.iteration:,} / {info.max_iters:,} ({fraction:.0%})")
+    if info.phase:
+        parts.append(f"phase {html.escape(str(info.phase))}")
+    if info.eta_s is not None:
+        parts.append(f"ETA {runs.format_duration(info.eta_s)}")
+    if info.best_ap is not None:
+        parts.append(f"best mask AP {info.best_ap:.2f} (iteration {info.best_iter})")
+    text = " · ".join(parts)
+    bar = f"<progress class='pldc-progress' value='{fraction:.4f}' max='1'></progress>" if info.max_iters else ""
+    error = f"<pre class='pldc-error'>{html.escape(info.error)}</pre>" if info.error and info.state in (
+        "failed", "died") else ""
+    return f"<div id='pldc-progress-line'>{text}</div>{bar}{error}"

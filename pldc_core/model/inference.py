@@ -1,0 +1,75 @@
+"""Running a model on whole images (evaluation, pseudo-label records): resize, pad, forward, un-pad."""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from pldc_core import distributed as dist_utils
+from pldc_core.data.augment import EvalResize, unpad_and_resize
+from pldc_core.structures import COCO_REFERENCE_AREA
+
+
+@dataclass
+class ImagePrediction:
+    """Raw query outputs for one image resized by ``EvalResize`` to ``padded_size``."""
+
+    class_logits: torch.Tensor  # [Q, N+1]
+    mask_logits: torch.Tensor  # [Q, s, s] over the padded input
+    resized_hw: tuple[int, int]
+    padded_size: int
+
+    def at_size(self, hw: tuple[int, int]) -> torch.Tensor:
+        """Mask logits ``[Q, *hw]`` over the real image (padding dropped)."""
+        return unpad_and_resize(self.mask_logits, self.resized_hw, self.padded_size, hw)
+
+    def low_res(self) -> torch.Tensor:
+        """Mask logits at the model's resolution, cropped to the part that covers the real image."""
+        s = self.mask_logits.shape[-1]
+        h = max(1, math.ceil(self.resized_hw[0] * s / self.padded_size))
+        w = max(1, math.ceil(self.resized_hw[1] * s / self.padded_size))
+        return self.mask_logits[:, :h, :w]
+
+
+@torch.no_grad()
+def predict_images(model: torch.nn.Module, images: list[torch.Tensor], image_size: int,
+                   device: torch.device) -> list[ImagePrediction]:
+    """Forward a list of ``[3, H, W]`` images (any sizes) through ``model`` in eval mode."""
+    resize = EvalResize(image_size)
+    resized = [resize(img) for img in images]
+    batch = torch.stack([r[0] for r in resized]).to(device)
+    was_training = model.training
+    model.eval()
+    out = model(batch)
+    model.train(was_training)
+    return [ImagePrediction(out.class_logits[i].float().cpu(), out.mask_logits[i].float().cpu(), resized[i][1],
+                            image_size) for i in range(len(images))]
+
+
+def area_scale_of(index, image_ids) -> float:
+    """Mean image area relative to COCO's, used to scale the small/medium/large limits."""
+    areas = [index.image_info(i)["height"] * index.image_info(i)["width"] for i in image_ids]
+    return float(sum(areas) / max(1, len(areas)) / COCO_REFERENCE_AREA)
+
+
+def evaluate_model(model: torch.nn.Module, index, image_ids: list[int], image_size: int, device: torch.device,
+                   *, top_k: int = 100, batch_size: int = 8) -> dict:
+    """COCO mask AP of ``model`` on ``image_ids`` of ``index`` (sharded over ranks; metrics on rank 0)."""
+    from pldc_core.evaluation import CocoEvaluator
+
+    evaluator = CocoEvaluator(index.json_path, index.categories, top_k=top_k,
+                              area_scale=area_scale_of(index, image_ids))
+    mine = list(image_ids)[dist_utils.rank()::dist_utils.world_size()]
+    bar = tqdm(total=len(mine), desc="eval", leave=False, disable=os.environ.get("PLDC_NO_PROGRESS") == "1"
+               or not dist_utils.is_main())
+    for start in range(0, len(mine), batch_size):
+        ids = mine[start:start + batch_size]
+        images = [index.load_image(i) for i in ids]
+        for image_id, image, pred in zip(ids, images, predict_images(model, images, image_size, device)):
+            evaluator.add(image_id, pred.class_logits, pred.at_size(tuple(image.shape[-2:])))
+        bar.update(len(ids))
+    bar.close()
+    return evaluator.compute()

@@ -1,0 +1,131 @@
+"""A run folder: its layout and file names, its lock and its status file (no torch).
+
+One training run owns one folder::
+
+    RUN/
+        config.yaml        the resolved experiment config
+        status.json        state, iteration, pid, best eval: rewritten atomically as the run goes
+        .lock              holds the pid of the one process that trains this run (flock)
+        metrics.jsonl      one JSON line per step
+        eval.jsonl         one JSON line per evaluation
+        checkpoints/       ckpt_XXXXXXX.pt and last.json (training.checkpoint)
+        records/           iter_XXXXXXX/ pseudo-label records (records.store)
+        clip_gt_crops.parquet   CLIP alone on the GT crops (`pldc clip-crops`)
+        curation/          edits.jsonl and curated exports (apps)
+        train.log, launch.json  written when the app starts the run
+
+Every module that reads or writes these names takes them from here.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from pldc_core.atomic import write_json
+
+CONFIG_FILE = "config.yaml"
+STATUS_FILE = "status.json"
+LOCK_FILE = ".lock"
+METRICS_FILE = "metrics.jsonl"
+EVAL_FILE = "eval.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+RECORDS_DIR = "records"
+CLIP_TABLE_FILE = "clip_gt_crops.parquet"
+CURATION_DIR = "curation"
+TRAIN_LOG = "train.log"
+LAUNCH_FILE = "launch.json"
+
+
+class RunDirError(RuntimeError):
+    """The run folder is missing, or exists already where a new run was asked for."""
+
+
+class RunDir:
+    """The paths of one run folder, plus the lock and status file of the process that trains it."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._lock_file = None
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def status(self) -> Path:
+        return self.path / STATUS_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def evals(self) -> Path:
+        return self.path / EVAL_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINT_DIR
+
+    @property
+    def records_root(self) -> Path:
+        return self.path / RECORDS_DIR
+
+    def records(self, iteration: int) -> Path:
+        """``RUN/records/iter_XXXXXXX`` of one checkpoint."""
+        return self.records_root / f"iter_{int(iteration):07d}"
+
+    @property
+    def clip_table(self) -> Path:
+        return self.path / CLIP_TABLE_FILE
+
+    @property
+    def curation(self) -> Path:
+        return self.path / CURATION_DIR
+
+    @property
+    def train_log(self) -> Path:
+        return self.path / TRAIN_LOG
+
+    @property
+    def launch_file(self) -> Path:
+        return self.path / LAUNCH_FILE
+
+    def has_checkpoints(self) -> bool:
+        """Whether the checkpoints folder holds anything."""
+        return self.checkpoints.is_dir() and any(self.checkpoints.iterdir())
+
+    def lock(self) -> None:
+        """Hold an exclusive lock on RUN/.lock for this process's life: one trainer per run folder."""
+        import fcntl
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.path / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.seek(0)
+            owner = self._lock_file.read().strip() or "unknown"
+            self._lock_file.close()
+            raise RunDirError(f"{self.path}: another process (pid {owner}) is training this run; "
+                              "stop it first (it saves a checkpoint on SIGTERM)") from None
+        self._lock_file.truncate(0)
+        self._lock_file.write(str(os.getpid()))
+        self._lock_file.flush()
+
+    def release(self) -> None:
+        """Give up the lock (this process's exit does it too)."""
+        if self._lock_file is not None and not self._lock_file.closed:
+            self._lock_file.close()
+
+    def write_status(self, state: str, *, iteration: int, max_iters: int, phase: str, best: dict,
+                     error: str | None = None) -> None:
+        """Rewrite status.json atomically (the app and ``pldc`` read it to show a run's state)."""
+        write_json(self.status, {
+            "state": state, "iteration": iteration, "max_iters": max_iters, "phase": phase, "pid": os.getpid(),
+            "updated": time.time(), "best": best, "error": error,
+        })

@@ -1,0 +1,1 @@
+"""Training: the loop, one step, hooks, checkpoints and the `pldc train` command."""

@@ -1,0 +1,68 @@
+"""What the training loop reads: the dataset, its semi-supervised split and the torch datasets."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pldc_core.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from pldc_core.data.coco import CocoIndex
+    from pldc_core.data.loader import UnlabeledDataset
+    from pldc_core.structures import Categories
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataBundle:
+    """Everything the loop reads: datasets, their ids, and the categories."""
+
+    categories: Categories
+    train_index: CocoIndex
+    val_index: CocoIndex
+    labeled_ids: list[int]
+    unlabeled_ids: list[int]
+    labeled: Dataset          # LabeledDataset, or a ConcatDataset with the curated extra images
+    unlabeled: UnlabeledDataset
+    val_json: Path
+
+
+def build_data(cfg: ExperimentConfig) -> DataBundle:
+    """Load the dataset, its split and the train/eval datasets named by the config."""
+    from pldc_core.data.augment import StrongPhotometric, TrainAugment
+    from pldc_core.data.coco import load_coco
+    from pldc_core.data.loader import LabeledDataset, UnlabeledDataset
+    from pldc_core.data.registry import get_dataset, split_file_of
+    from pldc_core.data.splits import load_split
+
+    d = cfg.data
+    spec = get_dataset(d.dataset, data_root=d.data_root, registry_file=d.registry_file)
+    train_index = load_coco(spec.train_json, spec.image_root_train)
+    val_index = load_coco(spec.val_json, spec.image_root_val)
+    split_file = split_file_of(d)
+    if not split_file.is_file():
+        raise FileNotFoundError(f"{split_file}: split file not found; make it with "
+                                f"`pldc data split --dataset {d.dataset} --percent {d.percent:g} --seeds {d.split_seed} "
+                                f"--out {split_file}` or set data.split_file")
+    labeled_ids, unlabeled_ids = load_split(split_file, d.percent, d.split_seed)
+    augment = TrainAugment(d.image_size, scale_range=tuple(d.scale_range))
+    labeled = LabeledDataset(train_index, labeled_ids, augment)
+    if d.extra_labeled_json:
+        from torch.utils.data import ConcatDataset
+
+        extra_index = load_coco(d.extra_labeled_json, spec.image_root_train)
+        if extra_index.categories != train_index.categories:
+            raise ValueError(f"{d.extra_labeled_json}: its categories differ from {spec.train_json}'s")
+        extra_ids = [i for i in extra_index.image_ids if extra_index.annotations(i)]
+        labeled = ConcatDataset([labeled, LabeledDataset(extra_index, extra_ids, augment)])
+        taken = set(extra_ids)
+        unlabeled_ids = [i for i in unlabeled_ids if i not in taken]
+        log.info("added %d curated images from %s as labeled data", len(extra_ids), d.extra_labeled_json)
+    unlabeled = UnlabeledDataset(train_index.images_only(unlabeled_ids), unlabeled_ids, augment, StrongPhotometric())
+    return DataBundle(train_index.categories, train_index, val_index, list(labeled_ids), list(unlabeled_ids),
+                      labeled, unlabeled, Path(spec.val_json))

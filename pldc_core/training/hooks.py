@@ -1,0 +1,137 @@
+"""The loop's side tasks (detectron2's hooks): metrics, checkpoints, evaluation, records.
+
+Hooks read the trainer's public attributes and call its public methods only.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pldc_core import distributed as dist_utils
+from pldc_core.atomic import write_text
+from pldc_core.config import ExperimentConfig
+from pldc_core.training.checkpoint import save_checkpoint
+from pldc_core.training.loop import HookBase
+
+if TYPE_CHECKING:
+    from pldc_core.training.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+
+def drop_lines_after(path: Path, iteration: int) -> None:
+    """Keep only the JSON lines of ``path`` whose ``iter`` is at most ``iteration`` (atomically)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line).get("iter", 0) <= iteration:
+                kept.append(line)
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+    if len(kept) != len(lines):
+        write_text(path, "".join(line + "\n" for line in kept))
+
+
+class MetricsLogger(HookBase):
+    """One JSON line per step in RUN/metrics.jsonl, and a console progress bar with ETA."""
+
+    def before_train(self, trainer: Trainer) -> None:
+        self.path = trainer.run.metrics
+        self.bar = None
+        if dist_utils.is_main():
+            # A run killed after its last checkpoint logged steps that the resumed run repeats.
+            for path in (trainer.run.metrics, trainer.run.evals):
+                drop_lines_after(path, trainer.iter)
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=trainer.cfg.train.max_iters, initial=trainer.iter, desc=trainer.cfg.name,
+                            dynamic_ncols=True, disable=os.environ.get("PLDC_NO_PROGRESS") == "1")
+
+    def after_step(self, trainer: Trainer, metrics: dict) -> None:
+        if not dist_utils.is_main():
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if self.bar is not None:
+            self.bar.update(1)
+            if trainer.iter % trainer.cfg.train.log_every == 0 or trainer.iter == 1:
+                post = {"phase": metrics["phase"], "loss": f"{metrics['loss']:.3f}"}
+                if metrics.get("n_queries"):
+                    post["kept"] = f"{metrics['n_kept']}/{metrics['n_queries']}"
+                self.bar.set_postfix(post)
+
+    def after_train(self, trainer: Trainer) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class PeriodicHook(HookBase):
+    """``fn(trainer)`` every ``period`` steps and after the last step (and, with ``on_stop``, when a
+    stop was requested): detectron2's ``EvalHook(period, fn)`` / ``PeriodicCheckpointer`` shape."""
+
+    def __init__(self, period: int, fn, *, on_stop: bool = False):
+        self.period, self.fn, self.on_stop = int(period), fn, on_stop
+
+    def after_step(self, trainer: Trainer, metrics: dict) -> None:
+        if (trainer.iter % self.period == 0 or trainer.iter == trainer.max_iters
+                or (self.on_stop and trainer.stop_requested)):
+            self.fn(trainer)
+
+
+def save(trainer: Trainer) -> None:
+    """A checkpoint of the trainer's state with every rank's RNG; the status file says 'running'."""
+    state = trainer.state_dict()  # every rank builds it: RNG capture is collective-free
+    # Each rank draws its own augmentations: keep every rank's RNG so that a resume with the
+    # same number of processes continues each one's stream ("rng" stays rank 0's).
+    state["rng_per_rank"] = dist_utils.all_gather_objects(state["rng"])
+    if dist_utils.is_main():
+        save_checkpoint(trainer.run.path, trainer.iter, state, keep=trainer.cfg.train.keep_checkpoints)
+        trainer.write_status("running")
+    dist_utils.barrier()
+
+
+def evaluate(trainer: Trainer) -> dict:
+    """COCO mask AP of the teacher (the student during burn-in) on the val images; keeps the best."""
+    from pldc_core.model.inference import evaluate_model
+
+    model = trainer.labelling_model
+    ids = trainer.data.val_index.image_ids
+    if trainer.cfg.data.eval_images:
+        ids = ids[: trainer.cfg.data.eval_images]
+    result = evaluate_model(model, trainer.data.val_index, ids, trainer.cfg.data.image_size, trainer.device,
+                            top_k=trainer.cfg.model.test_top_k)
+    if dist_utils.is_main():
+        result = {"iter": trainer.iter, "model": "teacher" if trainer.teacher is not None else "student",
+                  **result}
+        with open(trainer.run.evals, "a") as f:
+            f.write(json.dumps(result) + "\n")
+        if result.get("AP", -1) > trainer.best.get("AP", -math.inf):
+            trainer.best = {"AP": result["AP"], "iter": trainer.iter}
+        log.info("iteration %d: mask AP %.2f", trainer.iter, result.get("AP", float("nan")))
+    trainer.best = dist_utils.broadcast_object(trainer.best)
+    return result
+
+
+def record(trainer: Trainer) -> None:
+    """The teacher's pseudo-labels on the run's record sample (``records.recorder``)."""
+    from pldc_core.records.recorder import record_checkpoint
+
+    record_checkpoint(trainer)
+
+
+def default_hooks(cfg: ExperimentConfig) -> list[HookBase]:
+    """Metrics every step; checkpoints (also on a stop request), evaluation and, with PL-DC, the
+    pseudo-label records (at every checkpoint unless ``records.every`` says otherwise)."""
+    t = cfg.train
+    hooks: list[HookBase] = [MetricsLogger(), PeriodicHook(t.checkpoint_every, save, on_stop=True),
+                             PeriodicHook(t.eval_every, evaluate)]
+    if cfg.records.enabled and cfg.pldc.enabled:
+        hooks.append(PeriodicHook(cfg.records.every or t.checkpoint_every, record))
+    return hooks

@@ -1,0 +1,318 @@
+"""PL-DC training (Fig. 4): burn-in on labeled data, then teacher-student mutual learning with EMA.
+
+``Trainer`` builds the student, optimizer and criterion from the config and implements one step;
+the loop, stop requests and status are ``loop.TrainerBase``'s, the side tasks ``hooks``', the
+run folder's layout and lock ``run_dir.RunDir``'s, the pseudo-labels ``method.teacher_step``'s.
+A checkpoint saved after step ``i`` stores ``iteration = i`` and a resumed run continues at step
+``i`` with the same data order and schedule.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from pldc_core import distributed as dist_utils
+from pldc_core.config import ExperimentConfig, save_config
+from pldc_core.losses import SetCriterion
+from pldc_core.method.filters import Thresholds
+from pldc_core.method.teacher_step import dicc_w_at, teacher_step
+from pldc_core.model.mask2former import Mask2FormerSegmenter, build_model, ema_update, unwrap
+from pldc_core.run_dir import RunDir, RunDirError
+from pldc_core.training.checkpoint import POINTER
+from pldc_core.training.data import DataBundle, build_data
+from pldc_core.training.hooks import default_hooks
+from pldc_core.training.loop import HookBase, TrainerBase, TrainingDiverged
+
+log = logging.getLogger(__name__)
+
+
+class Trainer(TrainerBase):
+    """The student, its teacher, optimizer and criterion, and one training step of PL-DC."""
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = False,
+                 hooks: list[HookBase] | None = None, data: DataBundle | None = None):
+        self.cfg = cfg
+        self.run = RunDir(run_dir)
+        self.max_iters = cfg.train.max_iters
+        self.device = dist_utils.pick_device(cfg.train.device)
+        dist_utils.init_from_env(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self._prepare_run_dir(resume)
+        self.data = data or build_data(cfg)
+        self.num_classes = len(self.data.categories)
+        torch.manual_seed(cfg.train.seed + dist_utils.rank())
+
+        self.student = build_model(cfg.model, self.num_classes).to(self.device)
+        self.teacher: Mask2FormerSegmenter | None = None
+        self.optimizer = self._build_optimizer()
+        self.criterion = SetCriterion(self.num_classes, num_points=cfg.model.train_num_points).to(self.device)
+        self.thresholds = Thresholds.of_config(cfg.pldc)
+        self.clip = self._load_clip() if (cfg.pldc.enabled and cfg.pldc.dicc) else None
+        self.iter = 0
+        self.best = {}
+        self.stop_requested = False
+        self.timings: dict[str, float] = {}
+        self._pending_scaler = None
+        self._lab_iter = self._unl_iter = None
+        if resume:
+            self._restore()
+        self.model = self.student
+        if dist_utils.is_distributed():
+            if self.device.type == "cuda":
+                self.student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.hooks = hooks if hooks is not None else default_hooks(cfg)
+
+    # ----------------------------------------------------------------------------- set-up
+    def _prepare_run_dir(self, resume: bool) -> None:
+        if dist_utils.is_main():
+            self.run.lock()
+        if resume:
+            if not self.run.checkpoints.is_dir():
+                raise RunDirError(f"{self.run.path}: no checkpoints to resume from")
+        elif self.run.has_checkpoints():
+            raise RunDirError(f"{self.run.path}: a run exists here already; resume it with "
+                              f"`pldc train --resume {self.run.path}` or choose another name (--name)")
+        if dist_utils.is_main():
+            self.run.path.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.run.config)
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        t = self.cfg.train
+        backbone = {id(p) for p in self.student.backbone.parameters()}
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if id(p) in backbone], "lr": t.lr * t.backbone_lr_mult},
+            {"params": [p for p in params if id(p) not in backbone], "lr": t.lr},
+        ]
+        groups = [g for g in groups if g["params"]]
+        for g in groups:
+            g["base_lr"] = g["lr"]
+        return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
+
+    def _load_clip(self):
+        from pldc_core.method.dicc import load_run_clip
+
+        return load_run_clip(self.cfg.pldc, self.data.categories.names, self.device)
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        if not (self.cfg.train.amp and self.device.type == "cuda"):
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    # ----------------------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        """Everything a checkpoint holds to resume this run exactly."""
+        from pldc_core.training.checkpoint import capture_rng_state
+
+        return {
+            "student": self.student.state_dict(),
+            "teacher": self.teacher.state_dict() if self.teacher is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "iteration": self.iter,
+            "phase": self.phase,
+            "rng": capture_rng_state(),
+            "config": self.cfg.to_dict(),
+            "categories": self.data.categories.to_coco(),
+            "best": self.best,
+        }
+
+    def _restore(self) -> None:
+        from pldc_core.training.checkpoint import load_checkpoint, restore_rng_state
+
+        state = load_checkpoint(self.run.path, map_location=self.device)
+        self.student.load_state_dict(state["student"])
+        if state.get("teacher") is not None:
+            self._start_teacher()
+            self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._pending_scaler = state.get("scaler")
+        self.iter = int(state["iteration"])
+        self.best = state.get("best", {})
+        per_rank = state.get("rng_per_rank")
+        if per_rank is not None and len(per_rank) == dist_utils.world_size():
+            restore_rng_state(per_rank[dist_utils.rank()])
+        else:
+            restore_rng_state(state["rng"])
+            if dist_utils.world_size() > 1:
+                # rank 0's state on every rank would give all ranks the same augmentations
+                torch.manual_seed(self.cfg.train.seed + 1000003 * self.iter + dist_utils.rank())
+                log.warning("checkpoint saved by %s process(es), resumed with %d: the random streams "
+                            "of the ranks are re-seeded, so this resume is not bit-exact",
+                            len(per_rank) if per_rank is not None else "an unknown number of",
+                            dist_utils.world_size())
+        log.info("resumed %s at iteration %d", self.run.path, self.iter)
+
+    @property
+    def phase(self) -> str:
+        """``burn_in`` (supervised only) or ``semi`` (teacher-student)."""
+        return "burn_in" if self.iter < self.cfg.train.burn_in_iters or not self.cfg.pldc.enabled else "semi"
+
+    @property
+    def labelling_model(self) -> torch.nn.Module:
+        """The model whose pseudo-labels are evaluated and recorded: the teacher, the student before it exists."""
+        return self.teacher if self.teacher is not None else unwrap(self.student)
+
+    def _start_teacher(self) -> None:
+        self.teacher = copy.deepcopy(unwrap(self.student)).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+
+    # ----------------------------------------------------------------------------- one step
+    def before_train(self) -> None:
+        """Restore the grad scaler of a resumed run and open the data streams where it stopped."""
+        if self._pending_scaler:
+            self.scaler.load_state_dict(self._pending_scaler)
+        self.start_data_streams()
+
+    def start_data_streams(self) -> None:
+        """The labeled stream from step ``iter``; the unlabeled one opens at the first semi-supervised step."""
+        from pldc_core.data.loader import infinite_batches
+
+        t = self.cfg.train
+        self._lab_iter = infinite_batches(self.data.labeled, t.batch_labeled, seed=t.seed, start_iter=self.iter,
+                                          rank=dist_utils.rank(), world_size=dist_utils.world_size(),
+                                          num_workers=self.cfg.data.num_workers)
+        self._unl_iter = None
+
+    def _unlabeled_batches(self):
+        from pldc_core.data.loader import infinite_batches
+
+        if self._unl_iter is None:
+            t = self.cfg.train
+            # The unlabeled stream starts at the first semi-supervised step, so a resumed run
+            # continues it where it was.
+            start = self.iter - t.burn_in_iters
+            self._unl_iter = infinite_batches(self.data.unlabeled, t.batch_unlabeled, seed=t.seed + 1,
+                                              start_iter=start, rank=dist_utils.rank(),
+                                              world_size=dist_utils.world_size(),
+                                              num_workers=self.cfg.data.num_workers)
+        return self._unl_iter
+
+    def _set_lr(self) -> float:
+        t = self.cfg.train
+        factor = 1.0
+        if t.lr_schedule == "poly":
+            factor = (1 - self.iter / t.max_iters) ** 0.9
+        if t.warmup_iters and self.iter < t.warmup_iters:
+            factor *= (self.iter + 1) / t.warmup_iters
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["base_lr"] * factor
+        return self.optimizer.param_groups[-1]["lr"]
+
+    @contextmanager
+    def _timed(self, key: str):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - start
+
+    def run_step(self) -> dict:
+        """One optimizer step: supervised during burn-in, supervised + PL-DC afterwards."""
+        start = time.perf_counter()
+        self.timings = {}
+        lr = self._set_lr()
+        self.student.train()
+        labeled = [s for s in next(self._lab_iter)]
+        images_l = torch.stack([s.image for s in labeled]).to(self.device, non_blocking=True)
+        targets_l = [{"labels": s.labels.to(self.device), "masks": s.masks.to(self.device).float()} for s in labeled]
+        metrics = {"iter": self.iter + 1, "phase": self.phase, "lr": lr}
+
+        if self.phase == "burn_in":
+            with self._timed("student"), self._autocast():
+                out = self.model(images_l)
+                losses = self._losses(out, targets_l)
+            loss = losses["loss"]
+            # the pseudo-label columns exist in every line; they are empty before the teacher exists
+            metrics.update(loss_sup=loss.item(), loss_unsup=0.0, n_queries=None, n_kept=None, n_kept_ddtf=None,
+                           n_kept_coupled=None, n_dicc_changed=None, dicc_w=None)
+        else:
+            if self.teacher is None:
+                self._start_teacher()
+            pairs = next(self._unlabeled_batches())
+            weak = torch.stack([p.weak.image for p in pairs]).to(self.device, non_blocking=True)
+            strong = torch.stack([p.strong_image for p in pairs]).to(self.device, non_blocking=True)
+            valid = torch.stack([p.weak.meta["valid"] for p in pairs]).to(self.device)
+            targets_u, pl_stats = self.pseudo_label(weak, valid)
+            metrics.update(pl_stats)
+            with self._timed("student"), self._autocast():
+                out = self.model(torch.cat([images_l, strong]))
+            out_l, out_u = out.split(len(labeled))
+            with self._timed("student"):
+                sup = self._losses(out_l, targets_l)
+            with self._timed("unsup_loss"):
+                unsup = self._losses(out_u, targets_u)
+            loss = sup["loss"] + self.cfg.train.unsup_weight * unsup["loss"]
+            losses = {**{f"sup_{k}": v for k, v in sup.items()}, **{f"unsup_{k}": v for k, v in unsup.items()}}
+            metrics.update(loss_sup=sup["loss"].item(), loss_unsup=unsup["loss"].item())
+
+        if not torch.isfinite(loss):
+            terms = {k: round(v.item(), 4) for k, v in losses.items() if not k[-1].isdigit()}
+            last = self.run.checkpoints / POINTER
+            raise TrainingDiverged(
+                f"iteration {self.iter + 1}: the loss is {loss.item()} (terms: {terms}). The run stopped; its last "
+                f"good checkpoint is kept ({last if last.exists() else 'none saved yet'}). Lower train.lr, "
+                f"check the data, or resume with `pldc train --resume {self.run.path}`.")
+        with self._timed("student"):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.cfg.train.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.train.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        if self.teacher is not None:
+            with self._timed("ema"):
+                ema_update(self.teacher, self.student, self.cfg.train.ema_alpha)
+        metrics["loss"] = loss.item()
+        for k in ("loss_ce", "loss_mask", "loss_dice"):
+            for prefix in ("", "sup_", "unsup_"):
+                if prefix + k in losses:
+                    metrics[prefix + k] = losses[prefix + k].item()
+        metrics["sec_per_iter"] = time.perf_counter() - start
+        metrics["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
+        return metrics
+
+    def _losses(self, out, targets: list[dict]) -> dict:
+        """The set criterion on a model output, in float32, the decoder's intermediate layers included."""
+        return self.criterion(out.class_logits.float(), out.mask_logits.float(), targets,
+                              [(c.float(), m.float()) for c, m in out.aux])
+
+    @torch.no_grad()
+    def pseudo_label(self, weak: torch.Tensor, valid: torch.Tensor) -> tuple[list[dict], dict]:
+        """The teacher step: the teacher labels the weak views, then filter, DICC and PMUA weights."""
+        with self._timed("teacher"), self._autocast():
+            t_out = self.teacher(weak)
+        class_logits, mask_logits = t_out.class_logits.float(), t_out.mask_logits.float()
+        small_valid = F.interpolate(valid[:, None].float(), size=mask_logits.shape[-2:], mode="nearest")[:, 0] > 0.5
+        w = dicc_w_at(self.cfg, self.iter)
+        labels = teacher_step(class_logits, mask_logits, weak, thresholds=self.thresholds, clip=self.clip, w=w,
+                              valid=small_valid, timed=self._timed)
+        stats = {"n_queries": int(class_logits.shape[0] * class_logits.shape[1]),
+                 "n_kept": sum(len(p) for p in labels),
+                 "n_kept_ddtf": sum(p.kept.n_ddtf for p in labels),
+                 "n_kept_coupled": sum(p.kept.n_coupled for p in labels),
+                 "n_dicc_changed": sum(p.n_dicc_changed for p in labels) if self.clip is not None else None,
+                 "dicc_w": w if self.clip is not None else None}
+        return [p.target(self.cfg.pldc.pmua) for p in labels], stats

@@ -1,0 +1,366 @@
+"""The workbench in a real browser: `pldc app` on a fabricated run, driven by headless Chromium.
+
+One walk through the app as a user would take it: every tab, a threshold slider (the figures
+must follow), a click on a scatter point and on a table row (each opens the instance), accept
+one pseudo-label and relabel another, refuse an invalid training setting, export the curated
+set, and check the exported COCO JSON. Screenshots of every tab go to docs/images/app_<tab>.png
+when PLDC_SCREENSHOTS=1, else to the test's tmp folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pldc_core.records.fabricated_run import categories, fabricate_run
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-sync", "--window-size=1500,1250"]
+STEP_TIMEOUT = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("needs the Debian chromium and chromium-driver packages")
+    root = tmp_path_factory.mktemp("app")
+    runs_root, data_root = root / "runs", root / "data"
+    fabricate_run(runs_root / "demo", n_images=12, n_queries=8, iterations=(500, 1000))
+    data_root.mkdir()
+    port = _free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PLDC_NO_PROGRESS": "1",
+           "PYTHONPATH": str(ROOT)}
+    log = open(root / "app.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "app", "--runs-dir", str(runs_root),
+                             "--data-root", str(data_root), "--port", str(port), "--run", "demo"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"the app did not start: {(root / 'app.log').read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield url, runs_root, root
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+    text = (root / "app.log").read_text(errors="replace")
+    if "Traceback" in text:
+        print(f"the app logged errors:\n{text[-6000:]}")
+
+
+@pytest.fixture(scope="module")
+def driver(server, tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    browser.set_script_timeout(30)
+    yield browser
+    browser.quit()
+
+
+def wait_for(condition, what: str, timeout: float = STEP_TIMEOUT):
+    """Poll ``condition`` until it returns something truthy; fail naming ``what``."""
+    end = time.time() + timeout
+    last_error = None
+    while time.time() < end:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:  # the page is re-rendering: elements come and go
+            last_error = exc
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what} (last error: {last_error!r})")
+
+
+class Page:
+    """Small helpers over the Gradio page."""
+
+    def __init__(self, driver, shots: Path):
+        self.d, self.shots = driver, shots
+
+    def text(self, elem_id: str) -> str:
+        from selenium.webdriver.common.by import By
+
+        return self.d.find_element(By.ID, elem_id).text
+
+    def plot(self, elem_id: str, expr: str):
+        """Evaluate ``expr`` on the plotly graph div of a gr.Plot (``gd``)."""
+        return self.d.execute_script(
+            f"const gd = document.querySelector('#{elem_id} [data-testid=plotly]');"
+            f"return gd && gd.layout ? ({expr}) : null;")
+
+    def tab(self, name: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        def click():
+            for button in self.d.find_elements(By.CSS_SELECTOR, "button[role=tab]"):
+                if button.text.strip() == name:
+                    button.click()
+                    return True
+            return False
+        wait_for(click, f"the {name} tab button")
+        wait_for(lambda: any(b.get_attribute("aria-selected") == "true" and b.text.strip() == name
+                             for b in self.d.find_elements(By.CSS_SELECTOR, "button[role=tab]")),
+                 f"the {name} tab to be shown")
+
+    def click(self, css: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        wait_for(lambda: self.d.find_element(By.CSS_SELECTOR, css).is_displayed(), css)
+        self.d.find_element(By.CSS_SELECTOR, css).click()
+
+    def cell(self, table_id: str, row: int, col: int):
+        from selenium.webdriver.common.by import By
+
+        return wait_for(lambda: self.d.find_element(By.CSS_SELECTOR, f"#{table_id} [data-testid=cell-{row}-{col}]"),
+                        f"row {row} of {table_id}")
+
+    def type_into(self, elem_id: str, text: str) -> None:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.common.keys import Keys
+
+        box = self.d.find_element(By.CSS_SELECTOR, f"#{elem_id} input, #{elem_id} textarea")
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(text)
+        box.send_keys(Keys.TAB)
+
+    def choose(self, elem_id: str, option: str) -> None:
+        """Pick ``option`` in a gr.Dropdown."""
+        from selenium.webdriver.common.by import By
+
+        self.click(f"#{elem_id} input")
+        wait_for(lambda: [o for o in self.d.find_elements(By.CSS_SELECTOR, "ul[role=listbox] li")
+                          if o.text.strip() == option], f"option {option} of {elem_id}")[0].click()
+
+    def shot(self, name: str) -> None:
+        self.d.execute_script("window.scrollTo(0, 0)")
+        time.sleep(0.5)  # let plotly finish its transitions
+        self.d.save_screenshot(str(self.shots / f"app_{name}.png"))
+
+
+def _instance_key(page: Page) -> tuple[int, int]:
+    match = re.search(r"image (\d+), query (\d+)", page.text("in-facts"))
+    assert match, page.text("in-facts")
+    return int(match.group(1)), int(match.group(2))
+
+
+def test_walk_through_every_tab(server, driver, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    url, runs_root, _ = server
+    shots = ROOT / "docs" / "images" if os.environ.get("PLDC_SCREENSHOTS") == "1" else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
+    page = Page(driver, shots)
+    started = time.time()
+
+    def mark(step: str) -> None:
+        print(f"{time.time() - started:6.1f} s  {step}")
+
+    driver.get(url)
+
+    # --run demo opens the Pseudo-labels tab at the latest checkpoint, at the run's thresholds
+    wait_for(lambda: page.plot("pl-scatter", "gd.querySelectorAll('.point').length"), "the scatter's points")
+    wait_for(lambda: "c >= 0.70 and m >= 0.85" in (page.plot("pl-scatter", "gd.layout.title.text") or ""),
+             "the run's thresholds in the scatter title")
+    assert page.plot("pl-scatter", "gd.layout.shapes.find(s => s.type === 'line' && s.x0 === s.x1).x0") == 0.7
+    whatif_before = page.plot("pl-whatif", "gd.layout.title.text")
+    kept_before = page.plot("pl-scatter", "gd.layout.title.text")
+
+    # move the c_t slider with the keyboard: the threshold line, the what-if and its marker follow
+    slider = driver.find_element(By.CSS_SELECTOR, "#pl-ct input[type=range]")
+    driver.execute_script("arguments[0].focus()", slider)
+    slider.send_keys(Keys.HOME)  # c_t = 0
+    slider.send_keys(Keys.ARROW_RIGHT)  # 0.01
+    wait_for(lambda: page.plot("pl-scatter", "gd.layout.shapes.find(s => s.type === 'line' && s.x0 === s.x1).x0")
+             == 0.01, "the c_t line to move to 0.01")
+    wait_for(lambda: page.plot("pl-whatif", "gd.layout.title.text") != whatif_before, "the what-if to change")
+    assert page.plot("pl-scatter", "gd.layout.title.text") != kept_before
+    marker_x = page.plot("pl-whatif", "gd.data.filter(t => t.name === 'current').map(t => t.x[0])")
+    assert 0.01 in marker_x
+    driver.find_element(By.ID, "pl-reset").click()
+    wait_for(lambda: page.plot("pl-scatter", "gd.layout.shapes.find(s => s.type === 'line' && s.x0 === s.x1).x0")
+             == 0.7, "the run's thresholds back")
+    page.click("#pl-color input[value='error type']")
+    wait_for(lambda: "Cor" in page.plot("pl-scatter", "gd.data.map(t => t.name)"), "points coloured by error type")
+    slider = driver.find_element(By.CSS_SELECTOR, "#pl-ct input[type=range]")
+    driver.execute_script("arguments[0].focus()", slider)
+    slider.send_keys(Keys.PAGE_UP)  # 0.70 -> 0.80: the current setting and the run's part on the what-if
+    wait_for(lambda: page.plot("pl-scatter", "gd.layout.shapes.find(s => s.type === 'line' && s.x0 === s.x1).x0")
+             == 0.8, "the c_t line at 0.80")
+    page.shot("pseudo_labels")
+    mark("pseudo-labels")
+
+    # a click on a scatter point opens that instance
+    point = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#pl-scatter .point"), "scatter points")[-1]
+    ActionChains(driver).move_to_element(point).click().perform()
+    wait_for(lambda: "image" in page.text("in-facts"), "the instance opened from the scatter")
+
+    # a row of the table opens the instance, browsing the table's set
+    page.tab("Pseudo-labels")
+    page.choose("pl-status", "kept by the run")
+    wait_for(lambda: "kept by the run" in page.text("pl-info"), "the table filtered to the run's pseudo-labels")
+    first = page.cell("pl-table", 0, 0).text
+    page.cell("pl-table", 0, 2).click()
+    wait_for(lambda: "1 of" in page.text("in-where"), "the instance view at the first row")
+    accepted = _instance_key(page)
+    assert str(accepted[0]) == first
+    page.click("#in-accept")
+    wait_for(lambda: "accepted (saved)" in page.text("in-message"), "the accept confirmation")
+
+    page.click("#in-next")
+    wait_for(lambda: "2 of" in page.text("in-where"), "the next instance")
+    relabelled = _instance_key(page)
+    assert relabelled != accepted
+    box = driver.find_element(By.CSS_SELECTOR, "#in-relabel-class input")
+    box.click()
+    options = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "ul[role=listbox] li"), "the class choices")
+    teacher_class = box.get_attribute("value")
+    target = next(o for o in options if o.text.strip() not in ("", teacher_class))
+    new_class = target.text.strip()
+    target.click()
+    page.click("#in-relabel")
+    wait_for(lambda: f"relabelled as {new_class}" in page.text("in-message"), "the relabel confirmation")
+
+    # show the uncertainty layer, then photograph the instance
+    for label in driver.find_elements(By.CSS_SELECTOR, "#in-layers label"):
+        if "uncertainty" in label.text:
+            label.click()
+    wait_for(lambda: driver.find_element(By.CSS_SELECTOR, "#in-image img").get_attribute("src"), "the picture")
+    time.sleep(1.5)
+    page.shot("instance")
+    mark("instance")
+
+    # confusion: a click on a most-confused pair, and on a heatmap cell, lists pseudo-labels
+    page.tab("Confusion")
+    wait_for(lambda: page.plot("cf-heatmap", "gd.data.length"), "the confusion heatmap")
+    page.cell("cf-pairs", 0, 0).click()
+    wait_for(lambda: re.search(r"\d+\*?\*? of \d+ queries|no pseudo-label to open", page.text("cf-note")),
+             "the pseudo-labels of a confused pair")
+    xy = driver.execute_script(
+        "const gd = document.querySelector('#cf-heatmap [data-testid=plotly]');"
+        "const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();"
+        "return [xa._offset + xa.l2p(0) - r.width / 2, ya._offset + ya.l2p(0) - r.height / 2];")
+    heatmap = driver.find_element(By.CSS_SELECTOR, "#cf-heatmap [data-testid=plotly]")
+    note_before = page.text("cf-note")
+    ActionChains(driver).move_to_element_with_offset(heatmap, int(xy[0]), int(xy[1])).click().perform()
+    wait_for(lambda: page.text("cf-note") != note_before, "the pseudo-labels of the clicked cell")
+    page.shot("confusion")
+    mark("confusion")
+
+    page.tab("Errors")
+    wait_for(lambda: page.plot("er-trend", "gd.data.length"), "the error trend")
+    wait_for(lambda: page.plot("er-counts", "gd.data.length"), "the error counts")
+    page.shot("errors")
+    mark("errors")
+
+    page.tab("Compare")
+    wait_for(lambda: page.plot("cmp-metrics", "gd.data.length"), "the comparison")
+    wait_for(lambda: driver.find_element(By.CSS_SELECTOR, "#cmp-pic-a img").get_attribute("src"), "image A")
+    assert "A: demo @ 1000" in page.plot("cmp-metrics", "gd.data.map(t => t.name).join(' ')")
+    page.shot("compare")
+    mark("compare")
+
+    # an invalid setting is refused in the form, with the config's message
+    page.tab("Train")
+    wait_for(lambda: page.plot("tr-loss", "gd.data.length"), "the run's loss curve")
+    page.type_into("tr-name", "refused-run")
+    page.type_into("tr-ct", "1.5")
+    page.click("#tr-start")
+    wait_for(lambda: "Not started: pldc.c_t: must be in [0, 1]" in page.text("tr-message"), "the refusal")
+    assert "Traceback" not in page.text("tr-message")
+    assert not (runs_root / "refused-run").exists()
+    page.shot("train")
+    mark("train")
+
+    # curate: the two decisions are there; export them and check the file
+    page.tab("Curate")
+    wait_for(lambda: "1** accepted" in driver.find_element(By.ID, "cu-summary").get_attribute("innerHTML")
+             or "<strong>1</strong> accepted" in driver.find_element(By.ID, "cu-summary").get_attribute("innerHTML"),
+             "the decisions summary")
+    page.type_into("cu-file", "curated_test.json")
+    page.click("#cu-export")
+    wait_for(lambda: "Wrote" in page.text("cu-export-message"), "the export message")
+    page.shot("curate")
+    mark("curate")
+    exported = json.loads((runs_root / "demo" / "curation" / "curated_test.json").read_text())
+    cats = categories(8)
+    by_key = {(a["image_id"], a["pldc_source"]["query"]): a for a in exported["annotations"]}
+    assert set(by_key) == {accepted, relabelled}
+    assert all(a["pldc_source"]["iteration"] == 1000 for a in exported["annotations"])
+    assert by_key[relabelled]["category_id"] == next(c["id"] for c in cats if c["name"] == new_class)
+    assert {img["id"] for img in exported["images"]} == {accepted[0], relabelled[0]}
+    assert exported["categories"] == cats
+    for annotation in exported["annotations"]:
+        assert annotation["segmentation"]["size"] == [64, 80] and annotation["area"] > 0
+    edits = [json.loads(line) for line in (runs_root / "demo" / "curation" / "edits.jsonl").read_text().splitlines()]
+    assert [e["action"] for e in edits] == ["accept", "relabel"] and all(e["source"] == "gradio" for e in edits)
+    mark("export checked")
+
+    # the DICC tab at the earlier checkpoint (DICC changed classes there): a checkpoint switch, then a correction
+    page.tab("DICC")
+    wait_for(lambda: "DICC ran on" in page.text("dc-summary"), "the DICC summary")
+    page.choose("ckpt-dd", "500")
+    wait_for(lambda: page.cell("dc-table", 0, 0).text, "a DICC correction at iteration 500")
+    wait_for(lambda: "<strong>500</strong>" in driver.find_element(By.ID, "ckpt-summary").get_attribute("innerHTML"),
+             "the sidebar's summary of iteration 500")
+    page.cell("dc-table", 0, 0).click()
+    wait_for(lambda: "DICC" in page.text("dc-note") and page.cell("dc-list", 0, 0).text, "the corrected pseudo-labels")
+    page.shot("dicc")
+    mark("dicc")
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_serves_files_from_the_runs_folder_only(server):
+    url, runs_root, root = server
+    image = runs_root / "demo" / "images" / "000001.png"
+    assert _status(f"{url}gradio_api/file={image}") == 200
+    for outside in (root / "app.log", ROOT / "pyproject.toml", Path("/etc/passwd"),
+                    runs_root / ".." / "app.log"):
+        assert _status(f"{url}gradio_api/file={outside}") in (403, 404), outside
+

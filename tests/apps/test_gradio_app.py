@@ -1,0 +1,444 @@
+"""The workbench's callbacks called directly (no browser), on a fabricated run; and its run control.
+
+The slow test at the end starts a real (tiny) training process from the form, stops it (it saves
+a checkpoint and reports 'stopped'), resumes it and stops it again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from apps.gradio_app import launch, runs
+from apps.gradio_app.app import check_args, is_loopback
+from apps.gradio_app.context import AppSettings
+from apps.gradio_app.demo import App
+from apps.gradio_app.tabs.train import TrainForm
+from pldc_core.method.filters import Thresholds
+from pldc_core.records.fabricated_run import categories, fabricate_run
+from workbench.curation import CurationStore
+from workbench.thresholds import what_if, what_if_coupled
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    base = tmp_path_factory.mktemp("wb")
+    runs_root, data_root = base / "runs", base / "data"
+    fabricate_run(runs_root / "demo", n_images=10, n_queries=8, iterations=(500, 1000))
+    data_root.mkdir()
+    return runs_root, data_root
+
+
+@pytest.fixture(scope="module")
+def wb(roots):
+    return App(AppSettings(runs_root=roots[0], data_root=roots[1]))
+
+
+def _vline(fig: go.Figure) -> float:
+    return next(s.x0 for s in fig.layout.shapes if s.type == "line" and s.x0 == s.x1)
+
+
+class _Select:
+    """Stands in for gr.SelectData: the clicked row's values."""
+
+    def __init__(self, row_value):
+        self.row_value = row_value
+
+
+# --------------------------------------------------------------------------- paths
+def test_paths_cannot_leave_their_root(tmp_path):
+    root = tmp_path / "runs"
+    (root / "a").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (root / "link").symlink_to(tmp_path / "outside")
+    assert runs.inside(root, "a/file.json") == (root / "a" / "file.json").resolve()
+    assert runs.inside(root, str(root / "a")) == (root / "a").resolve()
+    for bad in ("../x", "a/../../x", "/etc/passwd", "link/x.json", "", "~/x"):
+        with pytest.raises(runs.PathEscapeError):
+            runs.inside(root, bad)
+    assert runs.run_dir(root, "quick-5pct_v1.2") == (root / "quick-5pct_v1.2").resolve()
+    for bad in ("../x", "a/b", ".hidden", "..", "", "x" * 101, "name with space"):
+        with pytest.raises(runs.PathEscapeError):
+            runs.run_dir(root, bad)
+
+
+def test_ui_paths_are_refused_outside_the_roots(wb, roots):
+    runs_root, data_root = roots
+    message, file = wb.curate.export("demo", 1000, "../../../escape.json", False)
+    assert "not exported" in message and "outside" in message and file is None
+    message, file = wb.curate.export("demo", 1000, "/tmp/escape.json", False)
+    assert "not exported" in message and file is None
+    assert not (runs_root.parent / "escape.json").exists()
+    with pytest.raises(runs.PathEscapeError):
+        wb.ctx.run_path("../demo")
+    assert wb.ctx.checkpoint_choices("../../etc") == []
+    # a CLIP weights path is read under the data folder only
+    settings = launch.TrainSettings(dicc=True, clip_weights="../../weights.pt")
+    with pytest.raises(launch.LaunchError, match="outside"):
+        launch.check_settings(ROOT / "configs" / "smoke.yaml", settings, data_root)
+
+
+def test_command_line_host_and_auth_rules(roots):
+    runs_root, data_root = roots
+
+    def args(**kw):
+        base = dict(runs_dir=str(runs_root), data_root=str(data_root), host="127.0.0.1", port=7860, auth=None,
+                    run=None)
+        return argparse.Namespace(**{**base, **kw})
+
+    settings, auth = check_args(args(run="demo"))
+    assert settings.initial_run == "demo" and auth is None and settings.runs_root == runs_root.resolve()
+    assert check_args(args(host="0.0.0.0", auth="ana:secret"))[1] == ("ana", "secret")
+    for bad, match in ((dict(host="0.0.0.0"), "give --auth"), (dict(auth="ana:secret"), "only for"),
+                       (dict(host="0.0.0.0", auth="ana"), "USER:PASSWORD"), (dict(run="../x"), "--run"),
+                       (dict(run="nope"), "no run 'nope'")):
+        with pytest.raises(ValueError, match=match):
+            check_args(args(**bad))
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+
+
+def test_pldc_app_refuses_a_public_address_without_a_login(roots, capsys):
+    from apps.cli import main
+
+    assert main(["app", "--runs-dir", str(roots[0]), "--host", "0.0.0.0"]) == 2
+    assert "give --auth" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- pseudo-labels
+def test_grid_lookup_equals_the_exact_what_if(wb):
+    ckpt = wb.ctx.checkpoint("demo", 1000)
+    q, gt = ckpt.queries, ckpt.gt
+    for c_t, m_t in ((0.7, 0.85), (0.0, 0.0), (1.0, 1.0), (0.33, 0.91)):
+        got = ckpt.metrics_at(Thresholds("ddtf", c_t, m_t, 0.5))
+        want = what_if(q, gt, c_t, m_t)
+        for key in ("kept", "n_cor", "covered_gt", "precision", "recall", "f1"):
+            assert got[key] == pytest.approx(want[key], nan_ok=True), (c_t, m_t, key)
+    off_grid = ckpt.metrics_at(Thresholds("ddtf", 0.705, 0.855, 0.5))
+    assert off_grid["kept"] == what_if(q, gt, 0.705, 0.855)["kept"]
+    assert ckpt.metrics_at(Thresholds("coupled", 0, 0, 0.6))["kept"] == what_if_coupled(q, gt, 0.6)["kept"]
+    # at the run's thresholds, the decision is the recorded one
+    assert ckpt.keep_mask(ckpt.run_thresholds).tolist() == q["keep_ddtf"].tolist()
+
+
+def test_slider_move_redraws_the_threshold_line_and_the_what_if(wb):
+    base = ("demo", 1000, "ddtf", 0.7, 0.85, 0.595, "IoU", "any", "any", "kept", "s", True)
+    scatter, whatif, table, info, state = wb.pseudo_labels.show(*base)
+    ckpt = wb.ctx.checkpoint("demo", 1000)
+    kept = int(ckpt.queries["keep_ddtf"].sum())
+    assert _vline(scatter) == 0.7 and f"{kept:,} kept by c >= 0.70 and m >= 0.85" in scatter.layout.title.text
+    assert len(state["keys"]) == kept == len(table) and f"**{kept:,}** of {len(ckpt):,}" in info
+    assert list(table["s"]) == sorted(table["s"], reverse=True)
+    # every point is clickable: customdata is (image_id, query)
+    points = [t for t in scatter.data if t.mode == "markers"]
+    assert sum(len(t.x) for t in points) == len(ckpt)
+    assert {tuple(map(int, cd)) for t in points for cd in t.customdata} == set(map(tuple, ckpt.queries[["image_id", "query"]].to_numpy()))
+
+    moved = wb.pseudo_labels.show(*base[:3], 0.9, *base[4:])
+    assert _vline(moved[0]) == 0.9
+    kept_now = int(((ckpt.c >= np.float32(0.9)) & (ckpt.m >= np.float32(0.85))).sum())
+    assert f"{kept_now:,} kept" in moved[0].layout.title.text and len(moved[4]["keys"]) == kept_now
+    current = [t for t in moved[1].data if t.name == "current"]
+    assert {t.x[0] for t in current} == {0.9, 0.85}  # on the c_t curve and on the m_t curve
+    assert moved[1].layout.title.text != whatif.layout.title.text
+
+    coupled = wb.pseudo_labels.show(*base[:2], "coupled", *base[3:])
+    assert f"kept by s >= 0.59" in coupled[0].layout.title.text or "kept by s >= 0.60" in coupled[0].layout.title.text
+    assert [t.name for t in coupled[1].data][0] == "vary s_t"
+    by_error = wb.pseudo_labels.show(*base[:6], "error type", *base[7:])
+    assert {t.name for t in by_error[0].data} >= {"Cor"}
+
+
+def test_browse_filters(wb):
+    ckpt = wb.ctx.checkpoint("demo", 1000)
+    table, info, state = wb.pseudo_labels.browse("demo", 1000, "ddtf", 0.7, 0.85, 0.595, 3, "Cor", "all", "iou", False)
+    rows = ckpt.queries.iloc[ckpt.positions(map(tuple, state["keys"]))]
+    assert (rows["pred_class"] == 3).all() and (rows["error_type"] == "Cor").all()
+    assert list(table["iou"]) == sorted(table["iou"])
+    assert "class car" in info and "error Cor" in info
+    filtered = wb.pseudo_labels.browse("demo", 1000, "ddtf", 0.7, 0.85, 0.595, "any", "any", "filtered", "s", True)[2]
+    assert len(filtered["keys"]) == len(ckpt) - int(ckpt.queries["keep_ddtf"].sum())
+
+
+def test_no_records_gives_messages_not_errors(tmp_path):
+    (tmp_path / "runs" / "empty").mkdir(parents=True)
+    (tmp_path / "runs" / "empty" / "config.yaml").write_text("name: empty\n")
+    bench = App(AppSettings(tmp_path / "runs", tmp_path / "data"))
+    out = bench.pseudo_labels.show("empty", None, "ddtf", 0.7, 0.85, 0.6, "IoU", "any", "any", "all", "s", True)
+    assert isinstance(out[0], go.Figure) and "choose a run" in out[3]
+    assert "No pseudo-label records" in bench.sidebar.checkpoint_summary("empty", None)
+    assert bench.confusion.show("empty", None, "counts", "before DICC", "all queries")[0].layout.annotations
+
+
+# --------------------------------------------------------------------------- instance and curation
+def test_open_instance_step_and_curate(wb, roots):
+    runs_root = roots[0]
+    _, _, _, _, state = wb.pseudo_labels.show("demo", 1000, "ddtf", 0.7, 0.85, 0.595, "IoU", "any", "any", "kept", "s", True)
+    first = tuple(int(v) for v in state["keys"][0])
+    out = wb.instance.open_from_table(state, ["pseudo mask", "GT", "uncertainty"], _Select([first[0], first[1], "x"]))
+    tab, picture, facts, fig, where, relabel, state = out
+    assert tab["selected"] == "instance" if isinstance(tab, dict) else tab.selected == "instance"
+    assert picture.ndim == 3 and picture.shape[2] == 3 and picture.shape[0] > 384
+    assert f"image {first[0]}, query {first[1]}" in facts and "kept by the run: DDTF **yes**" in facts
+    assert where.startswith(f"**1 of {len(state['keys'])}**")
+    assert any(t.name == "teacher" for t in fig.data)
+
+    out = wb.instance.step(state, 1, ["pseudo mask"])
+    state = out[-1]
+    second = tuple(int(v) for v in state["keys"][1])
+    assert state["pos"] == 1 and f"image {second[0]}, query {second[1]}" in out[2]
+    assert wb.instance.step(state, -2, [])[-1]["pos"] == len(state["keys"]) - 1  # wraps around
+
+    msg = wb.instance.decide(dict(state, pos=0), "accept", None, [])[0]
+    assert "accepted (saved)" in msg
+    msg = wb.instance.decide(dict(state, pos=1), "relabel", 4, [])[0]
+    assert "relabelled as bus" in msg
+    edits = CurationStore(runs_root / "demo").edits(1000)
+    assert {(int(r.image_id), int(r.query), r.action) for r in edits.itertuples()} == {
+        (*first, "accept"), (*second, "relabel")}
+    facts = wb.instance.step(dict(state, pos=0), 1, [])[2]
+    assert "curation: **relabel** as bus" in facts
+
+    view = wb.curate.show("demo", 1000, state)
+    assert "**1** accepted, **1** relabelled, **0** rejected" in view[1]
+    assert len(view[2]) == 2 and isinstance(view[0], go.Figure)
+
+    message, path = wb.curate.export("demo", 1000, "one.json", False)
+    assert "Wrote **2** annotations" in message and "data.extra_labeled_json=" in message
+    coco = json.loads(Path(path).read_text())
+    cats = categories(8)
+    by_query = {(a["image_id"], a["pldc_source"]["query"]): a["category_id"] for a in coco["annotations"]}
+    ckpt = wb.ctx.checkpoint("demo", 1000)
+    pred = int(ckpt.queries.iloc[ckpt.positions([first])[0]]["pred_class"])
+    assert by_query == {first: cats[pred]["id"], second: cats[4]["id"]}
+    assert Path(path).parent == (runs_root / "demo" / "curation").resolve()
+
+    # a whole set at once, then cleared again
+    small = dict(state, keys=state["keys"][2:5])
+    assert "accept: 3 pseudo-labels" in wb.curate.apply(small, "accept", None, "demo", 1000)
+    assert "choose the class" in wb.curate.apply(small, "relabel", None, "demo", 1000)
+    wb.curate.apply(small, "clear", None, "demo", 1000)
+    assert len(CurationStore(runs_root / "demo").edits(1000)) == 2
+
+
+def test_scatter_click_opens_the_point(wb):
+    ckpt = wb.ctx.checkpoint("demo", 500)
+    key = tuple(int(v) for v in ckpt.queries[["image_id", "query"]].iloc[7])
+    payload = json.dumps({"x": 0.5, "y": 0.5, "customdata": {"0": key[0], "1": key[1]}, "t": 1})
+    out = wb.instance.open_from_scatter(payload, "demo", 500, None, ["pseudo mask"])
+    assert f"image {key[0]}, query {key[1]}" in out[2] and out[-1]["iteration"] == 500
+
+
+# --------------------------------------------------------------------------- other tabs
+def test_confusion_errors_dicc_and_compare(wb):
+    fig, pairs, note = wb.confusion.show("demo", 1000, "counts", "before DICC", "all queries")
+    assert isinstance(fig, go.Figure) and {"pseudo-label class", "GT class", "count"} <= set(pairs.columns)
+    ckpt = wb.ctx.checkpoint("demo", 1000)
+    table, info, state = wb.confusion.cell("demo", 1000, "car", "car", "before DICC", "all queries")
+    rows = ckpt.queries.iloc[ckpt.positions(map(tuple, state["keys"]))]
+    assert len(rows) and (rows["pred_class"] == 3).all() and (rows["gt_class"] == 3).all() and (rows["iou"] > 0.5).all()
+    assert int(fig.data[0].z[3][3]) == len(rows)
+    bg = wb.confusion.cell("demo", 1000, "background", "car", "before DICC", "all queries")
+    assert "no pseudo-label to open" in bg[1]
+    click = json.dumps({"x": "car", "y": "car", "customdata": None, "t": 2})
+    assert len(wb.confusion.click(click, "demo", 1000, "before DICC", "all queries")[2]["keys"]) == len(rows)
+
+    trend, counts, summary = wb.errors.show("demo", 1000, "all queries")
+    assert isinstance(trend, go.Figure) and list(summary["size"]) == ["all", "small", "medium", "large"]
+    assert int(summary.set_index("size").loc["all"].drop(labels=[]).sum()) == int(ckpt.queries["error_type"].notna().sum())
+    click = json.dumps({"x": "large", "customdata": ["large", "Cor"], "t": 3})
+    _, info, state = wb.errors.click(click, "demo", 1000, "all queries")
+    assert "error Cor" in info and "large" in info
+
+    summary, per_class, dicc_trend, corrections, clip = wb.dicc.show("demo", 500)
+    assert "DICC ran on" in summary and isinstance(dicc_trend, go.Figure)
+    assert not clip.data and "pldc clip-crops" in clip.layout.annotations[0].text  # not measured yet
+    if len(corrections):
+        first = corrections.iloc[0]
+        _, _, state = wb.dicc.pick("demo", 500, _Select([first["from"], first["to"]]))
+        assert len(state["keys"]) == int(first["count"])
+
+    out = wb.compare.show("demo", 1000, "demo", 500, "ddtf", 0.7, 0.85, 0.595, None)
+    metrics = out[0]
+    assert [t.name for t in metrics.data if t.showlegend is not False] == ["A: demo @ 1000", "B: demo @ 500"]
+    assert out[7].ndim == 3 and out[8].ndim == 3 and "kept" in out[9]
+    assert "choose two" in wb.compare.show("demo", 1000, None, None, "ddtf", 0.7, 0.85, 0.6, None)[-1]
+
+
+# --------------------------------------------------------------------------- runs and training form
+def test_run_states_progress_and_logs(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    lines = [{"iter": i, "phase": "semi", "loss": 1.0, "sec_per_iter": 0.5} for i in range(1, 101)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (run / "status.json").write_text(json.dumps({"state": "running", "iteration": 80, "max_iters": 200,
+                                                 "phase": "semi", "pid": os.getpid(), "updated": time.time(),
+                                                 "best": {"AP": 12.5, "iter": 80}, "error": None}))
+    info = runs.run_info(run)
+    assert (info.state, info.iteration, info.max_iters, info.best_ap) == ("running", 100, 200, 12.5)
+    assert info.eta_s == pytest.approx(100 * 0.5) and info.fraction == 0.5
+    assert runs.runs_table([info]).iloc[0].to_dict() == {"run": "r", "state": "running",
+                                                         "progress": "100/200 (ETA 50 s)", "best AP": 12.5}
+    dead = 2 ** 22 + 12345
+    (run / "status.json").write_text(json.dumps({"state": "running", "pid": dead, "updated": time.time()}))
+    (run / "train.log").write_text("boom: out of memory\n")
+    info = runs.run_info(run)
+    assert info.state == "died" and "out of memory" in info.error
+    (run / "launch.json").write_text(json.dumps({"pid": os.getpid(), "started": time.time() + 5}))
+    assert runs.run_info(run).state == "starting"
+
+    reader = runs.LogReader(run / "metrics.jsonl")
+    frame, changed = reader.read()
+    assert changed and len(frame) == 100 and "iteration" in frame
+    assert reader.read()[1] is False
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"iter": 101, "loss": 0.5}) + "\n" + '{"iter": 102, "lo')  # last line half written
+    frame, changed = reader.read()
+    assert changed and frame["iteration"].tolist()[-1] == 101
+    (run / "metrics.jsonl").write_text(json.dumps({"iter": 1, "loss": 2.0}) + "\n")  # rewritten by a resume
+    assert reader.read()[0]["iteration"].tolist() == [1]
+    assert runs.format_duration(3725) == "1 h 02 min" and runs.format_duration(75) == "1 min 15 s"
+
+
+def test_live_view_and_tick(wb):
+    progress, losses, counts, ap, log = wb.train.live("demo")
+    assert "demo" in progress and isinstance(losses, go.Figure)
+    assert {t.name for t in losses.data} == {"total", "supervised", "unsupervised (PL-DC)"}
+    assert [t.name for t in ap.data] == ["AP", "AP50", "AP75"]
+    first = wb.sidebar.tick("demo", 1000, None)
+    assert isinstance(first[0], pd.DataFrame) and first[0]["run"].tolist() == ["demo"]
+    second = wb.sidebar.tick("demo", 1000, first[-1])
+    import gradio as gr
+
+    assert second[0] == gr.skip() and second[1] == gr.skip()  # nothing changed: nothing re-sent
+    assert second[-2] == gr.skip()
+    assert wb.sidebar.tick("demo", None, None)[-2].value == 1000  # records appeared: the latest is selected
+
+
+def test_form_refuses_invalid_settings(wb, roots, tmp_path):
+    runs_root, data_root = roots
+    config = str(ROOT / "configs" / "smoke.yaml")
+    values = wb.train.config_form(config)
+    assert values.message == "" and values.form.dataset == "synthetic"
+
+    def start(**kw):
+        name = kw.pop("name", "new-run")
+        form = dict(dataset="synthetic", percent=25, split_seed=0, filter="ddtf", c_t=0.85, m_t=0.9, s_t=0.765,
+                    dicc=False, clip_weights="", pmua=True, unsup_weight=1.0, ema_alpha=0.999, max_iters=8,
+                    burn_in_iters=4)
+        return wb.train.start(config, name, TrainForm(**{**form, **kw}))[0]
+
+    assert "Not started: pldc.c_t: must be in [0, 1], got 1.5" in start(c_t=1.5)
+    assert "train.burn_in_iters: must be in [0, max_iters=8]" in start(burn_in_iters=20)
+    assert "train.ema_alpha" in start(ema_alpha=1.0)
+    assert "run name '../evil'" in start(name="../evil")
+    assert "run 'demo' exists already" in start(name="demo")
+    assert "training annotations not found" in start()  # the data folder is empty
+    assert not (runs_root / "new-run").exists() and not (runs_root.parent / "evil").exists()
+
+
+def test_dicc_tab_shows_clip_on_gt_crops_when_measured(tmp_path):
+    fabricate_run(tmp_path / "runs" / "r", n_images=4, n_queries=4, iterations=(500,))
+    # 3 crops of class 0 (2 right), 1 of class 1 (right), CLIP never says class 2
+    pd.DataFrame({"gt_class": [0, 0, 0, 1], "clip_pred": [0, 0, 1, 1]}).to_parquet(
+        tmp_path / "runs" / "r" / "clip_gt_crops.parquet")
+    bench = App(AppSettings(runs_root=tmp_path / "runs", data_root=tmp_path))
+    clip = bench.dicc.show("r", 500)[-1]
+    bars = {t.name: t for t in clip.data}
+    assert list(bars["precision"].y[:2]) == pytest.approx([1.0, 0.5])
+    assert list(bars["recall"].y[:2]) == pytest.approx([2 / 3, 1.0])
+    (tmp_path / "runs" / "r" / "clip_gt_crops.parquet").write_bytes(b"broken")
+    assert "clip_gt_crops.parquet" in bench.dicc.show("r", 500)[-1].layout.annotations[0].text
+
+
+def test_form_checks_split_and_dicc(tiny_data, tmp_path):
+    bench = App(AppSettings(tmp_path / "runs", tiny_data))
+    config = str(ROOT / "configs" / "smoke.yaml")
+    form = dict(dataset="synthetic", percent=25, split_seed=0, filter="ddtf", c_t=0.0, m_t=0.0, s_t=0.765,
+                dicc=False, clip_weights="", pmua=True, unsup_weight=1.0, ema_alpha=0.999, max_iters=8,
+                burn_in_iters=4)
+
+    def start(**kw):
+        return bench.train.start(config, "x", TrainForm(**{**form, **kw}))[0]
+
+    assert "no split for percent 7 (available: 25)" in start(percent=7)
+    assert "percent 25 has no seed 3" in start(split_seed=3)
+    assert "DICC needs CLIP weights" in start(dicc=True)
+    assert "is not a file" in start(dicc=True, clip_weights="RN50.pt")
+    assert "Splits available: 25% (seeds 0)" == bench.train.split_info("synthetic")
+    assert not (tmp_path / "runs" / "x").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from tests.tiny import make_tiny_dataset
+
+    return make_tiny_dataset(tmp_path_factory.mktemp("data"), n_train=12, n_val=4)
+
+
+def _wait_state(run: Path, states: set[str], timeout: float, also=lambda info: True) -> runs.RunInfo:
+    end = time.time() + timeout
+    while time.time() < end:
+        info = runs.run_info(run)
+        if info.state in states and also(info):
+            return info
+        if info.state in ("failed", "died"):
+            pytest.fail(f"run {run.name} {info.state}: {info.error}")
+        time.sleep(0.5)
+    pytest.fail(f"run {run.name} did not reach {states} in {timeout} s; now {runs.run_info(run).state}; "
+                f"log: {(run / 'train.log').read_text()[-2000:] if (run / 'train.log').exists() else ''}")
+
+
+@pytest.fixture
+def ends_its_runs(tmp_path):
+    """Kill (by process id) any training process the test leaves behind, e.g. after a failed assert."""
+    yield
+    import signal
+
+    for launch_file in (tmp_path / "runs").glob("*/launch.json"):
+        pid = json.loads(launch_file.read_text())["pid"]
+        if runs.pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    launch.reap()
+
+
+@pytest.mark.slow
+def test_start_stop_and_resume_a_real_run(tiny_data, tmp_path, ends_its_runs):
+    # a very small model and no evaluation or records, so that each step takes a moment
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"base: {ROOT / 'configs' / 'smoke.yaml'}\n"
+                      "data: {image_size: 64, eval_images: 2}\n"
+                      "model: {train_num_points: 64}\n"
+                      "train: {eval_every: 100000, checkpoint_every: 100000}\n"
+                      "records: {enabled: false}\n")
+    bench = App(AppSettings(tmp_path / "runs", tiny_data))
+    message, table, _ = bench.train.start(str(config), "live", TrainForm("synthetic", 25, 0, "ddtf", 0.0, 0.0, 0.765,
+                                                                      False, "", True, 1.0, 0.999, 100000, 2))
+    assert message.startswith("Started run **live**"), message
+    run = tmp_path / "runs" / "live"
+    assert json.loads((run / "launch.json").read_text())["pid"] > 0
+    assert runs.run_info(run).state in ("starting", "running")
+    _wait_state(run, {"running"}, 240, also=lambda info: info.iteration >= 1)
+    assert "asked run 'live' to stop" in bench.train.stop("live")
+    info = _wait_state(run, {"stopped"}, 240)
+    assert list((run / "checkpoints").glob("*.pt")) and info.iteration >= 1
+    assert "not running" in bench.train.stop("live")
+
+    assert bench.train.resume("live").startswith("Resuming run **live**")
+    again = bench.train.resume("live")
+    assert "is starting; stop it first" in again or "is running; stop it first" in again
+    _wait_state(run, {"running"}, 240, also=lambda i: i.iteration > info.iteration)
+    bench.train.stop("live")
+    final = _wait_state(run, {"stopped"}, 240)
+    assert final.iteration > info.iteration
+    assert "started by the workbench" in (run / "train.log").read_text()
+    launch.reap()

@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pldc_core.config import ConfigError, load_config, save_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_defaults_are_the_papers():
+    cfg = load_config()
+    assert (cfg.pldc.c_t, cfg.pldc.m_t, cfg.pldc.s_t) == (0.85, 0.9, 0.765)
+    assert cfg.train.ema_alpha == 0.9996 and cfg.train.unsup_weight == 1.0
+    assert cfg.train.lr == 1e-4 and cfg.train.weight_decay == 1e-4
+
+
+def test_yaml_base_chain_and_overrides(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: base\ntrain: {max_iters: 100, burn_in_iters: 10}\npldc: {c_t: 0.7}\n")
+    (tmp_path / "exp.yaml").write_text("base: base.yaml\nname: exp\npldc: {m_t: 0.6}\n")
+    cfg = load_config(tmp_path / "exp.yaml", ["train.burn_in_iters=20", "pldc.dicc=false", "pldc.filter=coupled"])
+    assert cfg.name == "exp"
+    assert cfg.train.max_iters == 100 and cfg.train.burn_in_iters == 20
+    assert (cfg.pldc.c_t, cfg.pldc.m_t, cfg.pldc.dicc, cfg.pldc.filter) == (0.7, 0.6, False, "coupled")
+
+
+def test_saved_config_loads_back_identically(tmp_path):
+    cfg = load_config(None, ["pldc.c_t=0.5", "data.percent=2"])
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again == cfg and again.hash() == cfg.hash()
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["pldc"]["c_t"] == 0.5
+
+
+@pytest.mark.parametrize("override, message", [
+    ("pldc.c_t=1.5", "pldc.c_t: must be in [0, 1]"),
+    ("pldc.m_t=-0.1", "pldc.m_t: must be in [0, 1]"),
+    ("pldc.s_t=2", "pldc.s_t: must be in [0, 1]"),
+    ("pldc.threshold=0.5", "pldc: unknown key(s) threshold"),
+    ("trainer.lr=0.1", "unknown key(s) trainer"),
+    ("train.max_iters=ten", "train.max_iters: expected an integer"),
+    ("pldc.dicc=maybe", "pldc.dicc: expected true/false"),
+    ("pldc.filter=single", "pldc.filter: must be 'ddtf' or 'coupled'"),
+    ("train.burn_in_iters=999999", "train.burn_in_iters: must be in [0, max_iters"),
+    ("data.image_size=100", "data.image_size: must be a multiple of 32"),
+    ("model.backbone=vgg", "model.backbone: unknown backbone"),
+    ("data.scale_range=[0,2]", "data.scale_range: must be [low, high] with 0 < low <= high"),
+    ("data.scale_range=[1.5,0.5]", "data.scale_range: must be [low, high] with 0 < low <= high"),
+    ("data.scale_range=1.0", "data.scale_range: must be [low, high]"),
+])
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert message in str(err.value)
+
+
+def test_missing_or_broken_file_names_it(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(None, ["pldc.c_t"])
+
+
+def test_shipped_configs_are_valid():
+    for name in ("paper", "cpu-quick", "smoke"):
+        cfg = load_config(CONFIGS / f"{name}.yaml")
+        assert cfg.name == name
+    assert load_config(CONFIGS / "smoke.yaml").data.percent == 5  # inherited from cpu-quick

@@ -1,0 +1,201 @@
+"""End-to-end engine tests on a tiny generated dataset: both phases, resume, NaN, bad config, DDP."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pldc_core.config import load_config
+from pldc_core.run_dir import RunDirError
+from pldc_core.training.loop import TrainingDiverged
+from pldc_core.training.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.slow
+
+
+def smoke_cfg(data_root, *extra):
+    # Thresholds at 0 so that the untrained teacher still produces pseudo-labels to learn from.
+    return load_config(ROOT / "configs" / "smoke.yaml", [
+        f"data.data_root={data_root}", "data.percent=25", "data.eval_images=4", "pldc.c_t=0.0", "pldc.m_t=0.0",
+        "records.num_images=4", *extra])
+
+
+def test_burn_in_then_pldc_end_to_end(data_root, tmp_path):
+    cfg = smoke_cfg(data_root)
+    run = tmp_path / "run"
+    Trainer(cfg, run).train()
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [l["iter"] for l in lines] == list(range(1, 9))
+    assert {l["phase"] for l in lines[:4]} == {"burn_in"} and {l["phase"] for l in lines[4:]} == {"semi"}
+    semi = lines[4:]
+    assert all(l["n_queries"] == 2 * cfg.model.num_queries for l in semi)
+    assert all(l["n_kept"] == l["n_kept_ddtf"] > 0 for l in semi)  # thresholds 0: DDTF keeps every query
+    assert all(l["loss_unsup"] > 0 and l["loss"] > l["loss_sup"] for l in semi)
+    assert all(set(l) >= {"lr", "sec_per_iter", "loss_sup", "loss_unsup", "n_kept_coupled"} for l in lines)
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.pt")) == ["ckpt_0000004.pt", "ckpt_0000008.pt"]
+    evals = [json.loads(l) for l in (run / "eval.jsonl").read_text().splitlines()]
+    assert evals[-1]["iter"] == 8 and evals[-1]["model"] == "teacher"
+    assert {"AP", "AP50", "AP75", "APs", "APm", "APl"} <= set(evals[-1])
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    assert load_config(run / "config.yaml") == cfg
+    from pldc_core.records.store import list_record_iterations, load_records
+
+    assert list_record_iterations(run) == [4, 8]
+    rec = load_records(run, 8)
+    assert len(rec.queries) == 4 * cfg.model.num_queries and rec.manifest["phase"] == "semi"
+
+
+def test_teacher_is_the_ema_of_the_student(data_root, tmp_path):
+    from pldc_core.training.checkpoint import load_checkpoint
+
+    cfg = smoke_cfg(data_root, "train.max_iters=5", "train.checkpoint_every=4", "train.ema_alpha=0.5",
+                    "records.enabled=false", "train.eval_every=100")
+    Trainer(cfg, tmp_path / "run").train()
+    s4 = load_checkpoint(tmp_path / "run" / "checkpoints" / "ckpt_0000004.pt")
+    s5 = load_checkpoint(tmp_path / "run" / "checkpoints" / "ckpt_0000005.pt")
+    assert s4["teacher"] is None and s5["teacher"] is not None
+    # teacher = copy of the burned-in student, then one EMA step towards the new student
+    name = next(k for k, v in s5["student"].items() if v.is_floating_point() and "encoder" in k and v.ndim == 4)
+    expected = 0.5 * s4["student"][name] + 0.5 * s5["student"][name]
+    torch.testing.assert_close(s5["teacher"][name], expected)
+
+
+def _train_cli(*args, env_extra=None):
+    env = {**os.environ, "PLDC_NO_PROGRESS": "1", **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "pldc_core.cli", "train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_killed_run_resumes_and_matches_an_uninterrupted_one(data_root, tmp_path):
+    args = ["--config", str(ROOT / "configs" / "smoke.yaml"), f"data.data_root={data_root}", "data.percent=25",
+            "pldc.c_t=0.0", "pldc.m_t=0.0", "train.checkpoint_every=2", "records.enabled=false",
+            "train.eval_every=100", "train.max_iters=8"]
+    full = _train_cli(*args, "--run-dir", str(tmp_path / "full"))
+    assert full.wait(timeout=600) == 0, full.stdout.read()
+
+    killed = _train_cli(*args, "--run-dir", str(tmp_path / "killed"))
+    ckpt = tmp_path / "killed" / "checkpoints" / "ckpt_0000006.pt"
+    deadline = time.time() + 600
+    while not ckpt.exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert ckpt.exists()
+    resumed = _train_cli("--resume", str(tmp_path / "killed"))
+    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
+
+    from pldc_core.training.checkpoint import load_checkpoint
+
+    a = load_checkpoint(tmp_path / "full")
+    b = load_checkpoint(tmp_path / "killed")
+    assert a["iteration"] == b["iteration"] == 8
+    for key in ("student", "teacher"):
+        for name, tensor in a[key].items():
+            torch.testing.assert_close(b[key][name], tensor, msg=f"{key}.{name} differs after resume")
+    iters = [json.loads(l)["iter"] for l in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert iters == list(range(1, 9))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_root, tmp_path, monkeypatch):
+    cfg = smoke_cfg(data_root, "records.enabled=false", "train.eval_every=100", "train.checkpoint_every=2")
+    trainer = Trainer(cfg, tmp_path / "run")
+    original = trainer.criterion.forward
+
+    def poisoned(*args, **kwargs):
+        out = original(*args, **kwargs)
+        if trainer.iter >= 3:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(trainer.criterion, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match="iteration 4: the loss is nan"):
+        trainer.train()
+    last = json.loads((tmp_path / "run" / "checkpoints" / "last.json").read_text())
+    assert "0000002" in json.dumps(last)
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "failed" and "nan" in status["error"]
+
+
+def test_cli_refuses_bad_config_and_missing_dataset(data_root, tmp_path):
+    bad = _train_cli("--config", str(ROOT / "configs" / "smoke.yaml"), "pldc.c_t=1.2")
+    out = bad.communicate(timeout=300)[0]
+    assert bad.returncode == 1 and "pldc.c_t: must be in [0, 1]" in out and "Traceback" not in out
+    missing = _train_cli("--config", str(ROOT / "configs" / "smoke.yaml"), f"data.data_root={tmp_path}/none")
+    out = missing.communicate(timeout=300)[0]
+    assert missing.returncode == 1 and "Traceback" not in out and str(tmp_path / "none") in out
+
+
+def test_existing_run_is_not_overwritten(data_root, tmp_path):
+    cfg = smoke_cfg(data_root, "train.max_iters=2", "train.checkpoint_every=2", "records.enabled=false",
+                    "train.eval_every=100", "train.burn_in_iters=2")
+    Trainer(cfg, tmp_path / "run").train()
+    with pytest.raises(RunDirError, match="resume it with"):
+        Trainer(cfg, tmp_path / "run")
+
+
+def test_two_process_ddp_keeps_ranks_in_sync(data_root, tmp_path):
+    env = {**os.environ, "PLDC_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           str(Path(__file__).with_name("ddp_worker.py")), str(data_root), str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    a = torch.load(tmp_path / "rank0.pt")
+    b = torch.load(tmp_path / "rank1.pt")
+    assert a["iteration"] == b["iteration"] == 6
+    for key in ("student", "teacher"):
+        for name, tensor in a[key].items():
+            torch.testing.assert_close(b[key][name], tensor, msg=f"{key}.{name} differs between ranks")
+    # the two ranks saw different images (sharded), and the evaluation covered every val image once
+    assert a["seen"] and b["seen"] and not set(a["seen"]) & set(b["seen"])
+    evals = [json.loads(l) for l in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
+    assert len(evals) == 1 and evals[0]["iter"] == 6
+    # the checkpoint keeps each rank's RNG, and a resume gives each rank back its own
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "ckpt_0000006.pt", weights_only=False)
+    per_rank = ckpt["rng_per_rank"]
+    assert len(per_rank) == 2 and not torch.equal(per_rank[0]["torch"], per_rank[1]["torch"])
+    assert torch.equal(a["rng_after_resume"], per_rank[0]["torch"])
+    assert torch.equal(b["rng_after_resume"], per_rank[1]["torch"])
+
+
+def test_dicc_runs_in_training_and_in_the_records(data_root, tmp_path):
+    """DICC's plumbing with a tiny random CLIP the test builds (no real weights exist here)."""
+    import math
+
+    from pldc_core.records.store import load_records
+    from tests.tiny import tiny_clip_weights
+
+    weights = tiny_clip_weights(tmp_path, "pldc-tiny-train-clip")
+    cfg = smoke_cfg(data_root, "pldc.dicc=true", "pldc.clip_model=pldc-tiny-train-clip",
+                    f"pldc.clip_weights={weights}", "train.eval_every=100")
+    Trainer(cfg, tmp_path / "run").train()
+    semi = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][4:]
+    # w = 0.25 (cos(pi t / T) + 1) over the semi-supervised phase (T = 4 steps here)
+    assert [l["dicc_w"] for l in semi] == pytest.approx([0.25 * (math.cos(math.pi * t / 4) + 1) for t in range(4)])
+    assert all(l["n_dicc_changed"] is not None and 0 <= l["n_dicc_changed"] <= l["n_kept"] for l in semi)
+    rec = load_records(tmp_path / "run", 8)
+    assert rec.manifest["dicc"]["enabled"] is True
+    kept = rec.queries[rec.queries["keep_ddtf"]]
+    assert len(kept) and (kept["corrected_class"] >= 0).all() and kept["clip_top5_probs"].notna().all()
+    assert (rec.queries.loc[~rec.queries["keep_ddtf"], "corrected_class"] == -1).all()
+
+
+def test_dicc_without_weights_stops_with_instructions(data_root, tmp_path):
+    proc = _train_cli("--config", str(ROOT / "configs" / "smoke.yaml"), f"data.data_root={data_root}",
+                      "data.percent=25", "pldc.dicc=true", "--run-dir", str(tmp_path / "run"))
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 1 and "Traceback" not in out
+    assert "pldc.clip_weights" in out and "pldc.dicc=false" in out
+
+
+def test_a_second_trainer_on_the_same_run_is_refused(data_root, tmp_path):
+    cfg = smoke_cfg(data_root, "records.enabled=false")
+    first = Trainer(cfg, tmp_path / "run")  # holds the run's lock while alive
+    with pytest.raises(RunDirError, match="another process .* is training this run"):
+        Trainer(cfg, tmp_path / "run", resume=True)
+    del first

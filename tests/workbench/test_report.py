@@ -1,0 +1,116 @@
+import argparse
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pldc_core.records.fabricated_run import fabricate_run
+from pldc_core.records.store import load_records
+from workbench import report
+from workbench.trends import checkpoint_trends, read_jsonl
+
+MANIFEST = {"categories": [{"id": 1, "name": "cat", "supercategory": "animal"},
+                           {"id": 3, "name": "dog", "supercategory": "animal"}],
+            "thresholds": {"filter": "ddtf", "c_t": 0.8, "m_t": 0.8, "s_t": 0.6}}
+
+
+def _record_set(error_types, corrected=(-1, -1, -1)):
+    n = len(error_types)
+    known = [e is not None for e in error_types]
+    q = pd.DataFrame({
+        "image_id": np.arange(n), "query": np.zeros(n, np.int16), "pred_class": np.zeros(n, np.int16),
+        "c": np.float32([0.9, 0.85, 0.5]), "m": np.float32([0.9, 0.95, 0.9]),
+        "s": np.float32([0.81, 0.8075, 0.45]), "height": 480, "width": 640, "area": [5000, 20000, 50],
+        "keep_ddtf": [True, True, False], "keep_coupled": [True, True, False],
+        "gt_id": np.where(known, [1, 2, 2], -1), "gt_class": np.where(known, [0, 1, 1], -1).astype(np.int16),
+        "iou": np.where(known, [0.9, 0.7, 0.1], np.nan).astype(np.float32),
+        "error_type": pd.array(error_types, dtype="str"), "corrected_class": np.int16(list(corrected)),
+        "unc_mean_inside": np.float32([0.1, 0.2, 0.3]), "unc_mean_boundary": np.float32([0.4, 0.5, 0.6]),
+        "unc_mean_overlap": np.float32([np.nan, 0.2, np.nan])})
+    gt = pd.DataFrame({"image_id": [0, 1], "gt_id": [1, 2], "gt_class": np.int16([0, 1])}) if any(known) \
+        else pd.DataFrame({"image_id": [], "gt_id": [], "gt_class": []})
+    return SimpleNamespace(queries=q, gt=gt, manifest=MANIFEST)
+
+
+def test_checkpoint_trends_hand_worked():
+    t = checkpoint_trends([(500, _record_set(["Cor", "Oth", "Loc"])),
+                           (1000, _record_set(["Cor", "Cor", "Loc"], corrected=(0, 1, -1)))])
+    assert sorted(t.quality["iteration"].unique()) == [500, 1000]
+    errors = t.errors[(t.errors["size"] == "all") & (t.errors["kept_by"] == "ddtf")].set_index(["iteration", "error_type"])
+    assert errors.loc[(500, "Oth"), "count"] == 1 and errors.loc[(1000, "Cor"), "count"] == 2
+    conf = t.confusion.set_index(["iteration", "use_dicc"])["class_accuracy"]
+    assert conf.loc[(500, False)] == pytest.approx(0.5)   # kept: cat on cat, cat on dog
+    assert conf.loc[(1000, True)] == pytest.approx(1.0)   # DICC relabels the second as dog
+    dicc = t.dicc.set_index("iteration")
+    assert dicc.loc[500, "n_ran"] == 0 and dicc.loc[1000, "fixed"] == 1
+    runs = t.thresholds[t.thresholds["point"] == "run_ddtf"].set_index("iteration")
+    assert runs.loc[500, "kept"] == 2 and runs.loc[500, "recall"] == pytest.approx(0.5)
+    unc = t.uncertainty.set_index(["iteration", "region"])["mean_u"]
+    assert unc.loc[(500, "boundary")] == pytest.approx(0.45)  # kept rows only
+
+
+def test_checkpoint_trends_without_gt():
+    t = checkpoint_trends([(100, _record_set([None, None, None]))])
+    assert t.quality["n"].eq(0).all() and t.errors["count"].eq(0).all()
+    assert t.confusion["class_accuracy"].isna().all()
+    assert set(t.thresholds["point"]) == {"run_ddtf", "run_coupled"}  # no "best" without GT
+    assert t.thresholds["kept"].tolist() == [2, 2]
+
+
+def test_read_jsonl(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"iter": 100, "loss": 2.0}\n{"iter": 50, "loss": 3.0}\n{"iter": 150, "lo')
+    log = read_jsonl(path)  # a last line still being written is skipped
+    assert log["iteration"].tolist() == [50, 100] and log["loss"].tolist() == [3.0, 2.0]
+    path.write_text('{"iter": 100}\nnot json\n{"iter": 150}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl: line 2"):
+        read_jsonl(path)
+    assert read_jsonl(tmp_path / "absent.jsonl").empty
+
+
+def _script_sources(text):
+    return re.findall(r"<script[^>]*\bsrc\s*=", text, flags=re.IGNORECASE)
+
+
+@pytest.mark.slow
+def test_report_on_a_fabricated_run(tmp_path):
+    run = fabricate_run(tmp_path / "run")
+    path = report.write_report(run, tmp_path / "out")
+    text = path.read_text()
+    assert path == tmp_path / "out" / "report.html"
+    assert not _script_sources(text)  # self-contained: no script is fetched
+    assert text.count("Plotly.newPlot") >= 20 and text.count("plotly.js v") == 1  # the bundle, once
+    summary = text[text.index('class="summary"'):text.index("</section>")]
+    assert "predicts IoU better than" in summary and "dominant error" in summary
+    th = load_records(run).manifest["thresholds"]
+    assert "Best DDTF pair by F1" in summary
+    assert f"The run's</b> m_t = {th['m_t']:.3g}, c_t = {th['c_t']:.3g}: F1 " in summary
+    pngs = sorted(p.name for p in (tmp_path / "out" / "figures").glob("*.png"))
+    assert {"quality_scatter.png", "thresholds_f1.png", "confusion.png", "errors_kept.png",
+            "training_losses.png"} <= set(pngs)
+    assert all((tmp_path / "out" / "figures" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+
+    # the CLI: an earlier checkpoint, HTML only
+    parser = argparse.ArgumentParser()
+    report.add_arguments(parser)
+    args = parser.parse_args([str(run), "--out", str(tmp_path / "early"), "--iteration", "500", "--no-png"])
+    assert report.run(args) == 0
+    assert "Checkpoint 500 " in (tmp_path / "early" / "report.html").read_text()
+    assert not (tmp_path / "early" / "figures").exists()
+
+
+@pytest.mark.slow
+def test_report_without_gt_and_cli_errors(tmp_path, capsys):
+    run = fabricate_run(tmp_path / "run", n_images=10, iterations=(500,), with_gt=False)
+    text = report.write_report(run, png=False).read_text()
+    assert (run / "report" / "report.html").exists() and not _script_sources(text)
+    assert "hold no ground truth" in text and "predicts IoU better" not in text
+
+    parser = argparse.ArgumentParser()
+    report.add_arguments(parser)
+    assert report.run(parser.parse_args([str(tmp_path / "nothing")])) == 2
+    assert "no complete pseudo-label records" in capsys.readouterr().err
+    assert report.run(parser.parse_args([str(run), "--iteration", "7"])) == 2
+    assert "iteration 7" in capsys.readouterr().err
