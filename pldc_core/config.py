@@ -193,6 +193,12 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if isinstance(default, float):
+        if isinstance(value, str):
+            # YAML 1.1 reads "5e-4" (no dot in the mantissa) as a string; it is a number to a user
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)

@@ -47,11 +47,19 @@ def test_saved_config_loads_back_identically(tmp_path):
     ("data.scale_range=[0,2]", "data.scale_range: must be [low, high] with 0 < low <= high"),
     ("data.scale_range=[1.5,0.5]", "data.scale_range: must be [low, high] with 0 < low <= high"),
     ("data.scale_range=1.0", "data.scale_range: must be [low, high]"),
+    ("train.lr=fast", "train.lr: expected a number"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
     assert message in str(err.value)
+
+
+def test_exponent_without_a_dot_is_a_number(tmp_path):
+    # YAML 1.1 reads 5e-4 as a string; in a config file and in an override it is the number
+    (tmp_path / "c.yaml").write_text("train:\n  lr: 5e-4\n")
+    assert load_config(tmp_path / "c.yaml").train.lr == 5e-4
+    assert load_config(None, ["train.lr=2e-3"]).train.lr == 2e-3
 
 
 def test_missing_or_broken_file_names_it(tmp_path):
