@@ -137,9 +137,10 @@ def save_atomic(path: Path, obj) -> None:
 
 
 def pretrain_backbone(train_index, out_path: str | os.PathLike, cfg: BackbonePretrainConfig,
-                      progress: bool = True) -> dict:
+                      progress: bool = True, stop_at: int | None = None) -> dict:
     """Train ``DenseShapeClassifier`` on every image of ``train_index`` and write the backbone's
-    state dict to ``out_path`` (atomically). Resumes from ``out_path``'s checkpoint if present.
+    state dict to ``out_path`` (atomically). Resumes from ``out_path``'s checkpoint if present;
+    ``stop_at`` pauses after that many steps with a checkpoint (the weights are written at the end).
     Returns ``{"steps", "seconds", "last_loss", "last_instance_accuracy"}``; every 100 steps a
     JSON line goes to ``<out_path>.log.jsonl`` (the learning curve)."""
     from pldc_core.data.augment import TrainAugment
@@ -167,7 +168,8 @@ def pretrain_backbone(train_index, out_path: str | os.PathLike, cfg: BackbonePre
     bar = tqdm(total=cfg.steps, initial=step, desc="pretrain backbone", disable=not progress)
     start, loss_value, acc = time.perf_counter(), float("nan"), float("nan")
     model.train()
-    while step < cfg.steps:
+    last = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    while step < last:
         factor = min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         for g in opt.param_groups:
             g["lr"] = cfg.lr * factor
@@ -193,10 +195,11 @@ def pretrain_backbone(train_index, out_path: str | os.PathLike, cfg: BackbonePre
             log_line(log_path, {"step": step, "loss": loss_value, "loss_pixel": loss_pixel.item(),
                                 "loss_instance": loss_instance.item(), "instance_accuracy_s16": acc,
                                 "seconds": time.perf_counter() - start})
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        if step % cfg.checkpoint_every == 0 or step == last:
             save_atomic(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                                            "rng": torch.get_rng_state(), "config": asdict(cfg)})
     bar.close()
-    save_atomic(out_path, model.backbone.state_dict())
+    if step == cfg.steps:
+        save_atomic(out_path, model.backbone.state_dict())
     return {"steps": step, "seconds": time.perf_counter() - start, "last_loss": loss_value,
             "last_instance_accuracy": acc}

@@ -1,0 +1,123 @@
+"""Upstream pretraining: backbone and small CLIP on a tiny corpus, their files, and loading them back."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pldc_core.config import ModelConfig
+from pldc_core.data.coco import load_coco
+from pldc_core.data.upstream import generate_upstream
+from pldc_core.model.mask2former import build_model, load_backbone_weights, load_model_weights
+from pldc_core.pretraining.backbone import (
+    IGNORE,
+    BackbonePretrainConfig,
+    mask_pooled,
+    pretrain_backbone,
+    semantic_targets,
+)
+from pldc_core.pretraining.clip import ClipPretrainConfig, pretrain_clip, random_caption
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("up") / "upstream"
+    generate_upstream(out, n_train=10, n_val=1, seed=1, workers=1, progress=False)
+    return load_coco(out / "annotations" / "instances_train.json", out / "train")
+
+
+def test_semantic_targets_and_mask_pooling_by_hand():
+    masks = torch.zeros(2, 4, 4, dtype=torch.bool)
+    masks[0, :2, :2] = True
+    masks[1, 2:, 2:] = True
+    valid = torch.ones(1, 4, 4, dtype=torch.bool)
+    valid[0, :, 3] = False
+    target = semantic_targets([masks], [torch.tensor([4, 0])], valid)
+    assert target[0, 0, 0] == 5 and target[0, 2, 2] == 1 and target[0, 0, 3] == 0 + IGNORE and target[0, 1, 2] == 0
+    features = torch.arange(2 * 4 * 4, dtype=torch.float32).view(1, 2, 4, 4)
+    pooled = mask_pooled(features, [masks])
+    # the mean of channel 0 over rows 0-1, cols 0-1 is (0 + 1 + 4 + 5) / 4; on a 2x2 grid the
+    # masks' area weights pick exactly one cell each
+    assert torch.allclose(pooled[0], torch.tensor([2.5, 18.5]))
+    assert torch.allclose(mask_pooled(torch.nn.functional.avg_pool2d(features, 2), [masks]),
+                          torch.tensor([[2.5, 18.5], [12.5, 28.5]]))
+
+
+def test_backbone_pretraining_writes_loadable_weights(corpus, tmp_path):
+    out = tmp_path / "bb.pt"
+    result = pretrain_backbone(corpus, out, BackbonePretrainConfig(steps=3, batch_size=2, warmup=1), progress=False)
+    assert result["steps"] == 3 and np.isfinite(result["last_loss"])
+    # a detector's backbone loads the file (the format model.backbone_weights reads)
+    model = build_model(ModelConfig(backbone="tiny", num_queries=4, hidden_dim=32, encoder_layers=1,
+                                    decoder_layers=2, num_heads=2, dim_feedforward=32), num_classes=3)
+    load_backbone_weights(model.backbone, str(out))
+    saved = torch.load(out, weights_only=True)
+    assert set(saved) == set(model.backbone.state_dict())
+    assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in saved.items())
+
+
+def test_a_paused_backbone_run_resumes_exactly(corpus, tmp_path):
+    cfg = BackbonePretrainConfig(steps=4, batch_size=2, warmup=1, checkpoint_every=100)
+    pretrain_backbone(corpus, tmp_path / "straight.pt", cfg, progress=False)
+    paused = tmp_path / "paused.pt"
+    assert pretrain_backbone(corpus, paused, cfg, progress=False, stop_at=2)["steps"] == 2
+    assert not paused.exists() and torch.load(tmp_path / "paused.pt.resume.pt", weights_only=False)["step"] == 2
+    assert pretrain_backbone(corpus, paused, cfg, progress=False)["steps"] == 4
+    a, b = torch.load(tmp_path / "straight.pt", weights_only=True), torch.load(paused, weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="another configuration"):
+        pretrain_backbone(corpus, paused, BackbonePretrainConfig(steps=6, batch_size=2, warmup=1), progress=False)
+
+
+def test_small_clip_pretraining_and_dicc_loading(corpus, tmp_path):
+    from pldc_core.method.dicc import ClipClassifier
+
+    weights, config = tmp_path / "clip.pt", tmp_path / "tinyclip.json"
+    result = pretrain_clip(corpus, weights, config, ClipPretrainConfig(epochs=1, batch_size=8, warmup=1),
+                           progress=False)
+    assert result["steps"] >= 1 and result["crops"] > 8
+    state = torch.load(weights, weights_only=True)
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    clip = ClipClassifier.load(str(config), pretrained=str(weights))
+    clip.set_categories(["disk", "square", "hexagon"])
+    image = torch.rand(3, 128, 128)
+    masks = torch.zeros(2, 128, 128, dtype=torch.bool)
+    masks[0, 10:40, 10:40] = True
+    masks[1, 60:90, 50:100] = True
+    probs = clip.probs(image, masks)
+    assert probs.shape == (2, 3) and torch.allclose(probs.sum(1), torch.ones(2), atol=1e-5)
+    # the loaded model holds the trained weights (in float32)
+    loaded = clip.model.state_dict()
+    assert all(torch.equal(loaded[k].half(), v) for k, v in state.items() if v.is_floating_point())
+
+
+def test_captions_vary_their_wording_but_always_name_the_shape():
+    rng = np.random.default_rng(0)
+    captions = {random_caption("hexagon", {"colour": [0.9, 0.1, 0.1], "texture": "striped"}, rng) for _ in range(60)}
+    assert len(captions) > 5 and all("hexagon" in c for c in captions)
+    assert any("red" in c for c in captions) and any("red" not in c for c in captions)
+
+
+def test_init_weights_load_everything_but_a_head_of_other_classes(tmp_path):
+    cfg = ModelConfig(backbone="tiny", num_queries=4, hidden_dim=32, encoder_layers=1, decoder_layers=2,
+                      num_heads=2, dim_feedforward=32)
+    torch.manual_seed(0)
+    upstream = build_model(cfg, num_classes=30)
+    torch.save({"student": upstream.state_dict(), "teacher": None}, tmp_path / "run.pt")
+    torch.manual_seed(1)
+    fine = build_model(cfg, num_classes=10)
+    source = upstream.state_dict()
+    # what depends on the number of classes: the class head (and transformers' loss weights)
+    per_class = {k for k, v in fine.state_dict().items() if v.shape != source[k].shape}
+    assert {k for k in per_class if "class_predictor" in k} == {"net.class_predictor.weight", "net.class_predictor.bias"}
+    fresh = {k: v.clone() for k, v in fine.state_dict().items() if k in per_class}
+    load_model_weights(fine, str(tmp_path / "run.pt"))
+    for k, v in fine.state_dict().items():
+        assert torch.equal(v, fresh[k] if k in per_class else source[k]), k
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_model_weights(fine, str(tmp_path / "missing.pt"))
+    torch.save({"unrelated.weight": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="no tensor matches"):
+        load_model_weights(fine, str(tmp_path / "other.pt"))
