@@ -1,7 +1,7 @@
 """Experiment configuration: typed sections, loaded from YAML, ``key=value`` overrides, validation.
 
 A config file may name a ``base`` config (another YAML file, relative to itself) whose values it
-overrides. Defaults are the paper's hyper-parameters where the paper gives one (PLDC_SPEC.md).
+overrides. Defaults are the paper's hyper-parameters where the paper gives one (docs/METHOD.md).
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def instance_inference(class_logits: torch.Tensor, mask_logits: torch.Tensor,
     ``class_logits [Q, N+1]`` (last = no-object), ``mask_logits [Q, H, W]`` already at the
     image's resolution. The ``top_k`` best (query, class) pairs by class probability (softmax
     over N+1, no-object dropped) are kept, so one query may appear with several classes.
-    Each gets ``score = class prob * mask quality`` (PLDC_SPEC.md Eq. 3-4) and the mask
+    Each gets ``score = class prob * mask quality`` (docs/METHOD.md Eq. 3-4) and the mask
     ``sigma(q) > 0.5``. Returns ``scores [k]``, ``labels [k]`` (int64, contiguous),
     ``masks [k, H, W]`` (bool), ``k = min(top_k, Q * N)``, ordered by descending score.
     """

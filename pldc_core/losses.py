@@ -49,7 +49,7 @@ class SetCriterion(nn.Module):
     ``mean_points((1 - u) * BCE)``, the weights read at the same point coordinates as the target
     (Eq. 11 on Mask2Former's sampled points). The dice term stays unweighted: Eq. 11 re-weights
     the BCE only, and dice is a ratio over the whole mask, so per-pixel weights have no single
-    meaning in it (PLDC_SPEC.md leaves this open; this is our choice).
+    meaning in it (the paper leaves this open; this is our choice, docs/METHOD.md).
     """
 
     def __init__(self, num_classes: int, class_weight: float = 2.0, mask_weight: float = 5.0,

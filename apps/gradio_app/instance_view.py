@@ -155,7 +155,7 @@ def _clean_list(value) -> list:
 
 def class_probabilities(row, num_classes: int) -> pd.DataFrame:
     """Per class named in the teacher's or CLIP's top-5: the teacher's probability, CLIP's, and the
-    fused ``w * p_clip + (1 - w) * p_hat`` of Eq. 9 (PLDC_SPEC.md).
+    fused ``w * p_clip + (1 - w) * p_hat`` of Eq. 9 (docs/METHOD.md).
 
     Only the top-5 lists are recorded, so ``p_hat`` (the teacher's distribution over the real
     classes, renormalised) is approximated by renormalising the teacher's top-5, and classes

@@ -1,4 +1,4 @@
-"""DICC's CLIP side (PLDC_SPEC.md, Eq. 6-7): mask crops and zero-shot class probabilities.
+"""DICC's CLIP side (docs/METHOD.md, Eq. 6-7): mask crops and zero-shot class probabilities.
 
 The fusion with the teacher (Eq. 8-9) is ``pseudo_labels.dicc_weight`` / ``dicc_fuse``.
 """

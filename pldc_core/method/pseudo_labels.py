@@ -1,4 +1,4 @@
-"""PL-DC's pseudo-label equations (PLDC_SPEC.md, Eq. 3-10) as pure tensor functions (Eq. 5: ``filters``).
+"""PL-DC's pseudo-label equations (docs/METHOD.md, Eq. 3-10) as pure tensor functions (Eq. 5: ``filters``).
 
 Every function takes tensors and returns tensors (or plain numbers), works on any device,
 and is batched over leading dimensions: ``class_logits [..., Q, N+1]`` (last = no-object),

@@ -1,4 +1,4 @@
-"""The error type of each prediction (PLDC_SPEC.md, Fig. 5), from classes and a mask IoU matrix."""
+"""The error type of each prediction (docs/METHOD.md, Fig. 5), from classes and a mask IoU matrix."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -76,7 +76,7 @@ def classify_errors(pred_classes, gt_classes, iou, supercategory) -> ErrorResult
         supercategory: class index -> supercategory, as a mapping (``{0: "animal", ...}``) or a
             sequence indexed by class; every class used must be mapped.
 
-    The first rule that holds decides (PLDC_SPEC.md, Fig. 5), with the GT that decided it:
+    The first rule that holds decides (docs/METHOD.md, Fig. 5), with the GT that decided it:
       Cor  - a same-class GT with IoU > 0.5          -> the same-class GT with the highest IoU
       Sim  - an other-class GT of the same supercategory with IoU > 0.5 -> the best such GT
       Oth  - any GT with IoU > 0.5                   -> the best GT

@@ -1,4 +1,4 @@
-"""Eq. 3-10 against values worked out by hand (PLDC_SPEC.md)."""
+"""Eq. 3-10 against values worked out by hand (docs/METHOD.md)."""
 import math
 
 import pytest

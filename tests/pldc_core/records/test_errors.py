@@ -79,7 +79,7 @@ def test_bad_input_is_reported():
 
 
 def _reference(pred, gt, iou, sup):
-    """The Fig. 5 rules, one prediction at a time, written straight from PLDC_SPEC.md."""
+    """The Fig. 5 rules, one prediction at a time, written straight from docs/METHOD.md."""
     out = []
     for p in range(len(pred)):
         same = [g for g in range(len(gt)) if gt[g] == pred[p]]
