@@ -265,8 +265,8 @@ def test_registered_dataset(tmp_path):
     assert spec.load_train().image_ids == [1, 2]
     with pytest.raises(DatasetError, match="dataset 'toy' has no validation set"):
         spec.load_val()
-    assert list_datasets(tmp_path) == ["synthetic", "coco2017", "cityscapes", "toy"]
-    with pytest.raises(DatasetError, match=r"unknown dataset 'toys'; known: synthetic, coco2017, cityscapes, toy"):
+    assert list_datasets(tmp_path) == ["synthetic", "upstream", "coco2017", "cityscapes", "toy"]
+    with pytest.raises(DatasetError, match=r"unknown dataset 'toys'; known: synthetic, upstream, coco2017, cityscapes, toy"):
         get_dataset("toys", data_root=tmp_path)
 
 

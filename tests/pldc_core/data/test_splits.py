@@ -108,4 +108,4 @@ def test_cli_split(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "missing.json: annotation file not found" in err and "Traceback" not in err
     assert main(["data", "split", "--dataset", "nope", "--data-root", str(tmp_path)]) == 1
-    assert "unknown dataset 'nope'; known: synthetic, coco2017, cityscapes" in capsys.readouterr().err
+    assert "unknown dataset 'nope'; known: synthetic, upstream, coco2017, cityscapes" in capsys.readouterr().err
