@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
 
+    p = sub.add_parser("export", help="a run's model weights as a file for model.init_weights")
+    p.add_argument("run", help="run folder (its last checkpoint) or a checkpoint file")
+    p.add_argument("--out", required=True, help="output .pt (half precision)")
+    p.add_argument("--model", choices=("teacher", "student"), default="teacher",
+                   help="which model of the checkpoint (default: %(default)s; the student when there is no teacher)")
+
 
 def run(args) -> int:
     try:
@@ -43,6 +49,8 @@ def run(args) -> int:
             return _backbone(args)
         if args.pretrain_command == "clip":
             return _clip(args)
+        if args.pretrain_command == "export":
+            return _export(args)
     except (DatasetError, ValueError, FileNotFoundError, FloatingPointError) as exc:
         print(f"pldc pretrain {args.pretrain_command}: error: {exc}", file=sys.stderr)
         return 1
@@ -76,4 +84,18 @@ def _clip(args) -> int:
                            progress=os.environ.get("PLDC_NO_PROGRESS") != "1")
     print(f"wrote {args.out} and {args.config_out}: {result['crops']} crops, {result['steps']} steps in "
           f"{result['seconds'] / 60:.1f} min, last loss {result['last_loss']:.3f}")
+    return 0
+
+
+def _export(args) -> int:
+    from pldc_core.pretraining.backbone import save_atomic
+    from pldc_core.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(args.run)  # a CheckpointError (a ValueError) names the file
+    if "student" not in state:
+        raise ValueError(f"{args.run}: not a pldc checkpoint (it holds no student model)")
+    model = state.get(args.model) or state["student"]
+    save_atomic(Path(args.out), {k: v.half() if v.is_floating_point() else v for k, v in model.items()})
+    print(f"wrote {args.out}: {len(model)} tensors of iteration {state.get('iteration', '?')} "
+          f"({'teacher' if state.get(args.model) is not None and args.model == 'teacher' else 'student'})")
     return 0

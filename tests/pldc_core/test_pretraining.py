@@ -121,3 +121,25 @@ def test_init_weights_load_everything_but_a_head_of_other_classes(tmp_path):
     torch.save({"unrelated.weight": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="no tensor matches"):
         load_model_weights(fine, str(tmp_path / "other.pt"))
+
+
+def test_export_writes_a_checkpoints_model_for_init_weights(tmp_path, capsys):
+    from pldc_core.cli import main
+
+    cfg = ModelConfig(backbone="tiny", num_queries=4, hidden_dim=32, encoder_layers=1, decoder_layers=2,
+                      num_heads=2, dim_feedforward=32)
+    torch.manual_seed(0)
+    student, teacher = build_model(cfg, num_classes=5), build_model(cfg, num_classes=5)
+    torch.save({"student": student.state_dict(), "teacher": teacher.state_dict(), "iteration": 7},
+               tmp_path / "ckpt.pt")
+    assert main(["pretrain", "export", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "w.pt")]) == 0
+    assert "of iteration 7 (teacher)" in capsys.readouterr().out
+    exported = torch.load(tmp_path / "w.pt", weights_only=True)
+    assert all(torch.equal(v, teacher.state_dict()[k].half()) for k, v in exported.items() if v.is_floating_point())
+    fine = build_model(cfg, num_classes=5)
+    load_model_weights(fine, str(tmp_path / "w.pt"))
+    assert torch.equal(fine.state_dict()["net.class_predictor.weight"],
+                       teacher.state_dict()["net.class_predictor.weight"].half().float())
+    torch.save({"model": {}}, tmp_path / "other.pt")
+    assert main(["pretrain", "export", str(tmp_path / "other.pt"), "--out", str(tmp_path / "x.pt")]) == 1
+    assert "no student model" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
