@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from collections import Counter
@@ -25,6 +24,8 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from report_text import emit, machine_line  # noqa: E402
 
 from pldc_core.config import PldcConfig  # noqa: E402
 from pldc_core.data.augment import EvalResize  # noqa: E402
@@ -74,8 +75,7 @@ def main() -> int:
     lines = [f"# Zero-shot CLIP on the GT crops of {args.dataset} val (as DICC crops them)",
              f"command: .venv/bin/python benchmarks/bench_clip.py --clip-model {args.clip_model} "
              f"--clip-weights {args.clip_weights} --dataset {args.dataset} --image-size {args.image_size}",
-             f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
-             f"{time.perf_counter() - start:.0f} s",
+             machine_line(time.perf_counter() - start),
              f"prompt '{args.template}'; {len(truth)} instances; accuracy {100 * correct.mean():.1f}% "
              f"(majority class {100 * np.bincount(truth).max() / len(truth):.1f}%)",
              "| class | precision | recall | instances |", "|---|---|---|---|"]
@@ -89,10 +89,7 @@ def main() -> int:
     wrong = max(1, int((~correct).sum()))
     lines.append("most frequent confusions (true -> CLIP, share of all errors): " + "; ".join(
         f"{t} -> {p} {100 * n / wrong:.0f}%" for (t, p), n in confusions.most_common(5)))
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report + "\n")
+    emit(lines, args.out)
     return 0
 
 

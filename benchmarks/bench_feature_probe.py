@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,8 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from report_text import emit, machine_line  # noqa: E402
 
 from pldc_core.data.augment import EvalResize  # noqa: E402
 from pldc_core.data.coco import load_coco  # noqa: E402
@@ -119,18 +120,14 @@ def main() -> int:
              f"command: .venv/bin/python benchmarks/bench_feature_probe.py --weights {args.weights} "
              f"--backbone {args.backbone} --dataset {args.dataset} --image-size {args.image_size} "
              f"--train-images {args.train_images}",
-             f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
-             f"{time.perf_counter() - start:.0f} s in all",
+             machine_line(time.perf_counter() - start),
              f"linear probe (logistic regression) fitted on the instances of {len(ids)} train images, "
              f"scored on all {len(val.image_ids)} val images; majority class {100 * majority:.1f}%",
              "| weights | stride 4 | stride 8 | stride 16 | stride 32 | all stages |",
              "|---|---|---|---|---|---|"]
     for label, scores in results.items():
         lines.append(f"| {label} | " + " | ".join(f"{100 * s:.1f}%" for s in scores) + " |")
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report + "\n")
+    emit(lines, args.out)
     return 0
 
 

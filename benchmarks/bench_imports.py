@@ -8,12 +8,12 @@ round; the best and the median time are printed, and whether torch was loaded.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from report_text import emit, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ("workbench.report", "workbench.thresholds", "apps.gradio_app.runs", "apps.cli", "pldc_core.records.store")
@@ -41,15 +41,12 @@ def main() -> int:
             torch_loaded[module] = loaded
     lines = ["# Import time in a fresh interpreter",
              f"command: .venv/bin/python benchmarks/bench_imports.py --rounds {args.rounds}",
-             f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}",
+             machine_line(),
              "| module | best | median | loads torch |", "|---|---|---|---|"]
     for module in MODULES:
         lines.append(f"| `{module}` | {min(times[module]):.2f} s | {statistics.median(times[module]):.2f} s | "
                      f"{'yes' if torch_loaded[module] else 'no'} |")
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report + "\n")
+    emit(lines, args.out)
     return 0
 
 

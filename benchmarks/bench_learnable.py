@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from collections import Counter
@@ -32,6 +31,8 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from report_text import emit, machine_line  # noqa: E402
 
 from pldc_core.data.coco import annotation_mask, load_coco  # noqa: E402
 from pldc_core.data.registry import get_dataset  # noqa: E402
@@ -142,8 +143,7 @@ def main() -> int:
     lines = [f"# Classes learnable at the training scale: {args.dataset}, longer side {args.image_size} px",
              f"command: .venv/bin/python benchmarks/bench_learnable.py --dataset {args.dataset} "
              f"--image-size {args.image_size} --epochs {args.epochs} --seed {args.seed}",
-             f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
-             f"{seconds:.0f} s in all",
+             machine_line(seconds),
              f"train crops {len(xt)}, val crops {len(xv)}; {32}x{32} px, RGB + mask, {args.epochs} epochs",
              f"val accuracy: {100 * correct.mean():.1f}% (majority class '{names[majority[0]]}': "
              f"{100 * (yv == majority[0]).float().mean():.1f}%)"]
@@ -161,10 +161,7 @@ def main() -> int:
     lines.append("most frequent confusions (true -> predicted, share of all errors):")
     for (t, p), n in confusions.most_common(6):
         lines.append(f"  {t} -> {p}: {n} ({100 * n / wrong:.0f}%)")
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report + "\n")
+    emit(lines, args.out)
     return 0
 
 
