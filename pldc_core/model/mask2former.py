@@ -56,7 +56,7 @@ class Mask2FormerSegmenter(nn.Module):
         from transformers.utils import logging as hf_logging
 
         backbone = resnet_config(cfg.backbone)
-        # transformers warns that only Swin backbones are "supported"; ResNet trains fine (STACK.md).
+        # transformers warns that only Swin backbones are "supported"; ResNet trains fine (tested here).
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         m2f = Mask2FormerConfig(

@@ -130,6 +130,12 @@ def log_line(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def _drop_log_after(path: Path, step: int) -> None:
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        atomic.write_text(path, "".join(line + "\n" for line in kept))
+
+
 def save_atomic(path: Path, obj) -> None:
     """``torch.save`` to a temporary in the same folder, then rename."""
     with atomic.atomic_path(path) as tmp:
@@ -154,13 +160,18 @@ def pretrain_backbone(train_index, out_path: str | os.PathLike, cfg: BackbonePre
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
     if ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # torch raises several types for a damaged file
+            raise ValueError(f"{ckpt_path}: unreadable checkpoint ({type(exc).__name__}: {exc}); "
+                             "remove it to start over") from exc
         if state["config"] != asdict(cfg):
             raise ValueError(f"{ckpt_path}: a checkpoint of another configuration; remove it to start over")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step = state["step"]
         torch.set_rng_state(state["rng"])
+        _drop_log_after(log_path, step)  # steps a killed run logged after its last checkpoint come again
         log.info("resuming backbone pretraining at step %d", step)
 
     dataset = LabeledDataset(train_index, train_index.image_ids, TrainAugment(cfg.image_size, cfg.scale_range))
@@ -197,7 +208,7 @@ def pretrain_backbone(train_index, out_path: str | os.PathLike, cfg: BackbonePre
                                 "seconds": time.perf_counter() - start})
         if step % cfg.checkpoint_every == 0 or step == last:
             save_atomic(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                                           "rng": torch.get_rng_state(), "config": asdict(cfg)})
+                                    "rng": torch.get_rng_state(), "config": asdict(cfg)})
     bar.close()
     if step == cfg.steps:
         save_atomic(out_path, model.backbone.state_dict())
