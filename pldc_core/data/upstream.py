@@ -45,7 +45,7 @@ assert sum(len(v) for v in _GROUPS.values()) == len(SHAPES)
 
 _HUES = ((15, "red"), (40, "orange"), (70, "yellow"), (160, "green"), (200, "cyan"), (255, "blue"),
          (290, "purple"), (335, "pink"), (360, "red"))
-_TEXTURE_WORDS = {"plain": "", "striped": "striped", "checked": "checked", "gradient": "shaded",
+TEXTURE_WORDS = {"plain": "", "striped": "striped", "checked": "checked", "gradient": "shaded",
                   "mottled": "speckled"}
 
 
@@ -62,7 +62,7 @@ def colour_name(rgb) -> str:
 
 def caption(shape: str, attributes: dict) -> str:
     """``a <colour> [<texture>] <shape>``, e.g. "a red striped hexagon"."""
-    words = [colour_name(attributes["colour"]), _TEXTURE_WORDS[attributes["texture"]], shape]
+    words = [colour_name(attributes["colour"]), TEXTURE_WORDS[attributes["texture"]], shape]
     text = " ".join(w for w in words if w)
     return f"{'an' if text[0] in 'aeiou' else 'a'} {text}"
 

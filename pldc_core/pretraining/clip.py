@@ -1,7 +1,7 @@
 """A small CLIP trained on the upstream corpus: the embedded stand-in for web-pretrained CLIP.
 
 open_clip's own model code with a small configuration (``SMALL_CLIP``: a ModifiedResNet image
-tower at 64 px, a 2-layer text transformer, open_clip's BPE tokenizer) is trained
+tower at 32 px, a 2-layer text transformer, open_clip's BPE tokenizer) is trained
 contrastively on upstream instance crops and their captions. The crops are made exactly as
 DICC makes them at training time (``dicc.mask_crops``: the mask's square box, blank outside
 the mask), from images at the detector's scale, so CLIP sees at pretraining what it will be
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pldc_core.data.upstream import colour_name, _TEXTURE_WORDS
+from pldc_core.data.upstream import TEXTURE_WORDS, colour_name
 from pldc_core.method.dicc import mask_crops
 from pldc_core.pretraining.backbone import save_atomic
 
@@ -107,7 +107,7 @@ def random_caption(shape: str, attributes: dict | None, rng: np.random.Generator
     if attributes is not None:
         if rng.random() < 0.5:
             words.append(colour_name(attributes["colour"]))
-        texture = _TEXTURE_WORDS[attributes["texture"]]
+        texture = TEXTURE_WORDS[attributes["texture"]]
         if texture and rng.random() < 0.5:
             words.append(texture)
     words.append(shape)
