@@ -16,7 +16,8 @@ from pathlib import Path
 from report_text import emit, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ("workbench.report", "workbench.thresholds", "apps.gradio_app.runs", "apps.cli", "pldc_core.records.store")
+MODULES = ("workbench.report", "workbench.thresholds", "apps.gradio_app.runs", "apps.gradio_app.app",
+           "pldc_core.records.store")
 
 
 def time_import(module: str) -> tuple[float, bool]:
