@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "step.txt"))
     args = parser.parse_args()
     os.environ["PLDC_NO_PROGRESS"] = "1"
-    base = ["records.enabled=false", "train.burn_in_iters=0", "train.max_iters=100000"]
+    base = ["records.enabled=false", "train.burn_in_iters=0", "train.max_iters=100000", "pldc.dicc=false"]
     cfg_file = ROOT / "configs" / "cpu-quick.yaml"
     configs = {
         "supervised, 8 labeled": load_config(cfg_file, base + ["pldc.enabled=false", "train.batch_labeled=8"]),
