@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,25 +27,20 @@ sys.path.insert(0, str(ROOT))
 from report_text import emit, machine_line  # noqa: E402
 
 from pldc_core.config import PldcConfig  # noqa: E402
-from pldc_core.data.augment import EvalResize  # noqa: E402
 from pldc_core.data.registry import get_dataset  # noqa: E402
 from pldc_core.method.dicc import ClipClassifier  # noqa: E402
+from pldc_core.pretraining.clip import at_detector_scale  # noqa: E402
 
 
 @torch.no_grad()
 def classify(clip: ClipClassifier, index, image_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """``(true labels, CLIP's labels)`` of every instance of ``index``'s images."""
-    resize = EvalResize(image_size)
     truth, pred = [], []
     for image_id in tqdm(index.image_ids, desc="CLIP on GT crops", unit="img", disable=not progress):
         masks, labels, _ = index.instances(image_id)
         if len(labels) == 0:
             continue
-        image, (h, w) = resize(index.load_image(image_id))
-        small = F.interpolate(masks[:, None].float(), size=(h, w), mode="bilinear", antialias=True,
-                              align_corners=False)[:, 0] > 0.5
-        canvas = torch.zeros(len(masks), image_size, image_size, dtype=torch.bool)
-        canvas[:, :h, :w] = small
+        image, canvas = at_detector_scale(index.load_image(image_id), masks, image_size)
         pred.append(clip.probs(image, canvas).argmax(1).numpy())
         truth.append(labels.numpy())
     return np.concatenate(truth), np.concatenate(pred)

@@ -73,12 +73,22 @@ def write_config(path: str | os.PathLike, config: dict = SMALL_CLIP) -> str:
     return register_config(path)
 
 
+def at_detector_scale(image: torch.Tensor, masks: torch.Tensor, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image and its bool masks ``[K, H, W]`` as the detector and DICC see them: resized so the
+    longer side is ``image_size`` and zero-padded to a square (masks resized bilinearly, > 0.5)."""
+    from pldc_core.data.augment import EvalResize
+
+    padded, (h, w) = EvalResize(image_size)(image)
+    small = F.interpolate(masks[:, None].float(), size=(h, w), mode="bilinear", antialias=True,
+                          align_corners=False)[:, 0] > 0.5
+    canvas = torch.zeros(len(masks), image_size, image_size, dtype=torch.bool)
+    canvas[:, :h, :w] = small
+    return padded, canvas
+
+
 def instance_crops(index, image_size: int, crop_size: int, progress: bool = True):
     """Every instance of ``index`` as DICC crops it: ``(crops [N, 3, s, s] float16, shape names,
     attributes)``; images first resized so that their longer side is ``image_size``."""
-    from pldc_core.data.augment import EvalResize
-
-    resize = EvalResize(image_size)
     mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
     std = torch.tensor(CLIP_STD).view(3, 1, 1)
     names = index.categories.names
@@ -88,12 +98,8 @@ def instance_crops(index, image_size: int, crop_size: int, progress: bool = True
         if len(labels) == 0:
             continue
         by_id = {a["id"]: a for a in index.annotations(image_id)}
-        image, (h, w) = resize(index.load_image(image_id))
-        small = F.interpolate(masks[:, None].float(), size=(h, w), mode="bilinear", antialias=True,
-                              align_corners=False)[:, 0] > 0.5
-        keep = small.flatten(1).any(1)
-        canvas = torch.zeros(len(masks), image_size, image_size, dtype=torch.bool)
-        canvas[:, :h, :w] = small
+        image, canvas = at_detector_scale(index.load_image(image_id), masks, image_size)
+        keep = canvas.flatten(1).any(1)
         crops.append(mask_crops(image, canvas[keep], crop_size, mean, std).half())
         for k in torch.nonzero(keep).flatten().tolist():
             shapes.append(names[int(labels[k])])
