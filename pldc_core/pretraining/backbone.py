@@ -106,23 +106,19 @@ def instance_loss(logits: list[torch.Tensor], labels: torch.Tensor) -> tuple[tor
 
 
 def dense_loss(logits: list[torch.Tensor], target: torch.Tensor,
-               background_weight: float = 0.3) -> tuple[torch.Tensor, float]:
+               background_weight: float = 0.3) -> torch.Tensor:
     """Mean over stages of the per-pixel cross-entropy at each stage's resolution (labels by
-    nearest-exact downsampling), and the pixel accuracy of the stride-8 head on object pixels.
+    nearest-exact downsampling).
 
     Background pixels (most of a scene) weigh ``background_weight``: the point is the objects'
     classes, and at full weight the heads first learn to call everything background."""
-    losses, acc = [], float("nan")
     weight = torch.ones(logits[0].shape[1], device=logits[0].device)
     weight[0] = background_weight
-    for i, lg in enumerate(logits):
+    losses = []
+    for lg in logits:
         t = F.interpolate(target[:, None].float(), size=lg.shape[-2:], mode="nearest-exact")[:, 0].long()
         losses.append(F.cross_entropy(lg, t, weight=weight, ignore_index=IGNORE))
-        if i == 1:
-            obj = (t > 0) & (t != IGNORE)
-            if obj.any():
-                acc = float((lg.argmax(1)[obj] == t[obj]).float().mean())
-    return torch.stack(losses).mean(), acc
+    return torch.stack(losses).mean()
 
 
 def log_line(path: Path, record: dict) -> None:
@@ -189,7 +185,7 @@ def pretrain_backbone(train_index, out_path: str | os.PathLike, cfg: BackbonePre
         masks = [s.masks for s in samples]
         target = semantic_targets(masks, [s.labels for s in samples], torch.stack([s.meta["valid"] for s in samples]))
         pixel_logits, instance_logits = model(images, masks)
-        loss_pixel, _ = dense_loss(pixel_logits, target)
+        loss_pixel = dense_loss(pixel_logits, target)
         loss_instance, acc = instance_loss(instance_logits, torch.cat([s.labels for s in samples]))
         loss = loss_pixel + loss_instance
         if not torch.isfinite(loss):
