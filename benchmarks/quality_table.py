@@ -2,13 +2,17 @@
 
     .venv/bin/python benchmarks/quality_table.py [OUT_DIR]   (default runs/quality)
 
-Per variant: mask AP of the last checkpoint on all val images (teacher = the EMA model, and the
-student), the share of teacher queries its filter kept over the semi-supervised steps, and the
-pseudo-labels of its last records (kept per image, precision = share of kept that are ``Cor``).
+Reads OUT_DIR/seedS/<variant>/ as ``bench_quality.py`` leaves them. Mask AP is in percent.
+Headline: supervised-only (student; it has no teacher) against PL-DC (teacher, the EMA model the
+paper evaluates, and student) per split seed, their mean and spread, and the relative gain.
+Ablations: every variant on each seed that has them. Pseudo-labels: kept per image by the run's
+own filter and the share that are ``Cor`` (right class, mask IoU > 0.5), from the last records;
+DICC: fixed/broken among the kept pseudo-labels DICC ran on in those records.
 """
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -16,16 +20,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pldc_core.records.store import list_record_iterations, load_records  # noqa: E402
+from workbench.dicc_report import dicc_report  # noqa: E402
 from workbench.thresholds import what_if, what_if_coupled  # noqa: E402
 
 ROWS = [
     ("burn_in", "after burn-in only (shared starting point)"),
     ("supervised", "supervised only"),
-    ("coupled", "coupled threshold s_t, no PMUA (baseline)"),
-    ("pldc", "PL-DC: DDTF + PMUA (no DICC)"),
-    ("pldc_no_ddtf", "PL-DC without DDTF (coupled + PMUA)"),
-    ("pldc_no_pmua", "PL-DC without PMUA (DDTF only)"),
+    ("coupled", "coupled threshold s_t, no DICC, no PMUA (baseline)"),
+    ("pldc", "PL-DC: DDTF + DICC + PMUA"),
+    ("pldc_no_ddtf", "PL-DC without DDTF (coupled + DICC + PMUA)"),
+    ("pldc_no_dicc", "PL-DC without DICC (DDTF + PMUA)"),
+    ("pldc_no_pmua", "PL-DC without PMUA (DDTF + DICC)"),
 ]
+TARGET_GAIN = 0.25
+ANALYSIS = "## What this shows"
 
 
 def _eval(run: Path, model: str) -> dict | None:
@@ -33,11 +41,12 @@ def _eval(run: Path, model: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _fmt(ev: dict | None, key: str) -> str:
-    return "-" if ev is None else f"{ev[key]:.2f}"
+def _pct(ev: dict | None, key: str = "AP") -> str:
+    return "-" if ev is None else f"{ev[key]:.2f}%"
 
 
 def kept_share(run: Path) -> str:
+    """Share of the teacher's queries the run's filter kept over its semi-supervised steps."""
     path = run / "metrics.jsonl"
     if not path.exists():
         return "-"
@@ -50,11 +59,11 @@ def kept_share(run: Path) -> str:
     return f"{kept / queries:.1%}" if queries else "-"
 
 
-def last_pseudo_labels(run: Path) -> str:
-    """Kept per image and precision of the run's own filter on its last records."""
+def last_pseudo_labels(run: Path) -> tuple[str, str]:
+    """(kept per image / precision, DICC fixed / broken) of the run's own filter on its last records."""
     iterations = list_record_iterations(run) if (run / "records").is_dir() else []
     if not iterations:
-        return "-"
+        return "-", "-"
     rec = load_records(run, iterations[-1])
     t = rec.manifest["thresholds"]
     if t["filter"] == "coupled":
@@ -63,42 +72,103 @@ def last_pseudo_labels(run: Path) -> str:
         point = what_if(rec.queries, rec.gt, t["c_t"], t["m_t"])
     per_image = point["kept"] / max(len(rec.images), 1)
     precision = "-" if point["precision"] != point["precision"] else f"{point['precision']:.0%}"
-    return f"{per_image:.2f} / {precision} @{iterations[-1]}"
+    dicc = dicc_report(rec.queries, kept_by="kept")
+    fixed = f"{dicc.summary['fixed']} / {dicc.summary['broken']}" if dicc.ran else "off"
+    return f"{per_image:.2f} / {precision} Cor @{iterations[-1]}", fixed
 
 
-def main(out_dir: str) -> None:
-    out = Path(out_dir)
-    thresholds = json.loads((out / "thresholds.json").read_text()) if (out / "thresholds.json").exists() else None
-    lines = ["# Quality on the embedded benchmark (5% labels, seed 0)", "",
-             "Reproduce: `bash benchmarks/bench_quality.sh` (config `benchmarks/quality.yaml`: one burn-in, then",
-             "each variant resumes from the same burned-in checkpoint with the same seed and schedule and",
-             "trains to the same `max_iters`). Mask AP (COCO, in %) of the last checkpoint on all val images,",
-             "COCO size ranges scaled to the image size. Teacher = the EMA model the paper evaluates; the",
-             "supervised run has none. Pseudo-labels: per image kept by the run's own filter and the share",
-             "of those that are correct (`Cor`: right class, mask IoU > 0.5), from its last records.", ""]
-    if thresholds:
-        c = thresholds["chosen"]
-        lines += [f"Thresholds (from the what-if grid on the burn-in's records at iteration {thresholds['iteration']}, "
-                  f"see `benchmarks/pick_thresholds.py`): c_t {c['c_t']:g}, m_t {c['m_t']:g}, s_t {c['s_t']:g}.", ""]
-    lines += ["| variant | teacher AP | AP50 | AP75 | student AP | AP50 | AP75 | queries kept | pseudo-labels / image, precision |",
-              "|---|---|---|---|---|---|---|---|---|"]
+def _mean_spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f}%"
+    return f"{statistics.mean(values):.2f}% (sd {statistics.stdev(values):.2f}, {min(values):.2f}-{max(values):.2f})"
+
+
+def headline(out: Path, seeds: list[Path]) -> list[str]:
+    lines = ["| split seed | supervised AP (student) | PL-DC AP (teacher) | PL-DC AP (student) | gain (teacher) | gain (student) |",
+             "|---|---|---|---|---|---|"]
+    sup, tea, stu = [], [], []
+    for seed_dir in seeds:
+        s = _eval(seed_dir / "supervised", "student")
+        t, st = _eval(seed_dir / "pldc", "teacher"), _eval(seed_dir / "pldc", "student")
+        gain_t = f"{t['AP'] / s['AP'] - 1:+.0%}" if s and t else "-"
+        gain_s = f"{st['AP'] / s['AP'] - 1:+.0%}" if s and st else "-"
+        lines.append(f"| {seed_dir.name[4:]} | {_pct(s)} | {_pct(t)} | {_pct(st)} | {gain_t} | {gain_s} |")
+        if s and t and st:
+            sup.append(s["AP"])
+            tea.append(t["AP"])
+            stu.append(st["AP"])
+    lines.append(f"| mean (sd, range) | {_mean_spread(sup)} | {_mean_spread(tea)} | {_mean_spread(stu)} | "
+                 + (f"{statistics.mean(tea) / statistics.mean(sup) - 1:+.0%} | "
+                    f"{statistics.mean(stu) / statistics.mean(sup) - 1:+.0%} |" if sup else "- | - |"))
+    lines.append("")
+    if len(sup) >= 2:
+        gain = statistics.mean(tea) / statistics.mean(sup) - 1
+        beyond = min(tea) > max(sup)
+        met = gain >= TARGET_GAIN and beyond
+        lines.append(f"Target (PL-DC teacher beats supervised-only by >= {TARGET_GAIN:.0%} relative AP, mean of "
+                     f"{len(sup)} split seeds, beyond the seed spread): **{'met' if met else 'not met'}** "
+                     f"(gain {gain:+.1%}; lowest PL-DC seed {min(tea):.2f}% vs highest supervised seed "
+                     f"{max(sup):.2f}%).")
+    else:
+        lines.append("Fewer than 2 split seeds have both runs finished: no mean or spread yet.")
+    return lines + [""]
+
+
+def ablations(seed_dir: Path) -> list[str]:
+    thresholds = seed_dir / "thresholds.json"
+    lines = [f"### Split seed {seed_dir.name[4:]}", ""]
+    if thresholds.exists():
+        t = json.loads(thresholds.read_text())
+        c = t["chosen"]
+        lines += [f"Thresholds (best F1 in the what-if grids on the burn-in's records at iteration "
+                  f"{t['iteration']}): c_t {c['c_t']:g}, m_t {c['m_t']:g}, s_t {c['s_t']:g}.", ""]
+    lines += ["| variant | teacher AP | AP50 | AP75 | student AP | AP50 | AP75 | queries kept | "
+              "pseudo-labels / image, Cor | DICC fixed / broken |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, desc in ROWS:
-        run = out / name
+        run = seed_dir / name
         teacher, student = _eval(run, "teacher"), _eval(run, "student")
         if teacher is None and student is None:
-            lines.append(f"| {desc} | not run |" + " - |" * 7)
             continue
         it = (teacher or student)["iteration"]
-        lines.append(f"| {desc} (`{name}`, iteration {it}) | {_fmt(teacher, 'AP')} | {_fmt(teacher, 'AP50')} | "
-                     f"{_fmt(teacher, 'AP75')} | {_fmt(student, 'AP')} | {_fmt(student, 'AP50')} | "
-                     f"{_fmt(student, 'AP75')} | {kept_share(run) if name not in ('burn_in', 'supervised') else '-'} | "
-                     f"{last_pseudo_labels(run) if name != 'supervised' else '-'} |")
+        pls, dicc = last_pseudo_labels(run) if name != "supervised" else ("-", "-")
+        kept = kept_share(run) if name not in ("burn_in", "supervised") else "-"
+        lines.append(f"| {desc} (`{name}`, iteration {it}) | {_pct(teacher)} | {_pct(teacher, 'AP50')} | "
+                     f"{_pct(teacher, 'AP75')} | {_pct(student)} | {_pct(student, 'AP50')} | "
+                     f"{_pct(student, 'AP75')} | {kept} | {pls} | {dicc} |")
+    return lines + [""]
+
+
+def main(out_dir: str) -> str:
+    out = Path(out_dir)
+    seeds = sorted((p for p in out.glob("seed*") if p.is_dir()), key=lambda p: int(p.name[4:]))
+    lines = ["# Quality on the embedded benchmark (5% labels)", "",
+             "Reproduce: `.venv/bin/python benchmarks/bench_quality.py` (config `benchmarks/quality.yaml`; per",
+             "split seed one supervised burn-in, then each variant resumes from that burned-in checkpoint with",
+             "the same data order, schedule and iteration budget). Mask AP in % (COCO, size ranges scaled to",
+             "the image) of the last checkpoint on all 500 val images.", "",
+             "## Supervised only vs PL-DC, per split seed", ""]
+    lines += headline(out, seeds)
+    lines += ["## Every variant", ""]
+    for seed_dir in seeds:
+        lines += ablations(seed_dir)
     text = "\n".join(lines) + "\n"
     print(text)
-    dest = ROOT / "benchmarks" / "results" / "quality.md"
+    return text
+
+
+def write(text: str, dest: Path = ROOT / "benchmarks" / "results" / "quality.md") -> None:
+    """Replace the generated part of ``dest``, keeping its written analysis (from ANALYSIS on)."""
+    kept = ""
+    if dest.exists():
+        old = dest.read_text()
+        at = old.find(ANALYSIS)
+        kept = old[at:] if at >= 0 else ""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(text)
+    dest.write_text(text + ("\n" + kept if kept else ""))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "runs/quality")
+    write(main(sys.argv[1] if len(sys.argv) > 1 else "runs/quality"))
