@@ -1,0 +1,185 @@
+"""Quality on the embedded benchmark at 5% labels: supervised vs PL-DC over split seeds, and the ablations.
+
+    .venv/bin/python benchmarks/bench_quality.py [--out runs/quality] [--seeds 0 1 2]
+        [--ablation-seeds 0] [--jobs 2] [--thresholds paper|best-f1] [--config benchmarks/quality.yaml]
+
+Per split seed S (``data.split_seed=S train.seed=S``):
+  1. ``burn_in``: supervised training to ``train.burn_in_iters``, with pseudo-label records;
+  2. thresholds: the paper's (c_t 0.85, m_t 0.9, s_t 0.765, as in the config) by default, the same
+     on every seed and dataset; ``--thresholds best-f1`` takes instead the best-F1 DDTF pair and
+     coupled ``s_t`` in the what-if grids on the burn-in's last records (``pick_thresholds.py``,
+     which says what that costs). Both points' what-if figures are kept in OUT/seedS/thresholds.json;
+  3. the variants, each a copy of the burn-in resumed with its overrides to ``train.max_iters``
+     (same data order, schedule and budget): ``supervised`` and ``pldc`` on every seed; on the
+     ablation seeds also ``coupled`` (the baseline the paper's modules are added to),
+     ``pldc_no_ddtf``, ``pldc_no_dicc`` and ``pldc_no_pmua``;
+  4. each variant's last checkpoint evaluated on all val images (teacher and student).
+Then ``quality_table.py`` writes benchmarks/results/quality.md.
+
+Up to ``--jobs`` trainings run at once, each single-threaded (two runs of one thread each use 2
+cores far better than two of two threads). Finished steps are skipped, so running the command
+again after an interruption picks up where it stopped (an interrupted training resumes from its
+last checkpoint). Each step's output goes to OUT/seedS/<step>.log.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pldc_core.config import load_config  # noqa: E402
+
+PLDC = str(ROOT / ".venv" / "bin" / "pldc")
+PY = str(ROOT / ".venv" / "bin" / "python")
+
+MAIN_VARIANTS = {"supervised": ["pldc.enabled=false"], "pldc": []}
+ABLATIONS = {
+    "coupled": ["pldc.filter=coupled", "pldc.dicc=false", "pldc.pmua=false"],
+    "pldc_no_ddtf": ["pldc.filter=coupled"],
+    "pldc_no_dicc": ["pldc.dicc=false"],
+    "pldc_no_pmua": ["pldc.pmua=false"],
+}
+
+
+def _run(cmd: list[str], log: Path, threads: int | None) -> None:
+    env = dict(os.environ, PLDC_NO_PROGRESS="1")
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as f:
+        f.write(f"$ {' '.join(cmd)}\n")
+        f.flush()
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:3])} ... failed (exit {proc.returncode}); see {log}")
+
+
+def _ckpt(run: Path, iteration: int) -> Path:
+    return run / "checkpoints" / f"ckpt_{iteration:07d}.pt"
+
+
+class Bench:
+    def __init__(self, args):
+        self.out = Path(args.out)
+        self.config = args.config
+        cfg = load_config(args.config)
+        self.burn, self.max = cfg.train.burn_in_iters, cfg.train.max_iters
+        self.threads = 1 if args.jobs > 1 else None
+        self.threshold_rule = args.thresholds
+
+    def burn_in(self, seed: int) -> None:
+        run = self.out / f"seed{seed}" / "burn_in"
+        log = run.parent / "burn_in.log"
+        if not _ckpt(run, self.burn).exists():
+            if (run / "checkpoints").is_dir():
+                _run([PLDC, "train", "--resume", str(run), "--stop-at", str(self.burn)], log, self.threads)
+            else:
+                _run([PLDC, "train", "--config", self.config, "--run-dir", str(run), "--stop-at", str(self.burn),
+                      "name=burn_in", f"data.split_seed={seed}", f"train.seed={seed}"], log, self.threads)
+        if not (run / "final_eval_student.json").exists():
+            _run([PLDC, "eval", "--checkpoint", str(run), "--model", "student",
+                  "--out", str(run / "final_eval_student.json")], log, self.threads)
+
+    def thresholds(self, seed: int) -> list[str]:
+        dest = self.out / f"seed{seed}" / "thresholds.json"
+        if not dest.exists():
+            _run([PY, "benchmarks/pick_thresholds.py", str(dest.parent / "burn_in"), "--out", str(dest)],
+                 dest.parent / "thresholds.log", None)
+        if self.threshold_rule == "paper":
+            return []
+        chosen = json.loads(dest.read_text())["chosen"]
+        return [f"pldc.{k}={v:g}" for k, v in chosen.items()]
+
+    def variant(self, seed: int, name: str, overrides: list[str]) -> None:
+        base = self.out / f"seed{seed}"
+        run, log = base / name, base / f"{name}.log"
+        if (run / "final_eval_student.json").exists():
+            return
+        if not _ckpt(run, self.max).exists():
+            if run.is_dir():  # interrupted earlier: its saved config holds the overrides
+                _run([PLDC, "train", "--resume", str(run)], log, self.threads)
+            else:
+                tmp = base / f"{name}.tmp"
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(base / "burn_in", tmp)
+                for stale in tmp.glob("final_eval_*.json"):
+                    stale.unlink()
+                tmp.rename(run)
+                _run([PLDC, "train", "--resume", str(run), f"name={name}", *self.thresholds(seed), *overrides],
+                     log, self.threads)
+        if name != "supervised":
+            _run([PLDC, "eval", "--checkpoint", str(run), "--model", "teacher",
+                  "--out", str(run / "final_eval_teacher.json")], log, self.threads)
+        _run([PLDC, "eval", "--checkpoint", str(run), "--model", "student",
+              "--out", str(run / "final_eval_student.json")], log, self.threads)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="runs/quality")
+    parser.add_argument("--config", default="benchmarks/quality.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--ablation-seeds", type=int, nargs="*", default=[0])
+    parser.add_argument("--thresholds", choices=("paper", "best-f1"), default="paper",
+                        help="the config's (paper's) thresholds, or the best-F1 point of the burn-in's what-if grid")
+    parser.add_argument("--jobs", type=int, default=2, help="trainings at once, each single-threaded if > 1")
+    args = parser.parse_args()
+    bench = Bench(args)
+    start = time.perf_counter()
+
+    # Burn-ins first (every variant of a seed waits for its own), then the variants, main ones first.
+    tasks = []
+    for seed in args.seeds:
+        variants = dict(MAIN_VARIANTS)
+        if seed in args.ablation_seeds:
+            variants.update(ABLATIONS)
+        for name, overrides in variants.items():
+            tasks.append((name, seed, lambda s=seed, n=name, o=overrides: bench.variant(s, n, o)))
+    tasks.sort(key=lambda t: (t[0] not in MAIN_VARIANTS, t[1]))
+
+    burned: dict[int, Future] = {}
+    failures = []
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for seed in args.seeds:
+            burned[seed] = pool.submit(bench.burn_in, seed)
+        queue = list(tasks)
+        running: dict[Future, str] = {f: f"seed{s}/burn_in" for s, f in burned.items()}
+        while running or queue:
+            # a variant is submitted once its seed's burn-in is done; at most --jobs at a time run
+            for task in list(queue):
+                name, seed, fn = task
+                if not burned[seed].done():
+                    continue
+                if burned[seed].exception() is not None:
+                    queue.remove(task)
+                    failures.append(f"seed{seed}/{name}: skipped, its burn-in failed")
+                elif sum(not f.done() for f in running) < args.jobs:
+                    queue.remove(task)
+                    running[pool.submit(fn)] = f"seed{seed}/{name}"
+            if not running:
+                break
+            done, _ = wait(set(running), return_when=FIRST_COMPLETED, timeout=5)
+            for f in done:
+                label = running.pop(f)
+                if f.exception() is not None:
+                    failures.append(f"{label}: {f.exception()}")
+                else:
+                    print(f"[{(time.perf_counter() - start) / 60:.1f} min] {label} done", flush=True)
+    subprocess.run([PY, "benchmarks/quality_table.py", str(bench.out)], cwd=ROOT, check=False)
+    print(f"bench_quality: {(time.perf_counter() - start) / 60:.1f} min wall clock in this call")
+    for failure in failures:
+        print(f"bench_quality: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
