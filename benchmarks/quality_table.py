@@ -72,7 +72,7 @@ def last_pseudo_labels(run: Path) -> tuple[str, str]:
         point = what_if(rec.queries, rec.gt, t["c_t"], t["m_t"])
     per_image = point["kept"] / max(len(rec.images), 1)
     precision = "-" if point["precision"] != point["precision"] else f"{point['precision']:.0%}"
-    dicc = dicc_report(rec.queries, kept_by="kept")
+    dicc = dicc_report(rec.queries, kept_by=t["filter"])
     fixed = f"{dicc.summary['fixed']} / {dicc.summary['broken']}" if dicc.ran else "off"
     return f"{per_image:.2f} / {precision} Cor @{iterations[-1]}", fixed
 

@@ -21,9 +21,12 @@ elif [[ -d $RUN/checkpoints ]] && [[ -n "$(ls -A $RUN/checkpoints)" ]]; then
     echo "[demo] resuming $RUN from its last checkpoint"
     $PLDC train --resume $RUN
 else
-    # cpu-quick with a third of its budget: both phases, checkpoints, evaluations and records
+    # The semi-supervised phase of cpu-quick, starting from the shipped detector already trained on
+    # the 5% labels (weights/synthetic-5pct-detector.pt, the quality benchmark's seed-0 burn-in), so
+    # the teacher is mostly right from the first step: checkpoints, evaluations and records included.
     $PLDC train --config configs/cpu-quick.yaml --run-dir $RUN name=demo \
-        train.burn_in_iters=200 train.max_iters=350 train.checkpoint_every=50 train.eval_every=175
+        model.init_weights=weights/synthetic-5pct-detector.pt train.burn_in_iters=0 train.warmup_iters=0 \
+        train.max_iters=300 train.checkpoint_every=50 train.eval_every=150
 fi
 $PLDC report $RUN
 
