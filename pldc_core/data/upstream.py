@@ -49,6 +49,9 @@ TEXTURE_WORDS = {"plain": "", "striped": "striped", "checked": "checked", "gradi
                   "mottled": "speckled"}
 
 
+COLOUR_WORDS = ("black", "white", "grey", *dict.fromkeys(name for _, name in _HUES))
+
+
 def colour_name(rgb) -> str:
     """A basic colour word for an RGB triple in [0, 1]."""
     h, s, v = colorsys.rgb_to_hsv(*rgb)

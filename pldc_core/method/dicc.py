@@ -4,6 +4,8 @@ The fusion with the teacher (Eq. 8-9) is ``pseudo_labels.dicc_weight`` / ``dicc_
 """
 from __future__ import annotations
 
+import logging
+import os
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,6 +13,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
+
+log = logging.getLogger(__name__)
 
 HOW_TO_SUPPLY = (
     "Supply CLIP weights in one of these ways:\n"
@@ -202,4 +206,32 @@ def load_run_clip(pldc_cfg, category_names: Sequence[str], device: str | torch.d
     prompts ``pldc.clip_template`` encoded for ``category_names``."""
     clip = ClipClassifier.load(pldc_cfg.clip_model, pretrained=weights or pldc_cfg.clip_weights, device=device)
     clip.set_categories(list(category_names), template=pldc_cfg.clip_template)
+    unseen = unseen_category_words(pldc_cfg.clip_model, category_names)
+    if unseen:
+        log.warning("DICC: the CLIP %s was trained on captions that never contain %s, so its probabilities "
+                    "for those categories are guesses and DICC may turn right pseudo-labels wrong. Measure it "
+                    "with `pldc clip-crops`, give a CLIP that knows these words, or set pldc.dicc=false.",
+                    pldc_cfg.clip_model, ", ".join(f"'{w}' ({c})" for w, c in unseen[:8])
+                    + (f" and {len(unseen) - 8} more" if len(unseen) > 8 else ""))
     return clip
+
+
+def caption_words_path(config_path: str | os.PathLike) -> Path:
+    """The file beside a CLIP model config that lists the words of the captions it was trained on."""
+    config_path = Path(config_path)
+    return config_path.with_name(config_path.stem + ".words.txt")
+
+
+def unseen_category_words(clip_model: str, category_names: Sequence[str]) -> list[tuple[str, str]]:
+    """``(word, category)`` for each word of a category name that the CLIP's training captions lacked.
+
+    Only known for a CLIP config JSON with a ``<stem>.words.txt`` beside it (written by
+    ``pldc pretrain clip``); web-trained CLIPs have no such list and give ``[]``.
+    """
+    if not clip_model.endswith(".json"):
+        return []
+    words_file = caption_words_path(clip_model)
+    if not words_file.is_file():
+        return []
+    known = set(words_file.read_text().split())
+    return [(w, name) for name in category_names for w in name.lower().split() if w not in known]

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pldc_core.data.upstream import TEXTURE_WORDS, colour_name
-from pldc_core.method.dicc import mask_crops
+from pldc_core.data.upstream import COLOUR_WORDS, TEXTURE_WORDS, colour_name
+from pldc_core.method.dicc import caption_words_path, mask_crops
 from pldc_core.pretraining.backbone import save_atomic
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,14 @@ def random_caption(shape: str, attributes: dict | None, rng: np.random.Generator
     return TEMPLATES[int(rng.integers(len(TEMPLATES)))].format(" ".join(words))
 
 
+def caption_words(shape_names) -> list[str]:
+    """Every word a training caption of ``random_caption`` can contain, sorted."""
+    words = {w for t in TEMPLATES for w in t.replace("{}", " ").replace(".", " ").split()}
+    words |= set(COLOUR_WORDS) | {w for w in TEXTURE_WORDS.values() if w}
+    words |= {w for name in shape_names for w in name.split()}
+    return sorted(w.lower() for w in words)
+
+
 def pretrain_clip(train_index, out_weights: str | os.PathLike, out_config: str | os.PathLike,
                   cfg: ClipPretrainConfig, progress: bool = True) -> dict:
     """Train ``SMALL_CLIP`` on the crops and captions of ``train_index``; write the config JSON
@@ -172,5 +180,8 @@ def pretrain_clip(train_index, out_weights: str | os.PathLike, out_config: str |
     bar.close()
     state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     save_atomic(Path(out_weights), state)
+    from pldc_core.atomic import write_text
+
+    write_text(caption_words_path(out_config), "\n".join(caption_words(set(shapes))) + "\n")
     return {"steps": step, "seconds": time.perf_counter() - start, "last_loss": loss_value,
             "config": asdict(cfg), "crops": len(crops)}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -78,7 +79,7 @@ def test_a_paused_backbone_run_resumes_exactly(corpus, tmp_path):
         pretrain_backbone(corpus, paused, BackbonePretrainConfig(steps=6, batch_size=2, warmup=1), progress=False)
 
 
-def test_small_clip_pretraining_and_dicc_loading(corpus, tmp_path):
+def test_small_clip_pretraining_and_dicc_loading(corpus, tmp_path, caplog):
     from pldc_core.method.dicc import ClipClassifier
 
     weights, config = tmp_path / "clip.pt", tmp_path / "tinyclip.json"
@@ -98,6 +99,19 @@ def test_small_clip_pretraining_and_dicc_loading(corpus, tmp_path):
     # the loaded model holds the trained weights (in float32)
     loaded = clip.model.state_dict()
     assert all(torch.equal(loaded[k].half(), v) for k, v in state.items() if v.is_floating_point())
+    # the words its captions held are listed beside the config, and DICC warns about the others
+    from types import SimpleNamespace
+
+    from pldc_core.method.dicc import load_run_clip, unseen_category_words
+
+    shapes = corpus.categories.names
+    assert unseen_category_words(str(config), sorted(shapes)) == []
+    assert unseen_category_words(str(config), ["Disk", "traffic light"]) == [("traffic", "traffic light"),
+                                                                              ("light", "traffic light")]
+    cfg = SimpleNamespace(clip_model=str(config), clip_weights=str(weights), clip_template="a photo of a {}.")
+    with caplog.at_level(logging.WARNING, logger="pldc_core.method.dicc"):
+        load_run_clip(cfg, ["disk", "bus"])
+    assert "'bus' (bus)" in caplog.text and "pldc.dicc=false" in caplog.text
 
 
 def test_captions_vary_their_wording_but_always_name_the_shape():
