@@ -6,6 +6,8 @@ many), heatmaps keep the most confused classes.
 """
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -38,10 +40,12 @@ def class_labels(labels, class_names: list[str] | None) -> list[str]:
     return out
 
 
-def empty(title: str, message: str, height: int = 300) -> go.Figure:
-    """A figure with no data that says why (``message``) in its middle."""
+def empty(title: str, message: str, height: int = 300, wrap: int = 90) -> go.Figure:
+    """A figure with no data that says why (``message``, broken into lines of at most ``wrap`` characters)
+    in its middle."""
     fig = go.Figure()
-    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False)
+    lines = textwrap.wrap(message, wrap, break_long_words=False, break_on_hyphens=False) or [""]
+    fig.add_annotation(text="<br>".join(lines), x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False)
     fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, height=height)
     return fig
 

@@ -119,11 +119,13 @@ def test_empty_inputs_give_a_message_figure(tmp_path):
 def test_empty_views_say_the_reason_they_are_given():
     table = error_breakdown(pd.DataFrame({"error_type": pd.array([], dtype="str"), "area": [], "height": [],
                                           "width": []})).table
-    why = "The run's DDTF kept no pseudo-label at iteration 1,000: showing all queries instead."
+    why = ("The run's DDTF (c >= 0.99 and m >= 0.99) kept no pseudo-label at iteration 1,000: showing all "
+           "queries instead; to see a kept set, try c_t = 0.75 and m_t = 0.85.")
     for fig in (figures.stacked_shares(table, "size", "errors", empty_message=why),
                 figures.line_figure(pd.DataFrame({"x": [], "y": []}), "x", "y", empty_message=why),
                 figures.training_curves(pd.DataFrame(), ["loss"], "training", empty_message=why)):
-        assert not fig.data and fig.layout.annotations[0].text == why
+        assert not fig.data and fig.layout.annotations[0].text.replace("<br>", " ") == why
+        assert "<br>" in fig.layout.annotations[0].text  # a long reason is wrapped, not cut off
 
 
 def test_confusion_heatmap_without_pseudo_labels_says_why():
