@@ -121,11 +121,14 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
         for part in (app.sidebar, *app.parts):
             part.wire(app)
 
-        # the shown tab follows the checkpoint; a tab is brought up to date when it is opened
-        for part in (app.pseudo_labels, app.confusion, app.errors, app.dicc, app.curate):
+        # the shown tab follows the checkpoint (and the run: see Sidebar.run_chosen); a tab is brought up to
+        # date when it is opened
+        for part in (app.pseudo_labels, app.confusion, app.errors, app.dicc, app.compare, app.curate):
             options = FAST if part is app.pseudo_labels else dict(show_progress="hidden")
-            app.ckpt_dd.change(app.when_shown(part.id, part.show, len(part.outputs)),
-                               [app.current_tab, *part.refresh_inputs(app)], part.outputs, **options)
+            events = [app.sidebar.run_chosen.then] + ([app.ckpt_dd.change] if part is not app.compare else [])
+            for event in events:
+                event(app.when_shown(part.id, part.show, len(part.outputs)),
+                      [app.current_tab, *part.refresh_inputs(app)], part.outputs, **options)
         for part in app.parts:
             selected = tab_of[part.id].select(lambda name=part.id: name, None, app.current_tab)
             if hasattr(part, "show"):

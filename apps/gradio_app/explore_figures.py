@@ -26,6 +26,7 @@ CURRENT = "#d62728"
 # margin of its own, with the buttons that matter for a line plot.
 SMALL_PLOT_MODEBAR = dict(orientation="v", remove=["lasso2d", "select2d", "autoScale2d"])
 SMALL_PLOT_MARGIN = dict(l=60, r=45, t=50, b=40)
+SMALL_PLOT_LEGEND = dict(orientation="h", yanchor="top", y=-0.32)  # under the x-axis title, not over it
 
 
 def empty(title: str, message: str, height: int = 320, wrap: int = 60) -> go.Figure:
@@ -283,8 +284,8 @@ def training_figures(metrics: pd.DataFrame, evals: pd.DataFrame, burn_in: int | 
                                      line_color=SERIES_COLORS[i % len(SERIES_COLORS)]))
         if burn_in and thin["iteration"].max() >= burn_in:
             fig.add_vline(x=burn_in, line_dash="dot", line_color="#555", annotation_text="end of burn-in")
-        fig.update_layout(title=title, xaxis_title="iteration", yaxis_title=yaxis, height=300,
-                          yaxis_type="log" if log else None, legend=dict(orientation="h", y=-0.3),
+        fig.update_layout(title=title, xaxis_title="iteration", yaxis_title=yaxis, height=300 + 18 * len(present),
+                          yaxis_type="log" if log else None, legend=SMALL_PLOT_LEGEND,
                           margin=SMALL_PLOT_MARGIN, modebar=SMALL_PLOT_MODEBAR, uirevision=title)
         return fig
 
@@ -296,7 +297,7 @@ def training_figures(metrics: pd.DataFrame, evals: pd.DataFrame, burn_in: int | 
                     "n_kept_coupled": "pass coupled", "n_dicc_changed": "changed by DICC"},
                    none_yet="none yet: the teacher makes pseudo-labels after the burn-in"
                    + (f" (iteration {burn_in})" if burn_in else ""))
-    title = "Mask AP (%) at each evaluation"
+    title = "Mask AP (%)"
     if evals.empty or "AP" not in evals.columns or "iteration" not in evals.columns:
         ap = empty(title, "no evaluation yet (eval.jsonl is written at each evaluation)", height=300)
     else:
@@ -313,9 +314,9 @@ def training_figures(metrics: pd.DataFrame, evals: pd.DataFrame, burn_in: int | 
                                         line=dict(color=SERIES_COLORS[i], dash=dashes[k % len(dashes)]),
                                         text=[format_ap(v) for v in values],
                                         hovertemplate=f"{model}, iteration %{{x}}: {column} %{{text}}<extra></extra>"))
-        ap.update_layout(title=title, xaxis_title="iteration", height=300,
+        ap.update_layout(title=title, xaxis_title="iteration", height=300 + 18 * len(ap.data),
                          yaxis=dict(title=dict(text=AP_AXIS_TITLE), ticksuffix="%"),
-                         legend=dict(orientation="h", y=-0.3), margin=SMALL_PLOT_MARGIN, modebar=SMALL_PLOT_MODEBAR)
+                         legend=SMALL_PLOT_LEGEND, margin=SMALL_PLOT_MARGIN, modebar=SMALL_PLOT_MODEBAR)
     return losses, counts, ap
 
 
