@@ -16,6 +16,7 @@ from workbench.explain import ERROR_TYPE_RULES
 LAYER_CHOICES = ["pseudo mask", "GT", "uncertainty"]
 NOTHING_OPEN = ("No instance open yet: click a row of a table (Pseudo-labels, Confusion, Errors, DICC, Curate) or a "
                 "point of the Pseudo-labels scatter, and it opens here.")
+NO_CLASSES = "no instance open yet: its class probabilities show here"
 
 
 class InstanceView(NamedTuple):
@@ -94,7 +95,7 @@ class InstanceTab:
         """The open instance of ``state`` drawn with ``layers``; ``switch`` shows this tab."""
         tab = gr.Tabs(selected="instance") if switch else gr.skip()
         if not state or state.get("keys") is None or not len(state["keys"]):
-            return InstanceView(tab, None, "", xf.empty("Classes", "no instance open", 260), NOTHING_OPEN, gr.skip(),
+            return InstanceView(tab, None, "", xf.empty("Classes", NO_CLASSES, 260), NOTHING_OPEN, gr.skip(),
                                 state)
         ckpt = self.ctx.checkpoint(state["run"], state["iteration"])
         image_id, query = (int(v) for v in state["keys"][state["pos"]])
@@ -153,7 +154,7 @@ class InstanceTab:
                 self.layers = gr.CheckboxGroup(LAYER_CHOICES, value=["pseudo mask", "GT"], label="layers",
                                                elem_id="in-layers")
                 self.facts = gr.Markdown(elem_id="in-facts")
-                self.classes = gr.Plot(xf.empty("Classes", "no instance open", 260), elem_id="in-classes",
+                self.classes = gr.Plot(xf.empty("Classes", NO_CLASSES, 260), elem_id="in-classes",
                                        show_label=False)
         with gr.Row():
             self.accept = gr.Button("Accept", variant="primary", elem_id="in-accept")

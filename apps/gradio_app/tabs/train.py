@@ -253,7 +253,8 @@ class TrainTab:
                 with gr.Row():
                     self.counts = gr.Plot(elem_id="tr-counts", show_label=False)
                     self.ap = gr.Plot(elem_id="tr-ap", show_label=False)
-                with gr.Accordion("end of the log (train.log, or the metrics of a command-line run)", open=False):
+                with gr.Accordion("end of the log (train.log, or the metrics of a command-line run)", open=False,
+                                  elem_id="tr-log-accordion"):
                     self.log = gr.Textbox(lines=10, max_lines=12, show_label=False, elem_id="tr-log")
 
     @property
