@@ -201,7 +201,8 @@ def summary_lines(d: ReportData) -> list[str]:
                      if dom_kept else ".")
             lines.append(text)
         if dom_all:
-            lines.append(f"Over all queries, the dominant error is {error_label(dom_all[0])}, {_pct(dom_all[1])} of them.")
+            lines.append(f"Over all queries, the dominant error is {error_label(dom_all[0])}, "
+                         f"{_pct(dom_all[1])} of them.")
         t = d.thresholds
         run = t.run_ddtf if t.run_filter != "coupled" else t.run_coupled
         if t.best_ddtf is not None and t.best_ddtf["f1"] > 0:

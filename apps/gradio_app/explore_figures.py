@@ -310,7 +310,8 @@ def training_figures(metrics: pd.DataFrame, evals: pd.DataFrame, burn_in: int | 
                 sel = evals[models == model].sort_values("iteration", kind="stable")
                 values = pd.to_numeric(sel[column], errors="coerce").to_numpy(np.float64)
                 ap.add_trace(go.Scatter(x=sel["iteration"].to_numpy(), y=values, mode="lines+markers",
-                                        name=f"{column} · {model}", marker=dict(size=8, symbol=("circle", "diamond")[k % 2]),
+                                        name=f"{column} · {model}",
+                                        marker=dict(size=8, symbol=("circle", "diamond")[k % 2]),
                                         line=dict(color=SERIES_COLORS[i], dash=dashes[k % len(dashes)]),
                                         text=[format_ap(v) for v in values],
                                         hovertemplate=f"{model}, iteration %{{x}}: {column} %{{text}}<extra></extra>"))

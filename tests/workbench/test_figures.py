@@ -159,7 +159,8 @@ def test_per_class_bars_say_why_a_bar_is_missing(tmp_path):
     per_class = pd.DataFrame({"class": [0, 1, 2], "support": [3, 0, 2], "predicted": [4, 1, 0],
                               "tp": [2, 0, 0], "precision": [0.5, 0.0, np.nan], "recall": [2 / 3, np.nan, 0.0]})
     clip = figures.clip_pr_bars(per_class, ["cat", "dog", "horse"])
-    assert list(clip.data[0].x) == ["cat", "dog<br><i>no bar: no GT crop</i>", "horse<br><i>no bar: never predicted</i>"]
+    assert list(clip.data[0].x) == ["cat", "dog<br><i>no bar: no GT crop</i>",
+                                    "horse<br><i>no bar: never predicted</i>"]
     assert _png_ok(png.write_png(clip, tmp_path / "clip.png"))
 
 
