@@ -98,7 +98,8 @@ def audit(page: Page, where: str) -> dict:
                 problems.append(f"table {table['id']} is empty and nothing says why ({note}: {text!r})")
         for head, values in zip(table["heads"], table["columns"]):
             if re.search(r"\bAP\b", head):
-                problems += [f"table {table['id']}: {head} {v!r} without its unit" for v in values if v and "%" not in v]
+                problems += [f"table {table['id']}: {head} {v!r} without its unit"
+                             for v in values if v and "%" not in v]
     for table in seen["htmlTables"]:
         if table["rows"] == 0:
             problems.append("an HTML table with no row")
