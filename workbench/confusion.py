@@ -41,6 +41,14 @@ class Confusion:
     def labels(self) -> list[int]:
         return list(self.counts.index)
 
+    @property
+    def n_pseudo_labels(self) -> int:
+        """How many pseudo-labels were counted (the rows of real classes; the background row holds
+        missed GT instances)."""
+        if not self.has_gt:
+            return 0
+        return int(self.counts.drop(index=BACKGROUND).to_numpy().sum())
+
 
 def effective_class(queries: pd.DataFrame, use_dicc: bool) -> np.ndarray:
     """The class each query is labelled with: DICC's where it ran (and ``use_dicc``), else the teacher's."""

@@ -107,11 +107,14 @@ def _draw_scatter(axes: _PngAxes, trace, **_) -> None:
                      marker="o" if "markers" in mode else None, markersize=3)
     elif "markers" in mode:
         size = trace.marker.size if isinstance(trace.marker.size, (int, float)) else 6
+        symbol = str(trace.marker.symbol or "circle")
+        hollow = symbol.endswith("-open")  # an outline only: what lies under it stays visible
+        edge = marker_color if hollow else ("black" if trace.marker.line and trace.marker.line.color else "none")
         axes.ax.scatter(x, y, s=float(size) ** 2, color=marker_color, label=_label(trace),
                         alpha=trace.marker.opacity if trace.marker.opacity is not None else 1.0,
-                        marker=_MARKERS.get(trace.marker.symbol or "circle", "o"),
-                        edgecolors="black" if trace.marker.line and trace.marker.line.color else "none",
-                        zorder=3)
+                        marker=_MARKERS.get(symbol.removesuffix("-open"), "o"), edgecolors=edge,
+                        facecolors="none" if hollow else None,
+                        linewidths=(trace.marker.line.width or 2) if hollow else None, zorder=3)
 
 
 def _draw_bar(axes: _PngAxes, trace, barmode: str, n_bars: int, **_) -> None:

@@ -23,11 +23,14 @@ from pldc_core.method.filters import KEEP_COLUMNS, Thresholds
 from pldc_core.records.schema import Manifest
 from pldc_core.records.store import RecordError, list_record_iterations, load_records
 from pldc_core.run_dir import CLIP_TABLE_FILE, RunDir
+from pldc_core.units import format_metrics
 from workbench import figures
 from workbench.confusion import Confusion, confusion_matrix, most_confused
 from workbench.dicc_report import (ClipPrecisionRecall, DiccReport, clip_precision_recall, dicc_report,
                                    read_clip_table)
 from workbench.error_breakdown import ErrorBreakdown, dominant_error, error_breakdown
+from workbench.explain import (dicc_reason, error_glossary, error_label, filter_label, no_ground_truth,
+                               nothing_kept)
 from workbench.png import write_png
 from workbench.quality import QualityReport, better_predictor, quality_vs_iou
 from workbench.thresholds import ThresholdStudy, threshold_study
@@ -56,7 +59,7 @@ class ReportData:
     errors_all: ErrorBreakdown
     errors_kept: ErrorBreakdown
     dicc: DiccReport
-    unc_kept_by: str | None     # the rows the uncertainty analyses read: kept ones, or all (None)
+    scope_kept_by: str | None   # rows of the kept-only analyses (confusion, uncertainty): kept, or all (None)
     regions: pd.DataFrame
     unc_iou: UncertaintyVsIoU
     profile: pd.DataFrame
@@ -64,14 +67,26 @@ class ReportData:
     metrics: pd.DataFrame
     evals: pd.DataFrame
     clip: ClipPrecisionRecall | None = None
+    n_kept: int = 0             # pseudo-labels the run's filter kept at this checkpoint
+    dicc_in_run: bool = True    # DICC was on at some recorded checkpoint of the run
 
     @property
     def filter_name(self) -> str:
         return "DDTF" if self.kept_by == "ddtf" else "coupled"
 
     @property
-    def unc_scope(self) -> str:
-        if self.unc_kept_by is None:
+    def best_point(self) -> dict | None:
+        """The best what-if setting of the run's own filter (by F1)."""
+        t = self.thresholds
+        return t.best_coupled if self.kept_by == "coupled" else t.best_ddtf
+
+    def nothing_kept(self, fix: str) -> str:
+        """Why a view of the kept pseudo-labels is empty at this checkpoint, with ``fix``."""
+        return nothing_kept(Thresholds.of_manifest(self.manifest), self.iteration, self.best_point, fix)
+
+    @property
+    def scope(self) -> str:
+        if self.scope_kept_by is None:
             return f"all queries ({self.filter_name} kept none)"
         return f"the {self.filter_name}-kept pseudo-labels"
 
@@ -93,30 +108,37 @@ def collect(run_dir: str | Path, iteration: int | None = None,
     names = Manifest.of(manifest).class_names or [str(i) for i in range(n_classes)]
     kept_by = Thresholds.of_manifest(manifest).kept_by
     dicc_ran = bool((q["corrected_class"] >= 0).any())
+    n_kept = int(q[KEEP_COLUMNS[kept_by]].sum())
 
-    # Uncertainty is read on the kept pseudo-labels (what PMUA weighs); when the run's filter kept
-    # nothing at this checkpoint, on all queries instead, and the report says so.
-    unc_kept_by = kept_by if q[KEEP_COLUMNS[kept_by]].any() else None
+    # Uncertainty and the confusion matrix are read on the kept pseudo-labels (what PMUA weighs and
+    # the student learns from); when the run's filter kept nothing at this checkpoint, on all
+    # queries instead, and the report says so.
+    scope_kept_by = kept_by if n_kept else None
     maps = load_records(run_dir, iteration=iteration, columns=MAP_COLUMNS).queries
     maps = maps[maps["unc_png"].notna() & maps["mask_rle"].notna()]
-    profile = distance_profile(decoded_maps(sample_rows(maps, PROFILE_SAMPLE, seed=0, kept_by=unc_kept_by)))
+    profile = distance_profile(decoded_maps(sample_rows(maps, PROFILE_SAMPLE, seed=0, kept_by=scope_kept_by)))
+
+    dicc_on = []
 
     def checkpoints():
         for it in available:
-            yield it, (rec if it == iteration else load_records(run_dir, iteration=it, columns=ANALYSIS_COLUMNS))
+            other = rec if it == iteration else load_records(run_dir, iteration=it, columns=ANALYSIS_COLUMNS)
+            dicc_on.append(Manifest.of(other.manifest).dicc_enabled)
+            yield it, other
 
+    trends = checkpoint_trends(checkpoints())
     return ReportData(
         run_dir=run_dir, iteration=int(iteration), manifest=manifest, class_names=names, kept_by=kept_by,
         n_queries=len(q), quality=quality_vs_iou(q),
         thresholds=threshold_study(q, gt, manifest.get("thresholds")),
-        confusion=confusion_matrix(q, gt, n_classes, kept_by=kept_by),
-        confusion_dicc=confusion_matrix(q, gt, n_classes, use_dicc=True, kept_by=kept_by) if dicc_ran else None,
+        confusion=confusion_matrix(q, gt, n_classes, kept_by=scope_kept_by),
+        confusion_dicc=confusion_matrix(q, gt, n_classes, use_dicc=True, kept_by=scope_kept_by) if dicc_ran else None,
         errors_all=error_breakdown(q), errors_kept=error_breakdown(q, kept_by=kept_by),
-        dicc=dicc_report(q), unc_kept_by=unc_kept_by, regions=region_means(q, kept_by=unc_kept_by),
-        unc_iou=uncertainty_vs_iou(q, kept_by=unc_kept_by), profile=profile,
-        trends=checkpoint_trends(checkpoints()),
-        metrics=read_jsonl(RunDir(run_dir).metrics), evals=read_jsonl(RunDir(run_dir).evals),
-        clip=clip_precision_recall(clip_table, n_classes) if clip_table is not None else None)
+        dicc=dicc_report(q), scope_kept_by=scope_kept_by, regions=region_means(q, kept_by=scope_kept_by),
+        unc_iou=uncertainty_vs_iou(q, kept_by=scope_kept_by), profile=profile,
+        trends=trends, metrics=read_jsonl(RunDir(run_dir).metrics), evals=read_jsonl(RunDir(run_dir).evals),
+        clip=clip_precision_recall(clip_table, n_classes) if clip_table is not None else None,
+        n_kept=n_kept, dicc_in_run=dicc_ran or any(dicc_on))
 
 
 def _pct(x: float) -> str:
@@ -135,12 +157,30 @@ def _point(p: dict | None) -> str:
             f"{int(p['kept']):,} kept)")
 
 
+def _last_evaluation(evals: pd.DataFrame) -> str:
+    """The latest evaluation's mask AP, each with its unit ('' without any)."""
+    if evals.empty or "AP" not in evals.columns or "iteration" not in evals.columns:
+        return ""
+    last = evals.dropna(subset=["AP"]).tail(1)
+    if last.empty:
+        return ""
+    row = last.iloc[0].to_dict()
+    model = f", {html.escape(str(row['model']))}" if isinstance(row.get("model"), str) else ""
+    return f"Last evaluation (iteration {int(row['iteration']):,}{model}): {format_metrics(row)}."
+
+
 def summary_lines(d: ReportData) -> list[str]:
     """The few sentences at the top of the report."""
     filt = d.filter_name
     lines = [f"Checkpoint {d.iteration:,} of run {html.escape(str(d.manifest.get('run', d.run_dir.name)))} "
              f"({d.manifest.get('phase', '?')}): {d.n_queries:,} teacher queries on "
              f"{d.manifest.get('num_images', '?')} images; the run filters with {filt}."]
+    last = _last_evaluation(d.evals)
+    if last:
+        lines.append(last)
+    if d.n_kept == 0:
+        lines.append(html.escape(d.nothing_kept("the confusion matrix and the uncertainty analyses below count "
+                                                "all queries instead")))
     if not d.quality.has_gt:
         lines.append("These records hold no ground truth: correlations with IoU, precision/recall, the "
                      "confusion matrix and the error types are not available. Kept counts, DICC's changes "
@@ -157,10 +197,12 @@ def summary_lines(d: ReportData) -> list[str]:
         dom_kept, dom_all = dominant_error(d.errors_kept), dominant_error(d.errors_all)
         if d.errors_kept.n:
             text = (f"Of the {d.errors_kept.n:,} pseudo-labels {filt} kept, {_pct(kept_share['Cor'])} are correct (Cor)")
-            text += f"; <b>the dominant error is {dom_kept[0]}</b> ({_pct(dom_kept[1])})." if dom_kept else "."
+            text += (f"; <b>the dominant error is {error_label(dom_kept[0])}</b>, {_pct(dom_kept[1])} of them."
+                     if dom_kept else ".")
             lines.append(text)
         if dom_all:
-            lines.append(f"Over all queries, the dominant error is {dom_all[0]} ({_pct(dom_all[1])}).")
+            lines.append(f"Over all queries, the dominant error is {error_label(dom_all[0])}, "
+                         f"{_pct(dom_all[1])} of them.")
         t = d.thresholds
         run = t.run_ddtf if t.run_filter != "coupled" else t.run_coupled
         if t.best_ddtf is not None and t.best_ddtf["f1"] > 0:
@@ -172,20 +214,22 @@ def summary_lines(d: ReportData) -> list[str]:
             lines.append("No threshold pair of the grid keeps a correct (Cor) pseudo-label: F1 is 0 "
                          f"everywhere. The run's {_point(run)}.")
     s = d.dicc.summary
-    if d.dicc.ran:
+    if not d.dicc_in_run:
+        lines.append(dicc_reason(False, d.n_kept))
+    elif d.dicc.ran:
         text = f"DICC ran on {s['n_ran']:,} pseudo-labels and changed {s['n_changed']:,}"
         if d.dicc.has_gt:
             text += (f": fixed {s['fixed']:,}, broke {s['broken']:,}, {s['neutral']:,} wrong to wrong "
                      f"(class accuracy {_pct(s['accuracy_before'])} to {_pct(s['accuracy_after'])}).")
         lines.append(text + ("" if d.dicc.has_gt else "."))
     else:
-        lines.append("DICC did not run at this checkpoint.")
+        lines.append(dicc_reason(True, d.n_kept, d.manifest.get("phase")))
     regions = d.regions.set_index("region")["mean_u"].dropna()
     if len(regions):
         top = regions.idxmax()
         where = {"inside": "inside the masks", "boundary": "on the mask boundaries",
                  "overlap": "where masks overlap"}[top]
-        lines.append(f"Uncertainty is highest {where} (mean u of {d.unc_scope}: "
+        lines.append(f"Uncertainty is highest {where} (mean u of {d.scope}: "
                      + ", ".join(f"{r} {_f(v)}" for r, v in regions.items()) + ").")
     return lines
 
@@ -198,17 +242,28 @@ def _table(frame: pd.DataFrame, names: list[str] | None = None, class_columns=()
                          float_format=lambda v: f"{v:.3f}")
 
 
+def _why(text: str) -> str:
+    """One line saying why a view is empty (or shows something else than its title says)."""
+    return f'<p class="why">{html.escape(text)}</p>'
+
+
 def sections(d: ReportData) -> list[tuple[str, str, list[tuple[str, object]]]]:
-    """(title, intro html, [(name, figure or html table)]) per report section."""
+    """(title, intro text, [(name, figure or html)]) per report section.
+
+    Every view that has nothing to show says why in one line and what to look at instead."""
     names, t, th = d.class_names, d.trends, d.manifest.get("thresholds") or {}
     out = []
     q = d.quality
+    no_gt = no_ground_truth("correlations with IoU")
     out.append(("Quality scores vs IoU (Fig. 2)",
                 "Each point is a teacher query on an image with known annotations; y is the IoU of its mask "
-                "with the best-matching GT.",
-                [("quality_scatter", figures.quality_scatter(q.scatter, th)),
-                 ("quality_correlation", figures.correlation_bars(q.overall)),
-                 ("quality_per_class", figures.class_correlation_bars(q.per_class, names))]))
+                "with the best-matching GT; colours are the error types (Fig. 5): " + error_glossary(),
+                [("quality_scatter", figures.quality_scatter(q.scatter, th) if q.has_gt
+                  else figures.empty("Quality scores vs IoU with the best GT", no_gt)),
+                 ("quality_correlation", figures.correlation_bars(q.overall) if q.has_gt
+                  else figures.empty("Correlation with IoU", no_gt)),
+                 ("quality_per_class", figures.class_correlation_bars(q.per_class, names) if q.has_gt
+                  else figures.empty("Correlation with IoU per class", no_gt))]))
 
     s = d.thresholds
     compare = pd.DataFrame([{"point": k, **{c: p.get(c, np.nan) for c in
@@ -216,89 +271,141 @@ def sections(d: ReportData) -> list[tuple[str, str, list[tuple[str, object]]]]:
                             for k, p in (("best DDTF", s.best_ddtf), ("run DDTF", s.run_ddtf),
                                          ("best coupled", s.best_coupled), ("run coupled", s.run_coupled))
                             if p is not None])
+    heat = {metric: figures.threshold_heatmap(s.ddtf, metric, s.best_ddtf, s.run_ddtf,
+                                              empty_message=no_ground_truth(metric, plural=False))
+            for metric in ("f1", "precision", "recall", "kept")}
     out.append(("Threshold what-if (Table 4a at the pseudo-label level)",
-                f"Precision: share of kept pseudo-labels that are Cor. Recall: share of the {s.num_gt:,} GT "
+                f"Precision: share of kept pseudo-labels that are correct (Cor). Recall: share of the {s.num_gt:,} GT "
                 "instances covered by a kept Cor pseudo-label. Class accuracy: kept pseudo-labels on a GT "
-                "(IoU > 0.5) with the right class.",
-                [("thresholds_f1", figures.threshold_heatmap(s.ddtf, "f1", s.best_ddtf, s.run_ddtf)),
-                 ("thresholds_precision", figures.threshold_heatmap(s.ddtf, "precision", s.best_ddtf, s.run_ddtf)),
-                 ("thresholds_recall", figures.threshold_heatmap(s.ddtf, "recall", s.best_ddtf, s.run_ddtf)),
-                 ("thresholds_kept", figures.threshold_heatmap(s.ddtf, "kept", s.best_ddtf, s.run_ddtf)),
-                 ("thresholds_coupled", figures.threshold_curves(s.coupled, th.get("s_t"))),
-                 ("thresholds_table", _table(compare))]))
+                "(IoU > 0.5) with the right class. Square: the best pair by F1; circle: the run's pair.",
+                [(f"thresholds_{metric}", fig) for metric, fig in heat.items()]
+                + [("thresholds_coupled", figures.threshold_curves(s.coupled, th.get("s_t"))),
+                   ("thresholds_table", _table(compare))]))
 
-    conf_items = [("confusion", figures.confusion_heatmap(d.confusion, names))]
-    if d.confusion_dicc is not None:
-        conf_items.append(("confusion_dicc", figures.confusion_heatmap(d.confusion_dicc, names)))
-    pairs = most_confused(d.confusion, top=10)
-    conf_items.append(("confusion_pairs", _table(pairs, names, ("pred_class", "gt_class"))))
-    out.append(("Confusion of pseudo-label classes (Fig. 3)",
-                f"{d.filter_name}-kept pseudo-labels. A pseudo-label on a GT (IoU > 0.5) counts in that GT's "
-                "column, any other in the background column; GT instances no pseudo-label matched fill the "
-                "background row. Rows are normalised.", conf_items))
+    out.append(_confusion_section(d))
 
+    kept_none = d.nothing_kept("the breakdown of all queries is next to this one")
+    no_types = no_ground_truth("error types")
+    trend_kept = t.errors[(t.errors["kept_by"] == d.kept_by) & (t.errors["size"] == "all")]
     out.append(("Error breakdown (Fig. 5)",
-                "Cor / Sim (similar class, same supercategory) / Oth (other class) / Loc (right class, "
-                "IoU <= 0.5) / BG (no overlap) / Both (wrong class and poor mask), by object size.",
-                [("errors_kept", figures.stacked_shares(d.errors_kept.table, "size",
-                                                        f"Error types of the {d.filter_name}-kept pseudo-labels")),
-                 ("errors_all", figures.stacked_shares(d.errors_all.table, "size", "Error types of all queries")),
+                "By object size. " + error_glossary(),
+                [("errors_kept", figures.stacked_shares(
+                    d.errors_kept.table, "size", f"Error types of the {d.filter_name}-kept pseudo-labels",
+                    empty_message=no_types if not d.errors_all.has_gt else kept_none)),
+                 ("errors_all", figures.stacked_shares(d.errors_all.table, "size", "Error types of all queries",
+                                                       empty_message=no_types)),
                  ("errors_trend", figures.stacked_shares(
-                     t.errors[(t.errors["kept_by"] == d.kept_by) & (t.errors["size"] == "all")], "iteration",
-                     "Error types of the kept pseudo-labels across checkpoints"))]))
+                     trend_kept, "iteration", "Error types of the kept pseudo-labels across checkpoints",
+                     empty_message=no_types if not t.errors["count"].any() else
+                     f"The run's {filter_label(d.kept_by)} kept no pseudo-label with known ground truth at any "
+                     "recorded checkpoint: see the breakdown of all queries above."))]))
 
-    dicc_items = [("dicc_summary", _table(pd.DataFrame([d.dicc.summary]))),
-                  ("dicc_classes", figures.dicc_class_bars(d.dicc.per_class, names)),
-                  ("dicc_transitions", _table(d.dicc.transitions.head(15), names, ("from_class", "to_class")))]
-    if d.clip is not None:
-        dicc_items.append(("clip_pr", figures.clip_pr_bars(d.clip.per_class, names)))
-    out.append(("DICC: class corrections",
-                "Judged against the GT a pseudo-label covers (IoU > 0.5): fixed = wrong to right, broken = right "
-                "to wrong, neutral = wrong to another wrong.", dicc_items))
+    out.append(_dicc_section(d))
 
+    no_maps = "no query with a recorded uncertainty map at this checkpoint"
     out.append(("Uncertainty (Eq. 10)",
-                f"Over {d.unc_scope}: mean pixel uncertainty u inside the mask, on its inner boundary band and "
+                f"Over {d.scope}: mean pixel uncertainty u inside the mask, on its inner boundary band and "
                 "where it overlaps another kept mask; its relation to IoU; and u by distance to the mask edge "
                 f"on a sample of {d.profile.attrs.get('n_masks', 0)} masks.",
-                [("uncertainty_regions", figures.grouped_bars(d.regions, "region", ["mean_u", "median_u"],
-                                                              "Uncertainty by region", "u")),
+                [("uncertainty_regions", figures.grouped_bars(
+                    d.regions if d.regions["n"].any() else d.regions.iloc[:0], "region", ["mean_u", "median_u"],
+                    "Uncertainty by region", "u", empty_message=no_maps,
+                    no_bar=["" if n else ("no bar: no mask overlaps another" if r == "overlap" else "no bar: no pixel")
+                            for r, n in zip(d.regions["region"], d.regions["n"])])),
                  ("uncertainty_iou", figures.line_figure(d.unc_iou.curve, "mean_u", "mean_iou", "region",
                                                          "Mean IoU by uncertainty bin", "mean IoU",
-                                                         "mean u of the bin")),
+                                                         "mean u of the bin",
+                                                         empty_message=no_ground_truth("IoUs") if not q.has_gt
+                                                         else no_maps)),
                  ("uncertainty_profile", figures.line_figure(d.profile, "distance", "mean_u", None,
                                                              "Uncertainty by distance to the mask edge", "mean u",
-                                                             "pixels from the edge (negative: outside)"))]))
+                                                             "pixels from the edge (negative: outside)",
+                                                             empty_message=no_maps))]))
 
-    dicc_long = t.dicc.melt(id_vars="iteration", value_vars=["fixed", "broken", "neutral"],
-                            var_name="outcome", value_name="count")
-    accuracy = t.confusion.assign(labels=t.confusion["use_dicc"].map({False: "teacher", True: "after DICC"}))
-    out.append(("Across checkpoints", "", [
+    accuracy = t.confusion if d.dicc_in_run else t.confusion[~t.confusion["use_dicc"].astype(bool)]
+    accuracy = accuracy.assign(labels=accuracy["use_dicc"].map({False: "teacher", True: "after DICC"}))
+    kept_never = (f"the run's {filter_label(d.kept_by)} kept no pseudo-label on a GT at any recorded checkpoint")
+    trends = [
         ("trend_quality", figures.line_figure(t.quality, "iteration", "spearman", "score",
-                                              "Spearman correlation with IoU", "Spearman")),
-        ("trend_thresholds", figures.line_figure(t.thresholds, "iteration", "f1", "point", "F1: best vs the run's")),
+                                              "Spearman correlation with IoU", "Spearman",
+                                              empty_message=no_gt)),
+        ("trend_thresholds", figures.line_figure(t.thresholds, "iteration", "f1", "point", "F1: best vs the run's",
+                                                 empty_message=no_ground_truth("F1", plural=False))),
         ("trend_class_accuracy", figures.line_figure(accuracy, "iteration", "class_accuracy", "labels",
-                                                     "Class accuracy of the kept pseudo-labels on a GT")),
-        ("trend_dicc", figures.line_figure(dicc_long, "iteration", "count", "outcome", "DICC outcomes")),
-        ("trend_uncertainty", figures.line_figure(t.uncertainty, "iteration", "mean_u", "region",
-                                                  "Mean uncertainty by region")),
-    ]))
+                                                     "Class accuracy of the kept pseudo-labels on a GT",
+                                                     empty_message=no_ground_truth("class accuracy", plural=False)
+                                                     if not q.has_gt else kept_never))]
+    if d.dicc_in_run:
+        dicc_long = t.dicc.melt(id_vars="iteration", value_vars=["fixed", "broken", "neutral"],
+                                var_name="outcome", value_name="count")
+        trends.append(("trend_dicc", figures.line_figure(dicc_long, "iteration", "count", "outcome", "DICC outcomes")))
+    trends.append(("trend_uncertainty", figures.line_figure(t.uncertainty, "iteration", "mean_u", "region",
+                                                            "Mean uncertainty of the kept pseudo-labels by region",
+                                                            empty_message=kept_never.replace(" on a GT", ""))))
+    out.append(("Across checkpoints", "" if d.dicc_in_run else dicc_reason(False, d.n_kept), trends))
 
     losses = [c for c in d.metrics.columns if "loss" in c]
     counts = [c for c in d.metrics.columns if c.startswith("n_") or c in ("dicc_w", "lr", "sec_per_iter")]
-    aps = [c for c in d.evals.columns if c.upper().startswith("AP")]
+    no_metrics = "no training log: the run folder has no metrics.jsonl (records made with `pldc pseudo-labels`?)"
     out.append(("Training", "From metrics.jsonl and eval.jsonl.", [
-        ("training_losses", figures.training_curves(d.metrics, losses, "Losses")),
-        ("training_counts", figures.training_curves(d.metrics, counts, "Pseudo-labels, DICC weight, lr, speed")),
-        ("training_eval", figures.training_curves(d.evals, aps, "Evaluation (mask AP)")),
+        ("training_losses", figures.training_curves(d.metrics, losses, "Losses", empty_message=no_metrics)),
+        ("training_counts", figures.training_curves(d.metrics, counts, "Pseudo-labels, DICC weight, lr, speed",
+                                                    empty_message=no_metrics)),
+        ("training_eval", figures.evaluation_figure(d.evals)),
     ]))
     return out
+
+
+def _confusion_section(d: ReportData) -> tuple[str, str, list]:
+    names = d.class_names
+    if d.scope_kept_by is None:
+        scope = "All queries"
+        items = [("confusion_scope", _why(d.nothing_kept("the matrices below count all queries instead")))]
+    else:
+        scope = f"{d.filter_name}-kept pseudo-labels"
+        items = []
+    suffix = "" if d.scope_kept_by is not None else " — all queries"
+    items.append(("confusion", figures.confusion_heatmap(d.confusion, names).update_layout(
+        title_text=f"Confusion: pseudo-label class vs GT class{suffix}")))
+    if d.confusion_dicc is not None:
+        items.append(("confusion_dicc", figures.confusion_heatmap(d.confusion_dicc, names).update_layout(
+            title_text=f"Confusion: pseudo-label class vs GT class (after DICC){suffix}")))
+    pairs = most_confused(d.confusion, top=10)
+    if not d.confusion.has_gt:
+        items.append(("confusion_pairs", _why(no_ground_truth("confused pairs"))))
+    elif pairs.empty:
+        items.append(("confusion_pairs", _why(
+            f"No confused pair: every one of the {d.confusion.n_pseudo_labels:,} pseudo-labels that lies on a GT "
+            "(IoU > 0.5) has that GT's class.")))
+    else:
+        items.append(("confusion_pairs", _table(pairs, names, ("pred_class", "gt_class"))))
+    return ("Confusion of pseudo-label classes (Fig. 3)",
+            f"{scope}. A pseudo-label on a GT (IoU > 0.5) counts in that GT's column, any other in the background "
+            "column; GT instances no pseudo-label matched fill the background row. Rows are normalised.", items)
+
+
+def _dicc_section(d: ReportData) -> tuple[str, str, list]:
+    names = d.class_names
+    title = "DICC: class corrections"
+    clip = [("clip_pr", figures.clip_pr_bars(d.clip.per_class, names))] if d.clip is not None else []
+    if not d.dicc_in_run or not d.dicc.ran:
+        return title, dicc_reason(d.dicc_in_run, d.n_kept, d.manifest.get("phase")), clip
+    items = [("dicc_summary", _table(pd.DataFrame([d.dicc.summary]))),
+             ("dicc_classes", figures.dicc_class_bars(
+                 d.dicc.per_class, names, empty_message=f"DICC ran on {d.dicc.summary['n_ran']:,} pseudo-labels "
+                                                        "and kept every teacher class"))]
+    if len(d.dicc.transitions):
+        items.append(("dicc_transitions", _table(d.dicc.transitions.head(15), names, ("from_class", "to_class"))))
+    return (title, "Judged against the GT a pseudo-label covers (IoU > 0.5): fixed = wrong to right, broken = right "
+                   "to wrong, neutral = wrong to another wrong.", items + clip)
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 .summary{background:#f3f6fa;border-left:4px solid #1f77b4;padding:.6em 1.2em}
 .summary li{margin:.3em 0}.table{border-collapse:collapse;font-size:.85em;margin:1em 0}
 .table td,.table th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:right}
-h2{margin-top:2em;border-bottom:1px solid #ccc}.intro{color:#555}"""
+h2{margin-top:2em;border-bottom:1px solid #ccc}.intro{color:#555}
+.why{background:#fff8e1;border-left:4px solid #f0a500;padding:.4em 1em}"""
 
 
 def render_html(d: ReportData, secs) -> str:

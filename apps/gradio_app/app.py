@@ -74,7 +74,7 @@ def launch_app(settings: AppSettings, host: str = "127.0.0.1", port: int = 7860,
     """Build and serve the workbench; it serves files from the runs and data folders only."""
     import gradio as gr
 
-    from apps.gradio_app.demo import CLICK_JS, CSS, build_demo
+    from apps.gradio_app.demo import CSS, PAGE_JS, build_demo
 
     settings.runs_root.mkdir(parents=True, exist_ok=True)
     demo = build_demo(settings)
@@ -83,7 +83,7 @@ def launch_app(settings: AppSettings, host: str = "127.0.0.1", port: int = 7860,
     demo.launch(server_name=host, server_port=port, auth=auth, allowed_paths=[str(settings.runs_root),
                                                                              str(settings.data_root)],
                 prevent_thread_lock=prevent_thread_lock, share=False, ssr_mode=False, mcp_server=False,
-                show_error=True, quiet=True, footer_links=[], theme=theme, css=CSS, js=CLICK_JS)
+                show_error=True, quiet=True, footer_links=[], theme=theme, css=CSS, js=PAGE_JS)
     return demo
 
 

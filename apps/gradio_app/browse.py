@@ -35,7 +35,7 @@ from workbench.confusion import BACKGROUND, effective_class
 from workbench.curation import CurationStore, apply_edits
 from workbench.dicc_report import dicc_report
 from workbench.error_breakdown import SIZES, error_breakdown, size_codes
-from workbench.thresholds import sweep_coupled, sweep_ddtf, what_if, what_if_coupled
+from workbench.thresholds import best_row, sweep_coupled, sweep_ddtf, what_if, what_if_coupled
 from workbench.trends import ANALYSIS_COLUMNS, num_classes_of
 
 GRID = np.round(np.linspace(0.0, 1.0, 101), 2)
@@ -117,6 +117,19 @@ class Checkpoint:
     @property
     def dicc_ran(self) -> bool:
         return bool((self.queries["corrected_class"].to_numpy(np.int64) >= 0).any())
+
+    @property
+    def run_kept(self) -> int:
+        """How many pseudo-labels the run's own filter kept at this checkpoint."""
+        return int(self.queries[KEEP_COLUMNS[self.kept_by]].sum())
+
+    def best_point(self, filter_name: str | None = None) -> dict | None:
+        """The what-if setting with the highest F1 on the slider grid, for ``filter_name`` (default: the
+        run's filter); None without ground truth."""
+        if not self.has_gt:
+            return None
+        coupled = (filter_name or self.run_thresholds.filter) == "coupled"
+        return best_row(self.coupled_grid() if coupled else self.ddtf_grid())
 
     def class_name(self, k: int) -> str:
         k = int(k)
@@ -354,12 +367,14 @@ def _one_summary(run: Path, iteration: int) -> dict:
     for which in (None, kept_by):
         errors.append(error_breakdown(rec.queries, kept_by=which).table.assign(subset="kept" if which else "all"))
     dicc = dicc_report(rec.queries, kept_by=kept_by).summary
+    dicc["enabled"] = Manifest.of(rec.manifest).dicc_enabled
     return {"errors": pd.concat(errors, ignore_index=True).assign(iteration=iteration),
             "dicc": pd.DataFrame([dicc]).assign(iteration=iteration)}
 
 
 def run_summaries(run: str | os.PathLike) -> dict[str, pd.DataFrame]:
-    """Error breakdowns (subset 'all' and 'kept' by the run's filter) and DICC summaries per checkpoint."""
+    """Error breakdowns (subset 'all' and 'kept' by the run's filter) and DICC summaries (with whether DICC
+    was on, ``enabled``) per checkpoint."""
     run = Path(run).resolve()
     parts: dict[str, list[pd.DataFrame]] = {"errors": [], "dicc": []}
     for iteration in list_record_iterations(run):

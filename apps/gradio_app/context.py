@@ -21,6 +21,7 @@ from apps.gradio_app.launch import REPO_ROOT
 from pldc_core.method.filters import Thresholds
 from pldc_core.records.store import list_record_iterations
 from workbench.confusion import BACKGROUND
+from workbench.explain import no_ground_truth, nothing_kept, nothing_passes
 
 ANY = "any"
 TABLE_ROWS = 200
@@ -76,7 +77,7 @@ def int_choice(value):
 
 
 def parse_click(payload) -> dict | None:
-    """The plotly click that ``CLICK_JS`` wrote into a hidden textbox, or None."""
+    """The plotly click that ``demo.PAGE_JS`` wrote into a hidden textbox, or None."""
     if not payload:
         return None
     try:
@@ -140,10 +141,24 @@ class AppContext:
             desc += f" ({t.describe()})"
         info = (f"**{len(positions):,}** of {len(ckpt):,} queries: {desc}"
                 + (f"; the first {TABLE_ROWS} are listed" if len(positions) > TABLE_ROWS else "")
-                + ". Click a row (or a point in the scatter) to open it.")
+                + (". Click a row (or a point in the scatter) to open it." if len(positions) else
+                   ". " + AppContext.why_none(ckpt, sel, t)))
         keys = ckpt.queries[["image_id", "query"]].to_numpy(np.int64)[positions]
         state = {"run": ckpt.run.name, "iteration": ckpt.iteration, "desc": desc, "keys": keys, "pos": 0}
         return Listing(ckpt.table(positions, TABLE_ROWS), info, state)
+
+    @staticmethod
+    def why_none(ckpt, sel: Selection, t: Thresholds) -> str:
+        """Why a selection has no row, and what would list some."""
+        if sel.status == "run_kept" or sel.kept_by:
+            if ckpt.run_kept == 0:
+                return nothing_kept(ckpt.run_thresholds, ckpt.iteration, ckpt.best_point(),
+                                    fix="show all queries instead")
+        if sel.status == "kept" and not ckpt.keep_mask(t).any():
+            return nothing_passes(t, ckpt.best_point(t.filter))
+        if sel.error_type and not ckpt.has_gt:
+            return no_ground_truth("error types")
+        return "No query matches all of these filters: set one of them back to 'any' (or 'all queries')."
 
     @staticmethod
     def empty_listing(info: str = "") -> Listing:

@@ -3,7 +3,8 @@
 Each tab lays out its components (``layout``) and wires its own events (``wire``); this module
 adds what is common to all: refreshing the shown tab when the checkpoint changes or the tab is
 opened. Clicks on plotly points reach Python through a small script that writes the clicked
-point into a hidden textbox next to the plot (``CLICK_JS``).
+point into a hidden textbox next to the plot; the same script (``PAGE_JS``) redraws a plot drawn in a
+hidden tab at its box's width when the tab is shown.
 """
 from __future__ import annotations
 
@@ -20,9 +21,26 @@ from apps.gradio_app.tabs.instance import InstanceTab
 from apps.gradio_app.tabs.pseudo_labels import FAST, PseudoLabelsTab
 from apps.gradio_app.tabs.train import TrainTab
 
-CLICK_JS = """
+PAGE_JS = """
 () => {
+  // a plot drawn while its tab was hidden has plotly's default width: redraw it at its box's width once
+  // the box is shown (plotly's responsive plots listen to the window's resize event)
+  const fit = () => {
+    document.querySelectorAll('[data-testid="plotly"]').forEach((div) => {
+      const box = div.parentElement;
+      if (!box || div.__pldcFit) return;
+      div.__pldcFit = true;
+      let width = box.clientWidth;
+      new ResizeObserver(() => {
+        if (box.clientWidth > 0 && box.clientWidth !== width) {
+          width = box.clientWidth;
+          window.dispatchEvent(new Event('resize'));
+        }
+      }).observe(box);
+    });
+  };
   const attach = () => {
+    fit();
     document.querySelectorAll('.pldc-clickable [data-testid="plotly"]').forEach((div) => {
       if (div.__pldcClick || typeof div.on !== 'function') return;
       div.__pldcClick = true;
@@ -103,11 +121,14 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
         for part in (app.sidebar, *app.parts):
             part.wire(app)
 
-        # the shown tab follows the checkpoint; a tab is brought up to date when it is opened
-        for part in (app.pseudo_labels, app.confusion, app.errors, app.dicc, app.curate):
+        # the shown tab follows the checkpoint (and the run: see Sidebar.run_chosen); a tab is brought up to
+        # date when it is opened
+        for part in (app.pseudo_labels, app.confusion, app.errors, app.dicc, app.compare, app.curate):
             options = FAST if part is app.pseudo_labels else dict(show_progress="hidden")
-            app.ckpt_dd.change(app.when_shown(part.id, part.show, len(part.outputs)),
-                               [app.current_tab, *part.refresh_inputs(app)], part.outputs, **options)
+            events = [app.sidebar.run_chosen.then] + ([app.ckpt_dd.change] if part is not app.compare else [])
+            for event in events:
+                event(app.when_shown(part.id, part.show, len(part.outputs)),
+                      [app.current_tab, *part.refresh_inputs(app)], part.outputs, **options)
         for part in app.parts:
             selected = tab_of[part.id].select(lambda name=part.id: name, None, app.current_tab)
             if hasattr(part, "show"):

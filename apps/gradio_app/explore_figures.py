@@ -13,20 +13,27 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from pldc_core.records.schema import ERROR_TYPES
+from pldc_core.units import format_ap
 from workbench import figures
-from workbench.figures import ERROR_COLORS, SERIES_COLORS, subsample
+from workbench.explain import ERROR_TYPE_NAMES, best_thresholds, error_label, error_rule, no_ground_truth
+from workbench.figures import AP_AXIS_TITLE, ERROR_COLORS, SERIES_COLORS, subsample
 
 MAX_POINTS = 3000
 MAX_LINE_POINTS = 1500
 SHADE = "rgba(110, 110, 110, 0.22)"
 CURRENT = "#d62728"
+# Small plots keep plotly's toolbar out of their titles: a vertical toolbar at the right edge, in a right
+# margin of its own, with the buttons that matter for a line plot.
+SMALL_PLOT_MODEBAR = dict(orientation="v", remove=["lasso2d", "select2d", "autoScale2d"])
+SMALL_PLOT_MARGIN = dict(l=60, r=45, t=50, b=40)
+SMALL_PLOT_LEGEND = dict(orientation="h", yanchor="top", y=-0.32)  # under the x-axis title, not over it
 
 
-def empty(title: str, message: str, height: int = 320) -> go.Figure:
+def empty(title: str, message: str, height: int = 320, wrap: int = 60) -> go.Figure:
     """``figures.empty`` in the app's size and margins, its message a little larger."""
-    fig = figures.empty(title, message, height)
+    fig = figures.empty(title, message, height, wrap)
     fig.update_annotations(font_size=14)
-    return fig.update_layout(margin=dict(l=30, r=20, t=60, b=30))
+    return fig.update_layout(margin=dict(l=30, r=45, t=60, b=30), modebar=SMALL_PLOT_MODEBAR)
 
 
 def _hover_text(points: pd.DataFrame, class_names: list[str]) -> list[str]:
@@ -34,7 +41,8 @@ def _hover_text(points: pd.DataFrame, class_names: list[str]) -> list[str]:
     cls = points["pred_class"].to_numpy(np.int64)
     cls = np.where((cls >= 0) & (cls < len(class_names)), cls, len(class_names))
     iou = points["iou"].to_numpy(np.float64, na_value=np.nan)
-    err = points["error_type"].fillna("GT unknown").astype(str).to_numpy()
+    err = [f"{e} ({ERROR_TYPE_NAMES[e]})" if e in ERROR_TYPE_NAMES else "GT unknown"
+           for e in points["error_type"].fillna("").astype(str)]
     return [f"{n}<br>IoU {'?' if np.isnan(i) else f'{i:.2f}'} · {e}" for n, i, e in zip(names[cls], iou, err)]
 
 
@@ -89,7 +97,7 @@ def threshold_scatter(queries: pd.DataFrame, thresholds, kept: int, class_names:
     if color_by == "error":
         types = points["error_type"].fillna("").astype(str).to_numpy()
         for etype in ERROR_TYPES:
-            add(types == etype, etype, dict(size=6, opacity=0.75, color=ERROR_COLORS[etype]))
+            add(types == etype, error_label(etype), dict(size=6, opacity=0.75, color=ERROR_COLORS[etype]))
     else:
         iou = points["iou"].to_numpy(np.float64, na_value=np.nan)
         add(known, "IoU with GT", dict(size=6, opacity=0.8, color=iou[known], colorscale="Viridis", cmin=0, cmax=1,
@@ -110,10 +118,14 @@ def _fmt(value, digits=2) -> str:
     return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
 
 
-def what_if_figure(curves: dict[str, pd.DataFrame], point: dict, run_point: dict | None = None) -> go.Figure:
+def what_if_figure(curves: dict[str, pd.DataFrame], point: dict, run_point: dict | None = None,
+                   has_gt: bool = True, best: dict | None = None) -> go.Figure:
     """Kept, precision and recall as the thresholds move: ``curves`` from ``browse.Checkpoint.curves_at``
     ('c' and 'm' for DDTF, 's' for the coupled filter), the current setting ``point`` marked in red and the
-    run's own setting ``run_point`` as a black cross. Built as one figure spec (redrawn on every slider move)."""
+    run's own setting ``run_point`` as a black cross. Built as one figure spec (redrawn on every slider move).
+
+    Where precision is undefined the figure says why: no ground truth (``has_gt`` False), or nothing kept
+    at this setting, then with the ``best`` setting by F1 as the fix."""
     panels = (("kept", "kept"), ("precision", "precision"), ("recall", "recall"))
     line_names = {"c": "vary c_t", "m": "vary m_t", "s": "vary s_t"}
     first_axis = next(iter(curves))
@@ -145,8 +157,15 @@ def what_if_figure(curves: dict[str, pd.DataFrame], point: dict, run_point: dict
         subtitle = (f"at the run's thresholds: {int(run_point.get('kept', 0)):,} kept, precision "
                     f"{_fmt(run_point.get('precision'))}, recall {_fmt(run_point.get('recall'))}")
     if point.get("precision") is None or np.isnan(point.get("precision", np.nan)):
-        layout["annotations"].append(dict(text="precision and recall need ground truth", x=0.8, y=0.5, xref="paper",
-                                          yref="paper", showarrow=False))
+        if not has_gt:
+            why = "precision and recall need ground truth,<br>and these records hold none"
+        else:
+            why = "nothing is kept at these thresholds:<br>no precision (0 of 0 kept are correct)"
+            hint = best_thresholds(best)
+            if hint:
+                why += "<br>" + hint.replace("the best what-if thresholds by F1, ", "best by F1: ")
+        layout["annotations"].append(dict(text=why, x=0.69, y=0.5, xref="paper", yref="paper", showarrow=False,
+                                          bgcolor="rgba(255,255,255,0.85)", font=dict(size=12)))
     layout.update(title=dict(text=title, font=dict(size=14), subtitle=dict(text=subtitle, font=dict(size=11))),
                   height=350, uirevision="whatif", legend=dict(orientation="h", y=-0.25),
                   margin=dict(l=50, r=20, t=90, b=40))
@@ -171,15 +190,16 @@ def class_probability_figure(frame: pd.DataFrame, class_names: list[str], title:
     return fig
 
 
-def error_trend_figure(errors: pd.DataFrame, subset: str = "all", current: int | None = None) -> go.Figure:
+def error_trend_figure(errors: pd.DataFrame, subset: str = "all", current: int | None = None,
+                       empty_message: str | None = None) -> go.Figure:
     """Error-type shares across checkpoints, one panel per object size (all, small, medium, large).
 
     ``errors``: ``browse.run_summaries``' table (iteration, subset, size, error_type, count, share).
-    The current checkpoint's bars are outlined."""
+    The current checkpoint's bars are outlined; ``empty_message`` says why there are none."""
     title = "Error types across checkpoints, by object size"
     frame = errors[errors["subset"] == subset] if not errors.empty else errors
     if frame.empty or frame["count"].sum() == 0:
-        return empty(title, "no pseudo-labels with known ground truth")
+        return empty(title, empty_message or no_ground_truth("error types"))
     sizes = ["all", "small", "medium", "large"]
     iterations = sorted(frame["iteration"].unique())
     labels = [str(i) for i in iterations]
@@ -195,40 +215,41 @@ def error_trend_figure(errors: pd.DataFrame, subset: str = "all", current: int |
         part = frame[frame["size"] == size]
         for etype in ERROR_TYPES:
             sel = part[part["error_type"] == etype].set_index("iteration").reindex(iterations)
-            traces.append(dict(type="bar", x=labels, y=sel["share"].fillna(0).to_numpy(), name=etype,
+            traces.append(dict(type="bar", x=labels, y=sel["share"].fillna(0).to_numpy(), name=error_label(etype),
                                legendgroup=etype, showlegend=col == 1, marker=dict(
                                    color=ERROR_COLORS[etype],
                                    line=dict(width=[2 if i == current else 0 for i in iterations], color="black")),
                                text=[f"n={int(n)}" for n in sel["count"].fillna(0)], textposition="none",
                                xaxis=f"x{suffix}", yaxis=f"y{suffix}",
-                               hovertemplate=f"{etype}, {size}, iteration %{{x}}: %{{y:.1%}} (%{{text}})<extra></extra>"))
+                               hovertemplate=f"{etype}, {size}, iteration %{{x}}: %{{y:.1%}} (%{{text}})<br>"
+                                             f"{error_rule(etype)}<extra></extra>"))
     layout.update(title=dict(text=title + (" (kept by the run's filter)" if subset == "kept" else " (all queries)")),
                   barmode="stack", height=420, legend=dict(orientation="h", y=-0.2),
                   margin=dict(l=60, r=20, t=70, b=40))
     return go.Figure(dict(data=traces, layout=layout))
 
 
-def error_counts_figure(table: pd.DataFrame, title: str) -> go.Figure:
+def error_counts_figure(table: pd.DataFrame, title: str, empty_message: str | None = None) -> go.Figure:
     """Counts of each error type per object size at one checkpoint (stacked), clickable by size and type."""
     part = table[table["size"] != "all"] if not table.empty else table
     if part.empty or part["count"].sum() == 0:
-        return empty(title, "no pseudo-labels with known ground truth")
+        return empty(title, empty_message or no_ground_truth("error types"))
     fig = go.Figure()
     for etype in ERROR_TYPES:
         sel = part[part["error_type"] == etype]
-        fig.add_trace(go.Bar(x=sel["size"].tolist(), y=sel["count"].to_numpy(), name=etype,
+        fig.add_trace(go.Bar(x=sel["size"].tolist(), y=sel["count"].to_numpy(), name=error_label(etype),
                              marker_color=ERROR_COLORS[etype], customdata=[[s, etype] for s in sel["size"]],
-                             hovertemplate=f"{etype}, %{{x}}: %{{y}}<extra></extra>"))
+                             hovertemplate=f"{etype}, %{{x}}: %{{y}}<br>{error_rule(etype)}<extra></extra>"))
     fig.update_layout(title=title, barmode="stack", height=380, yaxis_title="pseudo-labels",
                       legend=dict(orientation="h", y=-0.2), margin=dict(l=60, r=20, t=60, b=40))
     return fig
 
 
-def dicc_trend_figure(dicc: pd.DataFrame) -> go.Figure:
-    """Fixed, broken and net class changes of DICC across checkpoints."""
+def dicc_trend_figure(dicc: pd.DataFrame, empty_message: str = "DICC ran at no recorded checkpoint") -> go.Figure:
+    """Fixed, broken and net class changes of DICC across checkpoints; ``empty_message`` says why there are none."""
     title = "DICC across checkpoints (pseudo-labels kept by the run)"
     if dicc.empty or dicc["n_ran"].sum() == 0:
-        return empty(title, "DICC did not run in this run")
+        return empty(title, empty_message)
     fig = go.Figure()
     for i, column in enumerate(("fixed", "broken", "neutral", "net")):
         fig.add_trace(go.Scatter(x=dicc["iteration"].to_numpy(), y=dicc[column].to_numpy(), mode="lines+markers",
@@ -249,7 +270,8 @@ def _thin(frame: pd.DataFrame, max_points: int = MAX_LINE_POINTS) -> pd.DataFram
 
 
 def training_figures(metrics: pd.DataFrame, evals: pd.DataFrame, burn_in: int | None = None) -> tuple[go.Figure, ...]:
-    """Three live figures of a run: its loss terms, its pseudo-label counts, its mask AP at each evaluation."""
+    """Three live figures of a run: its loss terms, its pseudo-label counts, its mask AP (%) at each evaluation
+    (one marked trace per metric and evaluated model)."""
     def lines(frame, columns, title, yaxis, names=None, log=False, none_yet="nothing logged yet"):
         present = [c for c in columns if c in frame.columns and pd.to_numeric(frame[c], errors="coerce").notna().any()]
         if frame.empty or "iteration" not in frame.columns or not present:
@@ -262,9 +284,9 @@ def training_figures(metrics: pd.DataFrame, evals: pd.DataFrame, burn_in: int | 
                                      line_color=SERIES_COLORS[i % len(SERIES_COLORS)]))
         if burn_in and thin["iteration"].max() >= burn_in:
             fig.add_vline(x=burn_in, line_dash="dot", line_color="#555", annotation_text="end of burn-in")
-        fig.update_layout(title=title, xaxis_title="iteration", yaxis_title=yaxis, height=300,
-                          yaxis_type="log" if log else None, legend=dict(orientation="h", y=-0.3),
-                          margin=dict(l=60, r=20, t=50, b=40), uirevision=title)
+        fig.update_layout(title=title, xaxis_title="iteration", yaxis_title=yaxis, height=300 + 18 * len(present),
+                          yaxis_type="log" if log else None, legend=SMALL_PLOT_LEGEND,
+                          margin=SMALL_PLOT_MARGIN, modebar=SMALL_PLOT_MODEBAR, uirevision=title)
         return fig
 
     losses = lines(metrics, ["loss", "loss_sup", "loss_unsup"], "Loss", "loss",
@@ -275,15 +297,27 @@ def training_figures(metrics: pd.DataFrame, evals: pd.DataFrame, burn_in: int | 
                     "n_kept_coupled": "pass coupled", "n_dicc_changed": "changed by DICC"},
                    none_yet="none yet: the teacher makes pseudo-labels after the burn-in"
                    + (f" (iteration {burn_in})" if burn_in else ""))
-    if evals.empty or "AP" not in evals.columns:
-        ap = empty("Mask AP at each evaluation", "no evaluation yet", height=300)
+    title = "Mask AP (%)"
+    if evals.empty or "AP" not in evals.columns or "iteration" not in evals.columns:
+        ap = empty(title, "no evaluation yet (eval.jsonl is written at each evaluation)", height=300)
     else:
         ap = go.Figure()
+        models = evals["model"].fillna("model").astype(str) if "model" in evals.columns else \
+            pd.Series("model", index=evals.index)
+        dashes = ("solid", "dash", "dot")
         for i, column in enumerate(c for c in ("AP", "AP50", "AP75") if c in evals.columns):
-            ap.add_trace(go.Scatter(x=evals["iteration"].to_numpy(), y=evals[column].to_numpy(), mode="lines+markers",
-                                    name=column, line_color=SERIES_COLORS[i]))
-        ap.update_layout(title="Mask AP at each evaluation", xaxis_title="iteration", yaxis_title="AP", height=300,
-                         legend=dict(orientation="h", y=-0.3), margin=dict(l=60, r=20, t=50, b=40))
+            for k, model in enumerate(dict.fromkeys(models)):
+                sel = evals[models == model].sort_values("iteration", kind="stable")
+                values = pd.to_numeric(sel[column], errors="coerce").to_numpy(np.float64)
+                ap.add_trace(go.Scatter(x=sel["iteration"].to_numpy(), y=values, mode="lines+markers",
+                                        name=f"{column} · {model}",
+                                        marker=dict(size=8, symbol=("circle", "diamond")[k % 2]),
+                                        line=dict(color=SERIES_COLORS[i], dash=dashes[k % len(dashes)]),
+                                        text=[format_ap(v) for v in values],
+                                        hovertemplate=f"{model}, iteration %{{x}}: {column} %{{text}}<extra></extra>"))
+        ap.update_layout(title=title, xaxis_title="iteration", height=300 + 18 * len(ap.data),
+                         yaxis=dict(title=dict(text=AP_AXIS_TITLE), ticksuffix="%"),
+                         legend=SMALL_PLOT_LEGEND, margin=SMALL_PLOT_MARGIN, modebar=SMALL_PLOT_MODEBAR)
     return losses, counts, ap
 
 
@@ -299,26 +333,30 @@ def compare_metrics_figure(points: dict[str, dict]) -> go.Figure:
         fig.add_trace(go.Bar(x=["kept"], y=[point.get("kept", 0)], name=label, legendgroup=label, showlegend=False,
                              marker_color=SERIES_COLORS[i]), row=1, col=2)
     fig.update_yaxes(range=[0, 1], row=1, col=1)
-    fig.update_layout(title=title, barmode="group", height=340, legend=dict(orientation="h", y=-0.2),
-                      margin=dict(l=50, r=20, t=60, b=40))
+    nothing = [label for label, point in points.items() if not point.get("kept")]
+    subtitle = (f"{' and '.join(nothing)}: nothing kept at these thresholds, so no precision, class accuracy or "
+                "mean IoU to draw" if nothing else "")
+    fig.update_layout(title=dict(text=title, subtitle=dict(text=subtitle)), barmode="group", height=340,
+                      legend=dict(orientation="h", y=-0.2), margin=dict(l=50, r=20, t=70, b=40))
     return fig
 
 
-def compare_errors_figure(tables: dict[str, pd.DataFrame]) -> go.Figure:
+def compare_errors_figure(tables: dict[str, pd.DataFrame], title: str = "Error types by object size",
+                          empty_message: str | None = None) -> go.Figure:
     """Error-type shares per object size at several checkpoints: one group of stacked bars per checkpoint."""
-    title = "Error types by object size"
     rows = []
     for label, table in tables.items():
         if not table.empty:
             rows.append(table.assign(group=[f"{label}<br>{s}" for s in table["size"]]))
     if not rows or sum(t["count"].sum() for t in rows) == 0:
-        return empty(title, "no pseudo-labels with known ground truth")
+        return empty(title, empty_message or no_ground_truth("error types"))
     frame = pd.concat(rows, ignore_index=True)
     fig = go.Figure()
     for etype in ERROR_TYPES:
         sel = frame[frame["error_type"] == etype]
-        fig.add_trace(go.Bar(x=sel["group"].tolist(), y=sel["share"].fillna(0).to_numpy(), name=etype,
-                             marker_color=ERROR_COLORS[etype]))
+        fig.add_trace(go.Bar(x=sel["group"].tolist(), y=sel["share"].fillna(0).to_numpy(), name=error_label(etype),
+                             marker_color=ERROR_COLORS[etype],
+                             hovertemplate=f"%{{x}}: %{{y:.1%}}<br>{error_rule(etype)}<extra></extra>"))
     fig.update_layout(title=title, barmode="stack", height=380, yaxis=dict(title="share", tickformat=".0%"),
                       legend=dict(orientation="h", y=-0.3), margin=dict(l=60, r=20, t=60, b=40))
     return fig

@@ -45,6 +45,7 @@ class TrainSettings:
     s_t: float | None = None
     dicc: bool | None = None
     clip_weights: str | None = None    # relative to the data root
+    registry_file: str | None = None   # a dataset registry YAML (`pldc data --registry`), under the data root
     pmua: bool | None = None
     unsup_weight: float | None = None  # lambda
     ema_alpha: float | None = None
@@ -61,7 +62,8 @@ class TrainSettings:
     def from_config(cls, cfg: ExperimentConfig) -> "TrainSettings":
         return cls(dataset=cfg.data.dataset, percent=cfg.data.percent, split_seed=cfg.data.split_seed,
                    filter=cfg.pldc.filter, c_t=cfg.pldc.c_t, m_t=cfg.pldc.m_t, s_t=cfg.pldc.s_t,
-                   dicc=cfg.pldc.dicc, clip_weights=cfg.pldc.clip_weights, pmua=cfg.pldc.pmua,
+                   dicc=cfg.pldc.dicc, clip_weights=cfg.pldc.clip_weights, registry_file=cfg.data.registry_file,
+                   pmua=cfg.pldc.pmua,
                    unsup_weight=cfg.train.unsup_weight, ema_alpha=cfg.train.ema_alpha,
                    max_iters=cfg.train.max_iters, burn_in_iters=cfg.train.burn_in_iters)
 
@@ -82,6 +84,8 @@ class TrainSettings:
             out.append(f"{key}={text}")
         if self.clip_weights:
             out.append(f"pldc.clip_weights={inside(data_root, self.clip_weights)}")
+        if self.registry_file:
+            out.append(f"data.registry_file={inside(data_root, self.registry_file)}")
         return out
 
 
@@ -172,6 +176,11 @@ def start_run(runs_root: str | os.PathLike, name: str, config_file: str | os.Pat
     return run
 
 
+def can_stop(info) -> bool:
+    """Whether ``stop_run`` would stop this run (its ``runs.RunInfo``): it is starting or running."""
+    return bool(info.active and pid_alive(info.pid))
+
+
 def stop_run(run: str | os.PathLike) -> str:
     """Ask a running run to stop (SIGTERM: it saves a checkpoint, then exits as 'stopped')."""
     info = run_info(run)
@@ -185,17 +194,30 @@ def stop_run(run: str | os.PathLike) -> str:
             "then its state becomes 'stopped'")
 
 
+def _why_not_resumable(run: Path, info) -> str | None:
+    if info.active:
+        return f"run '{info.name}' is {info.state}; stop it first"
+    if info.state == "finished":
+        return f"run '{info.name}' has finished ({info.iteration}/{info.max_iters} iterations)"
+    ckpts = RunDir(run).checkpoints
+    if not ckpts.is_dir() or not any(ckpts.glob("*.pt")):
+        return f"run '{info.name}' has no checkpoint to resume from; start a new run instead"
+    return None
+
+
+def can_resume(run: str | os.PathLike, info=None) -> bool:
+    """Whether ``resume_run`` would continue this run (stopped, failed or died, with a checkpoint)."""
+    run = Path(run)
+    return _why_not_resumable(run, info or run_info(run)) is None
+
+
 def resume_run(run: str | os.PathLike) -> int:
     """Continue a stopped, failed or died run from its last checkpoint; returns the process id."""
     run = Path(run)
     info = run_info(run)
-    if info.active:
-        raise LaunchError(f"run '{info.name}' is {info.state}; stop it first")
-    if info.state == "finished":
-        raise LaunchError(f"run '{info.name}' has finished ({info.iteration}/{info.max_iters} iterations)")
-    ckpts = RunDir(run).checkpoints
-    if not ckpts.is_dir() or not any(ckpts.glob("*.pt")):
-        raise LaunchError(f"run '{info.name}' has no checkpoint to resume from; start a new run instead")
+    why = _why_not_resumable(run, info)
+    if why:
+        raise LaunchError(why)
     try:
         load_config(RunDir(run).config)
     except ConfigError as exc:

@@ -23,6 +23,7 @@ import pandas as pd
 from pldc_core.records.store import list_record_iterations
 from pldc_core.run_dir import (CONFIG_FILE, EVAL_FILE, LAUNCH_FILE, METRICS_FILE, RECORDS_DIR, STATUS_FILE,
                                TRAIN_LOG)
+from pldc_core.units import AP_METRICS, format_ap, format_metrics
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 ETA_WINDOW = 20  # steps whose mean sec_per_iter estimates the time left
@@ -245,8 +246,43 @@ def runs_table(runs: list[RunInfo]) -> pd.DataFrame:
         if r.eta_s is not None:
             progress += f" (ETA {format_duration(r.eta_s)})"
         rows.append({"run": r.name, "state": r.state, "progress": progress,
-                     "best AP": None if r.best_ap is None else round(r.best_ap, 2)})
+                     "best AP": "" if r.best_ap is None else format_ap(r.best_ap)})
     return pd.DataFrame(rows, columns=["run", "state", "progress", "best AP"])
+
+
+def format_log_line(record: dict) -> str:
+    """One ``metrics.jsonl`` or ``eval.jsonl`` line, short: ``iter 950 · semi · loss 1.234 · ...``; any AP with
+    its unit."""
+    parts = []
+    for key, value in record.items():
+        if key in AP_METRICS or value is None:
+            continue
+        if key in ("iter", "iteration", "step"):
+            parts.insert(0, f"iter {value}")
+        elif isinstance(value, float):
+            parts.append(f"{key} {value:.4g}")
+        else:
+            parts.append(f"{key} {value}" if key != "phase" else str(value))
+    aps = format_metrics(record)
+    return " · ".join(parts + ([aps] if aps else []))
+
+
+def log_tail(run: str | os.PathLike, n: int = 12) -> str:
+    """The end of a run's output: ``train.log`` for a run started by the workbench; for a run started from
+    the command line (its output went to that terminal) the last metrics and evaluation lines, saying so."""
+    run = Path(run)
+    if (run / TRAIN_LOG).exists():
+        lines = tail_lines(run / TRAIN_LOG, n)
+        return "\n".join(lines) if lines else f"{TRAIN_LOG} is empty so far."
+    metrics = _json_records(tail_lines(run / METRICS_FILE, n))
+    evals = _json_records(tail_lines(run / EVAL_FILE, 2))
+    if not metrics and not evals:
+        return (f"No {TRAIN_LOG}, {METRICS_FILE} or {EVAL_FILE} in this run folder yet: a run started from the "
+                "command line writes its output to that terminal, and its metrics once training steps are done.")
+    head = (f"No {TRAIN_LOG}: this run was started from the command line, so its output went to that terminal. "
+            f"The last lines of {METRICS_FILE}" + (f" and {EVAL_FILE}" if evals else "") + " instead:")
+    return "\n".join([head, *(format_log_line(r) for r in metrics),
+                      *(f"evaluation: {format_log_line(r)}" for r in evals)])
 
 
 class LogReader:

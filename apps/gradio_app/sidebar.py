@@ -46,6 +46,8 @@ class Tick(NamedTuple):
     counts: object
     ap: object
     log: object
+    stop: object
+    resume: object
     checkpoint: object
     stamp: dict
 
@@ -136,27 +138,32 @@ class Sidebar:
         gr.Markdown("**Runs** (click one to open it)")
         ui.runs_df = gr.Dataframe(pd.DataFrame(columns=["run", "state", "progress", "best AP"]), interactive=False,
                                   max_height=360, elem_id="pldc-sidebar-runs", wrap=True,
-                                  column_widths=["34%", "24%", "24%", "18%"])
+                                  column_widths=["30%", "24%", "21%", "25%"])
         gr.Markdown(f"<small>runs: `{self.ctx.runs_root}`<br>data: `{self.ctx.data_root}`</small>")
 
     def wire(self, ui) -> None:
         pl, cmp = ui.pseudo_labels, ui.compare
         ui.demo.load(self.initial, None, [ui.runs_df, ui.run_dd])
-        ui.run_dd.change(self.select_run, ui.run_dd,
-                         ordered(RunChoice, checkpoint=ui.ckpt_dd, filter=pl.filter, c_t=pl.c_t, m_t=pl.m_t,
-                                 s_t=pl.s_t, run_a=cmp.run_a, it_a=cmp.it_a, run_b=cmp.run_b, it_b=cmp.it_b),
-                         show_progress="hidden").then(self.live, ui.run_dd, ui.train.live_outputs,
-                                                      show_progress="hidden")
-        ui.ckpt_dd.change(self.checkpoint_summary, [ui.run_dd, ui.ckpt_dd], self.summary, show_progress="hidden")
-        ui.ckpt_dd.change(self.class_choices, [ui.run_dd, ui.ckpt_dd],
-                          ordered(ClassChoices, listing=pl.cls, instance=ui.instance.relabel_class,
-                                  curate=ui.curate.relabel_class), show_progress="hidden")
+        # A run chosen whose latest checkpoint has the same iteration as the one shown leaves the checkpoint
+        # dropdown's value unchanged, so its change event does not fire: what follows the checkpoint follows
+        # ``run_chosen`` too (demo.py refreshes the shown tab the same way).
+        self.run_chosen = ui.run_dd.change(
+            self.select_run, ui.run_dd,
+            ordered(RunChoice, checkpoint=ui.ckpt_dd, filter=pl.filter, c_t=pl.c_t, m_t=pl.m_t, s_t=pl.s_t,
+                    run_a=cmp.run_a, it_a=cmp.it_a, run_b=cmp.run_b, it_b=cmp.it_b), show_progress="hidden")
+        self.run_chosen.then(self.live, ui.run_dd, ui.train.live_outputs, show_progress="hidden")
+        classes = ordered(ClassChoices, listing=pl.cls, instance=ui.instance.relabel_class,
+                          curate=ui.curate.relabel_class)
+        for event in (ui.ckpt_dd.change, self.run_chosen.then):
+            event(self.checkpoint_summary, [ui.run_dd, ui.ckpt_dd], self.summary, show_progress="hidden")
+            event(self.class_choices, [ui.run_dd, ui.ckpt_dd], classes, show_progress="hidden")
         ui.runs_df.select(self.pick_run_row, ui.runs_df, ui.run_dd)
         timer = gr.Timer(TICK_SECONDS)
         train = ui.train
         timer.tick(self.tick, [ui.run_dd, ui.ckpt_dd, ui.tick_state],
                    ordered(Tick, runs=ui.runs_df, progress=train.progress, losses=train.losses, counts=train.counts,
-                           ap=train.ap, log=train.log, checkpoint=ui.ckpt_dd, stamp=ui.tick_state),
+                           ap=train.ap, log=train.log, stop=train.stop_button, resume=train.resume_button,
+                           checkpoint=ui.ckpt_dd, stamp=ui.tick_state),
                    show_progress="hidden")
 
 

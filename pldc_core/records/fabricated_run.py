@@ -200,24 +200,25 @@ def _write_logs(run_dir: Path, iterations: tuple[int, ...], burn_in: int, max_it
 
 def fabricate_run(run_dir, *, n_images: int = 20, n_queries: int = 10, iterations=(500, 1000), num_classes: int = 8,
                   seed: int = 0, with_gt: bool = True, with_dicc: bool = True,
-                  image_size: tuple[int, int] = (64, 80)) -> Path:
+                  image_size: tuple[int, int] = (64, 80), thresholds: dict | None = None) -> Path:
     """Write a fake run under ``run_dir`` (see the module docstring); returns ``run_dir`` as a Path.
 
     ``with_gt=False`` records no annotations (the GT-free mode); ``with_dicc=False`` leaves the
-    DICC columns empty. Same arguments, same files (but for the manifests' ``created``).
+    DICC columns empty; ``thresholds`` replaces some of ``THRESHOLDS`` (e.g. ``{"c_t": 1.0}``:
+    a run that keeps no pseudo-label). Same arguments, same files (but for the manifests' ``created``).
     """
     # The tensors are tiny: one thread avoids OpenMP waits that slow such ops 10x on a busy machine.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         return _fabricate(Path(run_dir), n_images, n_queries, tuple(sorted(int(i) for i in iterations)),
-                          num_classes, seed, with_gt, with_dicc, image_size)
+                          num_classes, seed, with_gt, with_dicc, image_size, {**THRESHOLDS, **(thresholds or {})})
     finally:
         torch.set_num_threads(threads)
 
 
 def _fabricate(run_dir: Path, n_images: int, n_queries: int, iterations: tuple[int, ...], num_classes: int,
-               seed: int, with_gt: bool, with_dicc: bool, image_size: tuple[int, int]) -> Path:
+               seed: int, with_gt: bool, with_dicc: bool, image_size: tuple[int, int], thresholds: dict) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     H, W = int(image_size[0]), int(image_size[1])
     cats = categories(num_classes)
@@ -228,7 +229,7 @@ def _fabricate(run_dir: Path, n_images: int, n_queries: int, iterations: tuple[i
                      "data": {"dataset": "fabricated", "image_size": 32 * max(1, round(max(H, W) / 32))},
                      "model": {"num_queries": n_queries},
                      "train": {"burn_in_iters": burn_in, "max_iters": max_iters, "checkpoint_every": 500},
-                     "pldc": {"dicc": with_dicc, **THRESHOLDS},
+                     "pldc": {"dicc": with_dicc, **thresholds},
                      "records": {"num_images": n_images, "seed": seed}})
     save_config(cfg, run_dir / "config.yaml")
 
@@ -253,7 +254,7 @@ def _fabricate(run_dir: Path, n_images: int, n_queries: int, iterations: tuple[i
         w = pl.dicc_weight(it - burn_in, max_iters - burn_in) if (with_dicc and semi) else None
         manifest = {"run": run_dir.name, "iteration": it, "phase": "semi" if semi else "burn_in",
                     "config_hash": cfg.hash(), "dataset": "fabricated", "image_root": str(image_root.resolve()),
-                    "categories": cats, "thresholds": dict(THRESHOLDS), "dicc": {"enabled": w is not None, "w": w}}
+                    "categories": cats, "thresholds": dict(thresholds), "dicc": {"enabled": w is not None, "w": w}}
         progress = k / max(1, len(iterations) - 1)
         with RecordWriter(run_dir, it, manifest) as writer:
             for image_id, file_name, objs, gt in scenes:
@@ -263,9 +264,9 @@ def _fabricate(run_dir: Path, n_images: int, n_queries: int, iterations: tuple[i
                 if w is not None:
                     c, _ = pl.class_quality(torch.as_tensor(class_logits))
                     m = pl.mask_quality(torch.as_tensor(mask_logits))
-                    keep = ddtf_keep(c, m, THRESHOLDS["c_t"], THRESHOLDS["m_t"]).numpy()
+                    keep = ddtf_keep(c, m, thresholds["c_t"], thresholds["m_t"]).numpy()
                     dicc = _dicc(rng, class_logits, keep, sources, num_classes, w)
-                queries = build_query_table(image_id, class_logits, mask_logits, (H, W), thresholds=THRESHOLDS,
+                queries = build_query_table(image_id, class_logits, mask_logits, (H, W), thresholds=thresholds,
                                             gt=gt, supercategory=supercategory, dicc=dicc)
                 writer.add(queries, build_gt_table(image_id, gt, (H, W)),
                            build_image_row(image_id, file_name, (H, W), has_gt=with_gt))

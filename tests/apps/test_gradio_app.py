@@ -11,6 +11,7 @@ import os
 import time
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -155,7 +156,7 @@ def test_slider_move_redraws_the_threshold_line_and_the_what_if(wb):
     assert f"kept by s >= 0.59" in coupled[0].layout.title.text or "kept by s >= 0.60" in coupled[0].layout.title.text
     assert [t.name for t in coupled[1].data][0] == "vary s_t"
     by_error = wb.pseudo_labels.show(*base[:6], "error type", *base[7:])
-    assert {t.name for t in by_error[0].data} >= {"Cor"}
+    assert {t.name for t in by_error[0].data} >= {"Cor (correct)"}
 
 
 def test_browse_filters(wb):
@@ -240,7 +241,7 @@ def test_scatter_click_opens_the_point(wb):
 
 # --------------------------------------------------------------------------- other tabs
 def test_confusion_errors_dicc_and_compare(wb):
-    fig, pairs, note = wb.confusion.show("demo", 1000, "counts", "before DICC", "all queries")
+    fig, pairs, _, note, _ = wb.confusion.show("demo", 1000, "counts", "before DICC", "all queries")
     assert isinstance(fig, go.Figure) and {"pseudo-label class", "GT class", "count"} <= set(pairs.columns)
     ckpt = wb.ctx.checkpoint("demo", 1000)
     table, info, state = wb.confusion.cell("demo", 1000, "car", "car", "before DICC", "all queries")
@@ -252,7 +253,7 @@ def test_confusion_errors_dicc_and_compare(wb):
     click = json.dumps({"x": "car", "y": "car", "customdata": None, "t": 2})
     assert len(wb.confusion.click(click, "demo", 1000, "before DICC", "all queries")[2]["keys"]) == len(rows)
 
-    trend, counts, summary = wb.errors.show("demo", 1000, "all queries")
+    trend, counts, summary, _, _ = wb.errors.show("demo", 1000, "all queries")
     assert isinstance(trend, go.Figure) and list(summary["size"]) == ["all", "small", "medium", "large"]
     assert int(summary.set_index("size").loc["all"].drop(labels=[]).sum()) == int(ckpt.queries["error_type"].notna().sum())
     click = json.dumps({"x": "large", "customdata": ["large", "Cor"], "t": 3})
@@ -270,8 +271,8 @@ def test_confusion_errors_dicc_and_compare(wb):
     out = wb.compare.show("demo", 1000, "demo", 500, "ddtf", 0.7, 0.85, 0.595, None)
     metrics = out[0]
     assert [t.name for t in metrics.data if t.showlegend is not False] == ["A: demo @ 1000", "B: demo @ 500"]
-    assert out[7].ndim == 3 and out[8].ndim == 3 and "kept" in out[9]
-    assert "choose two" in wb.compare.show("demo", 1000, None, None, "ddtf", 0.7, 0.85, 0.6, None)[-1]
+    assert out.picture_a.ndim == 3 and out.picture_b.ndim == 3 and "kept" in out.note
+    assert "choose two" in wb.compare.show("demo", 1000, None, None, "ddtf", 0.7, 0.85, 0.6, None).note
 
 
 # --------------------------------------------------------------------------- runs and training form
@@ -287,7 +288,7 @@ def test_run_states_progress_and_logs(tmp_path):
     assert (info.state, info.iteration, info.max_iters, info.best_ap) == ("running", 100, 200, 12.5)
     assert info.eta_s == pytest.approx(100 * 0.5) and info.fraction == 0.5
     assert runs.runs_table([info]).iloc[0].to_dict() == {"run": "r", "state": "running",
-                                                         "progress": "100/200 (ETA 50 s)", "best AP": 12.5}
+                                                         "progress": "100/200 (ETA 50 s)", "best AP": "12.50%"}
     dead = 2 ** 22 + 12345
     (run / "status.json").write_text(json.dumps({"state": "running", "pid": dead, "updated": time.time()}))
     (run / "train.log").write_text("boom: out of memory\n")
@@ -310,15 +311,19 @@ def test_run_states_progress_and_logs(tmp_path):
 
 
 def test_live_view_and_tick(wb):
-    progress, losses, counts, ap, log = wb.train.live("demo")
+    progress, losses, counts, ap, log, stop, resume = wb.train.live("demo")
     assert "demo" in progress and isinstance(losses, go.Figure)
     assert {t.name for t in losses.data} == {"total", "supervised", "unsupervised (PL-DC)"}
-    assert [t.name for t in ap.data] == ["AP", "AP50", "AP75"]
+    # both evaluations of the fabricated run are the teacher's: one marked trace per metric, in percent
+    assert [t.name for t in ap.data] == ["AP · teacher", "AP50 · teacher", "AP75 · teacher"]
+    assert all("markers" in t.mode for t in ap.data) and ap.layout.yaxis.title.text == "mask AP (%)"
+    assert all(text.endswith("%") for t in ap.data for text in t.text)
+    # the run has finished: there is nothing to stop or resume
+    assert runs.run_info(wb.ctx.run_path("demo")).state == "finished"
+    assert stop.interactive is False and resume.interactive is False
     first = wb.sidebar.tick("demo", 1000, None)
     assert isinstance(first[0], pd.DataFrame) and first[0]["run"].tolist() == ["demo"]
     second = wb.sidebar.tick("demo", 1000, first[-1])
-    import gradio as gr
-
     assert second[0] == gr.skip() and second[1] == gr.skip()  # nothing changed: nothing re-sent
     assert second[-2] == gr.skip()
     assert wb.sidebar.tick("demo", None, None)[-2].value == 1000  # records appeared: the latest is selected
@@ -442,3 +447,139 @@ def test_start_stop_and_resume_a_real_run(tiny_data, tmp_path, ends_its_runs):
     assert final.iteration > info.iteration
     assert "started by the workbench" in (run / "train.log").read_text()
     launch.reap()
+
+
+# --------------------------------------------------------------------------- views that would open empty
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory):
+    """A workbench on a run whose filter kept no pseudo-label (thresholds no query reaches)."""
+    runs_root = tmp_path_factory.mktemp("strict") / "runs"
+    fabricate_run(runs_root / "strict", n_images=10, n_queries=8, iterations=(500, 1000),
+                  thresholds={"c_t": 1.0, "m_t": 1.0})
+    bench = App(AppSettings(runs_root=runs_root, data_root=runs_root.parent))
+    ckpt = bench.ctx.checkpoint("strict", 1000)
+    assert ckpt.run_kept == 0 and ckpt.has_gt
+    return bench, ckpt
+
+
+def _text(fig) -> str:
+    return " ".join(a.text for a in fig.layout.annotations).replace("<br>", " ")
+
+
+def test_kept_only_views_switch_to_all_queries_and_say_why(strict, wb):
+    bench, ckpt = strict
+    best = ckpt.best_point()
+    hint = f"c_t = {best['c_t']:.2f} and m_t = {best['m_t']:.2f}"
+    fig, pairs, pairs_note, note, subset = bench.confusion.show("strict", 1000, "counts", "before DICC",
+                                                                "kept by the run")
+    assert subset.value == "all queries"                         # the radio follows
+    assert "kept no pseudo-label at iteration 1,000" in note and "showing all queries instead" in note
+    assert hint in note
+    counts = np.asarray(fig.data[0].z, dtype=float)
+    assert counts[:-1].sum() == ckpt.queries["iou"].notna().sum()  # every query with GT is counted
+    assert len(pairs) and pairs_note == "**Most confused pairs**"
+
+    trend, bars, table, note, subset = bench.errors.show("strict", 1000, "kept by the run")
+    assert subset.value == "all queries" and "kept no pseudo-label" in note and "Click a bar" in note
+    assert bars.data and int(table.set_index("size").loc["all"].sum()) == ckpt.queries["error_type"].notna().sum()
+
+    # where the run kept some, nothing switches
+    view = wb.confusion.show("demo", 1000, "counts", "before DICC", "kept by the run")
+    assert view.subset == gr.skip() and "kept no" not in view.note and view.note.startswith("Click a cell")
+
+    out = bench.compare.show("strict", 1000, "strict", 500, "ddtf", 1.0, 1.0, 0.9, None)
+    assert out.subset.value == "all queries" and "showing all queries instead" in out.note
+    assert "all queries" in out.errors.layout.title.text and out.errors.data
+    assert np.isfinite(np.asarray(out.confusion_a.data[0].z, dtype=float)).any()
+    assert "nothing kept at these thresholds" in out.metrics.layout.title.subtitle.text
+
+    summary, per_class, trend, corrections, _ = bench.dicc.show("strict", 1000)
+    assert "nothing to correct" in summary and "nothing to correct" in _text(per_class)
+    assert corrections.empty
+
+
+def test_empty_listing_and_what_if_say_why(strict, tmp_path):
+    bench, ckpt = strict
+    args = ("strict", 1000, "ddtf", 1.0, 1.0, 0.9, "IoU", "any", "any", "run_kept", "s", True)
+    scatter, what_if, table, info, state = bench.pseudo_labels.show(*args)
+    assert table.empty and "**0** of" in info and "kept no pseudo-label" in info
+    # ground truth is known: the what-if must not say it is missing, but that nothing is kept
+    assert "need ground truth" not in _text(what_if)
+    assert "nothing is kept at these thresholds" in _text(what_if)
+    best = ckpt.best_point()
+    assert f"c_t = {best['c_t']:.2f} and m_t = {best['m_t']:.2f}" in _text(what_if)
+
+    no_gt = App(AppSettings(tmp_path, tmp_path))
+    fabricate_run(tmp_path / "nogt", n_images=4, n_queries=4, iterations=(500,), with_gt=False,
+                  thresholds={"c_t": 1.0, "m_t": 1.0})
+    what_if = no_gt.pseudo_labels.show("nogt", 500, "ddtf", 1.0, 1.0, 0.9, "IoU", "any", "any", "all", "s", True)[1]
+    assert "need ground truth" in _text(what_if)
+
+
+def test_dicc_off_is_named_as_such(tmp_path):
+    fabricate_run(tmp_path / "off", n_images=4, n_queries=4, iterations=(500, 1000), with_dicc=False)
+    bench = App(AppSettings(tmp_path, tmp_path))
+    summary, per_class, trend, _, _ = bench.dicc.show("off", 1000)
+    assert summary.startswith("DICC was off in this run") and "DICC was off" in _text(trend)
+
+
+def test_instance_tab_says_how_to_open_one(wb):
+    view = wb.instance.view(None, ["pseudo mask"], switch=False)
+    assert "click a row" in view.where and view.picture is None
+
+
+# --------------------------------------------------------------------------- train tab
+def test_log_tail_of_a_command_line_run_shows_its_metrics(tmp_path):
+    run = tmp_path / "cli-run"
+    run.mkdir()
+    assert "No train.log, metrics.jsonl or eval.jsonl" in runs.log_tail(run)
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"iter": i, "phase": "semi", "loss": 1.0 / i}) + "\n"
+                                               for i in range(1, 30)))
+    (run / "eval.jsonl").write_text(json.dumps({"iter": 29, "model": "teacher", "AP": 12.3456, "AP50": 20.0}) + "\n")
+    tail = runs.log_tail(run, 5).splitlines()
+    assert tail[0].startswith("No train.log: this run was started from the command line")
+    assert tail[1:6] == [f"iter {i} · semi · loss {1.0 / i:.4g}" for i in range(25, 30)]
+    assert tail[-1] == "evaluation: iter 29 · model teacher · AP 12.35% · AP50 20.00%"
+    (run / "train.log").write_text("step 1\nstep 2\n")
+    assert runs.log_tail(run) == "step 1\nstep 2"
+
+
+def test_stop_and_resume_follow_the_run_state(tmp_path):
+    run = tmp_path / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    status = {"state": "running", "iteration": 5, "max_iters": 10, "pid": os.getpid(), "updated": time.time()}
+    (run / "status.json").write_text(json.dumps(status))
+    info = runs.run_info(run)
+    assert launch.can_stop(info) and not launch.can_resume(run, info)
+    (run / "status.json").write_text(json.dumps({**status, "state": "stopped"}))
+    assert not launch.can_resume(run)                            # no checkpoint yet
+    (run / "checkpoints" / "iter_0000005.pt").write_bytes(b"x")
+    info = runs.run_info(run)
+    assert not launch.can_stop(info) and launch.can_resume(run, info)
+    (run / "status.json").write_text(json.dumps({**status, "state": "finished", "iteration": 10}))
+    info = runs.run_info(run)
+    assert not launch.can_stop(info) and not launch.can_resume(run, info)
+
+
+def test_form_takes_a_registry_file(tiny_data, tmp_path):
+    bench = App(AppSettings(tmp_path / "runs", tiny_data))
+    (tiny_data / "registries").mkdir(exist_ok=True)
+    (tiny_data / "registries" / "mine.yaml").write_text(
+        "datasets:\n  mine:\n    train_json: ../synthetic/annotations/instances_train.json\n"
+        "    train_images: ../synthetic/train\n    val_json: ../synthetic/annotations/instances_val.json\n"
+        "    val_images: ../synthetic/val\n")
+    (tiny_data / "splits" / "mine.json").write_text((tiny_data / "splits" / "synthetic.json").read_text())
+    dropdown, text = bench.train.registry_changed("registries/mine.yaml", "synthetic")
+    assert "mine" in [c[0] if isinstance(c, tuple) else c for c in dropdown.choices] and "mine" in text
+    # the form's registry reaches the config as data.registry_file, and the dataset resolves through it
+    settings = TrainForm("mine", 25, 0, "ddtf", 0.85, 0.9, 0.765, False, "", True, 1.0, 0.999, 8, 4,
+                         registry_file="registries/mine.yaml").settings()
+    cfg, overrides = launch.check_settings(ROOT / "configs" / "smoke.yaml", settings, tiny_data)
+    assert Path(cfg.data.registry_file) == (tiny_data / "registries" / "mine.yaml").resolve()
+    assert cfg.data.dataset == "mine"
+    # a file that is not there, or outside the data folder, is refused with the reason
+    assert "not found" in bench.train.registry_changed("registries/absent.yaml", "synthetic")[1]
+    assert "outside" in bench.train.registry_changed("../elsewhere.yaml", "synthetic")[1]
+    with pytest.raises(launch.LaunchError, match="outside"):
+        launch.check_settings(ROOT / "configs" / "smoke.yaml",
+                              launch.TrainSettings(registry_file="../elsewhere.yaml"), tiny_data)

@@ -114,3 +114,74 @@ def test_report_without_gt_and_cli_errors(tmp_path, capsys):
     assert "no complete pseudo-label records" in capsys.readouterr().err
     assert report.run(parser.parse_args([str(run), "--iteration", "7"])) == 2
     assert "iteration 7" in capsys.readouterr().err
+
+
+def _figure(secs, name):
+    return next(item for _, _, items in secs for n, item in items if n == name)
+
+
+def _names(secs):
+    return [n for _, _, items in secs for n, _ in items]
+
+
+@pytest.mark.slow
+def test_report_when_the_run_kept_nothing(tmp_path):
+    # thresholds no query reaches: the run kept no pseudo-label, so DICC had nothing to correct either
+    run = fabricate_run(tmp_path / "run", n_images=10, n_queries=8, iterations=(500, 1000),
+                        thresholds={"c_t": 1.0, "m_t": 1.0})
+    d = report.collect(run)
+    assert d.n_kept == 0 and d.scope_kept_by is None
+    summary = " ".join(report.summary_lines(d))
+    best = d.thresholds.best_ddtf
+    assert "kept no pseudo-label at iteration 1,000" in summary
+    assert f"c_t = {best['c_t']:.2f} and m_t = {best['m_t']:.2f}" in summary
+    assert "it had nothing to correct" in summary
+
+    secs = report.sections(d)
+    # the confusion section says why it shows all queries, and shows them (a matrix with values)
+    why = _figure(secs, "confusion_scope")
+    assert 'class="why"' in why and "kept no pseudo-label" in why and "all queries instead" in why
+    matrix = _figure(secs, "confusion")
+    assert np.isfinite(np.asarray(matrix.data[0].z, dtype=float)[:-1]).any()
+    assert "all queries" in matrix.layout.title.text
+    assert "<table" in _figure(secs, "confusion_pairs")
+    # the kept-only error breakdown is empty, and says why and where to look
+    kept = _figure(secs, "errors_kept")
+    message = kept.layout.annotations[0].text.replace("<br>", " ")
+    assert not kept.data and "kept no pseudo-label" in message and "all queries" in message
+    trend = _figure(secs, "errors_trend")
+    assert not trend.data and "at any recorded checkpoint" in trend.layout.annotations[0].text.replace("<br>", " ")
+    assert _figure(secs, "errors_all").data
+    dicc = next(s for s in secs if s[0].startswith("DICC"))
+    assert "nothing to correct" in dicc[1] and not dicc[2]
+
+
+@pytest.mark.slow
+def test_report_when_dicc_was_off(tmp_path):
+    run = fabricate_run(tmp_path / "run", n_images=10, n_queries=8, iterations=(500, 1000), with_dicc=False)
+    d = report.collect(run)
+    assert not d.dicc_in_run
+    assert "DICC was off in this run" in " ".join(report.summary_lines(d))
+    secs = report.sections(d)
+    dicc = next(s for s in secs if s[0].startswith("DICC"))
+    assert "DICC was off in this run" in dicc[1] and dicc[2] == []   # no table of zeros
+    assert "trend_dicc" not in _names(secs)                          # no flat line
+    accuracy = _figure(secs, "trend_class_accuracy")
+    assert [t.name for t in accuracy.data] == ["teacher"]
+    # with DICC on, the same sections are there
+    on = report.sections(report.collect(fabricate_run(tmp_path / "on", n_images=10, n_queries=8)))
+    assert {"dicc_summary", "trend_dicc"} <= set(_names(on))
+
+
+@pytest.mark.slow
+def test_report_writes_every_ap_with_its_unit(tmp_path):
+    run = fabricate_run(tmp_path / "run", n_images=6, n_queries=6)
+    text = report.write_report(run, png=False).read_text()
+    summary = text[text.index('class="summary"'):text.index("</section>")]
+    last = read_jsonl(run / "eval.jsonl").iloc[-1]
+    assert f"AP {last['AP']:.2f}% · AP50 {last['AP50']:.2f}%" in summary
+    # no AP followed by a bare number anywhere in the page's own text
+    body = re.sub(r"<script.*?</script>", "", text, flags=re.S)
+    assert not re.findall(r"\bAP(?:50|75|s|m|l)?\s+\d+(?:\.\d+)?(?![\d.%])", body)
+    evaluation = report.sections(report.collect(run))[-1][2][-1][1]
+    assert evaluation.layout.yaxis.title.text == "mask AP (%)"

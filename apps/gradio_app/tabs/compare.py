@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import gradio as gr
+import numpy as np
 import plotly.graph_objects as go
 
 from apps.gradio_app import explore_figures as xf
@@ -12,6 +13,9 @@ from apps.gradio_app.instance_view import image_picture
 from workbench import figures
 from workbench.confusion import confusion_matrix
 from workbench.error_breakdown import error_breakdown
+from workbench.explain import no_ground_truth, nothing_passes
+
+KEPT, ALL = "kept at these thresholds", "all queries"
 
 
 class CompareView(NamedTuple):
@@ -25,6 +29,7 @@ class CompareView(NamedTuple):
     picture_a: object
     picture_b: object
     note: str
+    subset: object       # the subset radio: switched to 'all queries' when a side keeps nothing, else gr.skip()
 
 
 class CompareTab:
@@ -34,8 +39,9 @@ class CompareTab:
         self.ctx = ctx
 
     # ------------------------------------------------------------------ callbacks
-    def show(self, run_a, it_a, run_b, it_b, filter_name, c_t, m_t, s_t, image_id) -> CompareView:
-        """Two checkpoints (of one run or two) on the same thresholds, figures and images."""
+    def show(self, run_a, it_a, run_b, it_b, filter_name, c_t, m_t, s_t, image_id, subset=KEPT) -> CompareView:
+        """Two checkpoints (of one run or two) on the same thresholds, figures and images. When a side keeps
+        nothing at the thresholds, the error and confusion figures show all queries of both, and say so."""
         t = thresholds_of(filter_name, c_t, m_t, s_t)
         sides = {}
         for label, (run_name, it) in (("A", (run_a, it_a)), ("B", (run_b, it_b))):
@@ -46,35 +52,50 @@ class CompareTab:
             reason = "choose two checkpoints (A and B)"
             empty = xf.empty("Compare", reason)
             return CompareView(empty, empty, empty, empty, empty, empty, gr.Dropdown(choices=[], value=None), None,
-                               None, reason)
+                               None, reason, gr.skip())
         labels = list(sides)
         points = {k: c.metrics_at(t) for k, c in sides.items()}
+        kept = {k: c.keep_mask(t) for k, c in sides.items()}
+        notes, switch = [], gr.skip()
+        nothing = [k for k in labels if not kept[k].any()]
+        if subset == KEPT and nothing:
+            subset, switch = ALL, gr.Radio(value=ALL)
+            best = sides[nothing[0]].best_point(t.filter)
+            notes.append(f"{' and '.join(nothing)}: " + nothing_passes(t, best).replace(
+                ", or show all queries.", "; showing all queries instead (thresholds: the Pseudo-labels tab)."))
+        rows = {k: (kept[k] if subset == KEPT else np.ones(len(c), dtype=bool)) for k, c in sides.items()}
+        scope = "the kept pseudo-labels" if subset == KEPT else "all queries"
         metrics_fig = xf.compare_metrics_figure(points)
         scatters = [xf.threshold_scatter(c.queries, t, int(points[k]["kept"]), c.class_names).update_layout(
             title=f"{k}: {int(points[k]['kept']):,} kept", height=440) for k, c in sides.items()]
-        errors_fig = xf.compare_errors_figure({k: error_breakdown(c.queries[c.keep_mask(t)]).table
-                                               for k, c in sides.items()})
+        no_gt = not any(c.has_gt for c in sides.values())
+        errors_fig = xf.compare_errors_figure(
+            {k: error_breakdown(c.queries[rows[k]]).table for k, c in sides.items()},
+            title=f"Error types by object size, {scope}",
+            empty_message=no_ground_truth("error types") if no_gt else "none of these queries lies on a GT image")
         confusions = []
         for k, c in sides.items():
-            fig = figures.confusion_heatmap(confusion_matrix(c.queries[c.keep_mask(t)], c.gt, c.num_classes),
-                                            c.class_names)
-            confusions.append(fig.update_layout(title=f"{k}: confusion of the kept pseudo-labels", height=460))
+            fig = figures.confusion_heatmap(
+                confusion_matrix(c.queries[rows[k]], c.gt, c.num_classes), c.class_names,
+                empty_message=f"{k}: nothing kept at these thresholds" if subset == KEPT else None)
+            confusions.append(fig.update_layout(title=f"{k}: confusion of {scope}", height=460))
         a, b = sides[labels[0]], sides[labels[1]]
         common = sorted(set(a.images["image_id"].tolist()) & set(b.images["image_id"].tolist()))
         if image_id is None or int(image_id) not in common:
             image_id = common[0] if common else None
         pictures = [None, None]
-        note = f"Kept pseudo-labels ({t.describe()}) of the same image; white: ground truth."
+        notes.append(f"Pictures: the kept pseudo-labels ({t.describe()}) of the same image; white: ground truth.")
         if image_id is not None:
             for i, c in enumerate((a, b)):
                 keep = dict(zip(c.queries["query"][c.queries["image_id"] == image_id].astype(int),
-                                c.keep_mask(t)[(c.queries["image_id"] == image_id).to_numpy()]))
+                                kept[labels[i]][(c.queries["image_id"] == image_id).to_numpy()]))
                 pictures[i], n = image_picture(c.path, c.manifest, c.images, c.gt, int(image_id), keep, c.class_names)
-                note += f" {labels[i]}: {n} kept."
+                notes.append(f"{labels[i]}: {n} kept.")
         else:
-            note = "the two checkpoints recorded no image in common"
+            notes = ["The two checkpoints recorded no image in common: no pictures side by side."]
         return CompareView(metrics_fig, scatters[0], scatters[1], errors_fig, confusions[0], confusions[1],
-                           gr.Dropdown(choices=common, value=image_id), pictures[0], pictures[1], note)
+                           gr.Dropdown(choices=common, value=image_id), pictures[0], pictures[1], " ".join(notes),
+                           switch)
 
     def run_changed(self, run_name):
         """A side's run was chosen: its checkpoints, the latest selected."""
@@ -89,7 +110,9 @@ class CompareTab:
             self.it_a = gr.Dropdown(label="A: checkpoint", choices=[], elem_id="cmp-it-a")
             self.run_b = gr.Dropdown(label="B: run", choices=[], elem_id="cmp-run-b")
             self.it_b = gr.Dropdown(label="B: checkpoint", choices=[], elem_id="cmp-it-b")
-        gr.Markdown("Both sides use the thresholds of the Pseudo-labels tab.")
+        with gr.Row():
+            gr.Markdown("Both sides use the thresholds of the Pseudo-labels tab.")
+            self.subset = gr.Radio([KEPT, ALL], value=KEPT, label="errors and confusion of", elem_id="cmp-subset")
         self.metrics = gr.Plot(elem_id="cmp-metrics", show_label=False)
         with gr.Row():
             self.image = gr.Dropdown(label="the same image in both", choices=[], elem_id="cmp-image", scale=1)
@@ -108,20 +131,21 @@ class CompareTab:
             self.confusion_b = gr.Plot(elem_id="cmp-conf-b", show_label=False)
 
     def refresh_inputs(self, ui) -> list:
-        return [self.run_a, self.it_a, self.run_b, self.it_b, *ui.pseudo_labels.thresholds, self.image]
+        return [self.run_a, self.it_a, self.run_b, self.it_b, *ui.pseudo_labels.thresholds, self.image, self.subset]
 
     @property
     def outputs(self) -> list:
         return ordered(CompareView, metrics=self.metrics, scatter_a=self.scatter_a, scatter_b=self.scatter_b,
                        errors=self.errors, confusion_a=self.confusion_a, confusion_b=self.confusion_b,
-                       image=self.image, picture_a=self.picture_a, picture_b=self.picture_b, note=self.note)
+                       image=self.image, picture_a=self.picture_a, picture_b=self.picture_b, note=self.note,
+                       subset=self.subset)
 
     def wire(self, ui) -> None:
         ui.ckpt_dd.input(lambda i: gr.Dropdown(value=i), ui.ckpt_dd, self.it_a, show_progress="hidden")
         self.run_a.input(self.run_changed, self.run_a, self.it_a, show_progress="hidden")
         self.run_b.input(self.run_changed, self.run_b, self.it_b, show_progress="hidden")
         inputs = self.refresh_inputs(ui)
-        for component in (self.it_a, self.it_b, self.image):
+        for component in (self.it_a, self.it_b, self.image, self.subset):
             component.input(self.show, inputs, self.outputs, show_progress="hidden", trigger_mode="always_last")
         for component in (self.it_a, self.it_b):
             component.change(ui.when_shown(self.id, self.show, len(self.outputs)), [ui.current_tab, *inputs],

@@ -12,15 +12,19 @@ from apps.gradio_app.browse import Selection
 from apps.gradio_app.context import NO_RECORDS, AppContext, Listing, message, ordered, parse_click
 from workbench import figures
 from workbench.confusion import BACKGROUND, confusion_matrix, most_confused
+from workbench.explain import no_ground_truth, nothing_kept
 
 PAIR_COLUMNS = ["pseudo-label class", "GT class", "count", "share of row"]
-KEPT = "kept by the run"
+KEPT, ALL = "kept by the run", "all queries"
+PAIRS_HEADING = "**Most confused pairs**"
 
 
 class ConfusionView(NamedTuple):
     figure: go.Figure
     pairs: pd.DataFrame
+    pairs_note: str
     note: str
+    subset: object     # the subset radio: switched to 'all queries' when the run kept nothing, else gr.skip()
 
 
 class ConfusionTab:
@@ -31,25 +35,40 @@ class ConfusionTab:
 
     # ------------------------------------------------------------------ callbacks
     def show(self, run_name, iteration, normalized, after_dicc, subset) -> ConfusionView:
+        """The matrix, its most confused pairs and a note; a view of the kept pseudo-labels of a checkpoint
+        where the run kept none switches to all queries and says so."""
         ckpt = self.ctx.checkpoint(run_name, iteration)
         title = "Confusion: pseudo-label class vs GT class"
         if ckpt is None:
-            return ConfusionView(xf.empty(title, NO_RECORDS), pd.DataFrame(), "")
+            return ConfusionView(xf.empty(title, NO_RECORDS), pd.DataFrame(columns=PAIR_COLUMNS), PAIRS_HEADING,
+                                 "", gr.skip())
+        notes, switch = [], gr.skip()
+        if subset == KEPT and ckpt.has_gt and ckpt.run_kept == 0:
+            subset, switch = ALL, gr.Radio(value=ALL)
+            notes.append(nothing_kept(ckpt.run_thresholds, ckpt.iteration, ckpt.best_point()))
         kept_by = ckpt.kept_by if subset == KEPT else None
         use_dicc = after_dicc == "after DICC"
         if use_dicc and not ckpt.dicc_ran:
-            note = "DICC did not run at this checkpoint: the matrix is the teacher's classes."
-        else:
-            note = ""
+            notes.append("DICC did not run at this checkpoint: the matrix is the teacher's classes.")
         conf = confusion_matrix(ckpt.queries, ckpt.gt, ckpt.num_classes, use_dicc=use_dicc, kept_by=kept_by)
-        fig = figures.confusion_heatmap(conf, ckpt.class_names, normalized=normalized == "row share")
-        fig.update_layout(clickmode="event")
+        fig = figures.confusion_heatmap(conf, ckpt.class_names, normalized=normalized == "row share",
+                                        empty_message="no query of this checkpoint lies on an image with ground truth")
+        fig.update_layout(clickmode="event", modebar=xf.SMALL_PLOT_MODEBAR)
         pairs = most_confused(conf, top=12, include_background=True)
         table = pd.DataFrame({"pseudo-label class": [ckpt.class_name(k) for k in pairs["pred_class"]],
                               "GT class": [ckpt.class_name(k) for k in pairs["gt_class"]],
-                              "count": pairs["count"].to_numpy(), "share of row": pairs["share"].round(3).to_numpy()})
-        note = (note + " Click a cell (or a pair) to list its pseudo-labels.").strip()
-        return ConfusionView(fig, table, note)
+                              "count": pairs["count"].to_numpy(), "share of row": pairs["share"].round(3).to_numpy()},
+                             columns=PAIR_COLUMNS)
+        if not conf.has_gt:
+            pairs_note = f"{PAIRS_HEADING}: none, {no_ground_truth('confused pairs')}"
+        elif table.empty:
+            pairs_note = (f"{PAIRS_HEADING}: none, every one of the {conf.n_pseudo_labels:,} pseudo-labels here lies "
+                          "on a GT of its own class and every GT is covered.")
+        else:
+            pairs_note = PAIRS_HEADING
+        if conf.has_gt and conf.n_pseudo_labels:
+            notes.append("Click a cell (or a pair) to list its pseudo-labels.")
+        return ConfusionView(fig, table, pairs_note, " ".join(notes), switch)
 
     def cell(self, run_name, iteration, pred_name, gt_name, after_dicc, subset) -> Listing:
         """The pseudo-labels of one confusion cell (pseudo-label class ``pred_name``, GT class ``gt_name``)."""
@@ -88,11 +107,11 @@ class ConfusionTab:
             self.norm = gr.Radio(["row share", "counts"], value="row share", label="values", elem_id="cf-norm")
             self.dicc = gr.Radio(["before DICC", "after DICC"], value="before DICC", label="classes",
                                  elem_id="cf-dicc")
-            self.subset = gr.Radio(["all queries", KEPT], value=KEPT, label="pseudo-labels", elem_id="cf-subset")
+            self.subset = gr.Radio([ALL, KEPT], value=KEPT, label="pseudo-labels", elem_id="cf-subset")
         with gr.Row():
             self.plot = gr.Plot(elem_id="cf-heatmap", elem_classes=["pldc-clickable"], show_label=False, scale=3)
             with gr.Column(scale=2):
-                gr.Markdown("**Most confused pairs**")
+                self.pairs_note = gr.Markdown(PAIRS_HEADING, elem_id="cf-pairs-note")
                 self.pairs = gr.Dataframe(pd.DataFrame(columns=PAIR_COLUMNS), interactive=False, max_height=420,
                                           elem_id="cf-pairs")
         self.note = gr.Markdown(elem_id="cf-note")
@@ -105,7 +124,8 @@ class ConfusionTab:
 
     @property
     def outputs(self) -> list:
-        return ordered(ConfusionView, figure=self.plot, pairs=self.pairs, note=self.note)
+        return ordered(ConfusionView, figure=self.plot, pairs=self.pairs, pairs_note=self.pairs_note, note=self.note,
+                       subset=self.subset)
 
     def wire(self, ui) -> None:
         for component in (self.norm, self.dicc, self.subset):

@@ -13,6 +13,7 @@ from apps.gradio_app.context import NO_RECORDS, AppContext, Listing, ordered
 from pldc_core.run_dir import RunDir
 from workbench import figures
 from workbench.dicc_report import clip_precision_recall, dicc_report, read_clip_table
+from workbench.explain import dicc_reason
 
 CORRECTION_COLUMNS = ["from", "to", "count", "fixed", "broken", "neutral", "unjudged"]
 
@@ -40,17 +41,25 @@ class DiccTab:
         clip = clip_on_gt_figure(ckpt)
         report = dicc_report(ckpt.queries, kept_by=ckpt.kept_by)
         s = report.summary
-        trend = xf.dicc_trend_figure(browse.run_summaries(ckpt.run)["dicc"])
+        summaries = browse.run_summaries(ckpt.run)["dicc"]
+        on_in_run = bool(summaries["enabled"].any()) if "enabled" in summaries else report.ran
+        trend = xf.dicc_trend_figure(summaries, empty_message=dicc_reason(False, 0) if not on_in_run else
+                                     "DICC ran on no kept pseudo-label at any recorded checkpoint (the run's "
+                                     "filter kept none, or the run was in its burn-in)")
         if not report.ran:
-            return DiccView("DICC did not run at this checkpoint (DICC off in the config, or still in burn-in).",
-                            xf.empty("DICC changes per teacher class", "DICC did not run"), trend,
+            reason = dicc_reason(on_in_run, ckpt.run_kept, ckpt.manifest.get("phase"))
+            return DiccView(reason, xf.empty("DICC changes per teacher class", reason), trend,
                             pd.DataFrame(columns=CORRECTION_COLUMNS), clip)
         acc = (f"class accuracy of the judged pseudo-labels {s['accuracy_before']:.1%} → **{s['accuracy_after']:.1%}**"
                if s["n_judged"] else "no pseudo-label lies on a GT, so none can be judged")
         summary = (f"DICC ran on **{s['n_ran']:,}** pseudo-labels kept by the run and changed **{s['n_changed']:,}**: "
                    f"**{s['fixed']}** fixed, **{s['broken']}** broken, {s['neutral']} wrong before and after, "
-                   f"{s['unjudged']} on no GT (net {s['net']:+d}); {acc}. Click a correction to list its pseudo-labels.")
-        per_class = figures.dicc_class_bars(report.per_class, ckpt.class_names)
+                   f"{s['unjudged']} on no GT (net {s['net']:+d}); {acc}. "
+                   + ("Click a correction to list its pseudo-labels." if s["n_changed"] else
+                      "It kept every teacher class, so there is no correction to list."))
+        per_class = figures.dicc_class_bars(report.per_class, ckpt.class_names,
+                                            empty_message=f"DICC ran on {s['n_ran']:,} pseudo-labels and kept "
+                                                          "every teacher class")
         tr = report.transitions
         table = pd.DataFrame({"from": [ckpt.class_name(k) for k in tr["from_class"]],
                               "to": [ckpt.class_name(k) for k in tr["to_class"]],
@@ -75,7 +84,7 @@ class DiccTab:
         gr.Markdown("**Corrections** (teacher class → DICC class)")
         self.corrections = gr.Dataframe(pd.DataFrame(columns=CORRECTION_COLUMNS), interactive=False, max_height=300,
                                         elem_id="dc-table")
-        self.note = gr.Markdown(elem_id="dc-note")
+        self.note = gr.Markdown("Click a correction to list its pseudo-labels.", elem_id="dc-note")
         self.listing = gr.Dataframe(self.ctx.empty_listing().table, interactive=False, max_height=300,
                                     elem_id="dc-list")
         self.clip = gr.Plot(elem_id="dc-clip", show_label=False)

@@ -11,9 +11,12 @@ from apps.gradio_app import explore_figures as xf
 from apps.gradio_app.context import AppContext, message, ordered, parse_click
 from apps.gradio_app.instance_view import Layers, class_probabilities, instance_picture
 from workbench.curation import CurationError, CurationStore
+from workbench.explain import ERROR_TYPE_RULES
 
 LAYER_CHOICES = ["pseudo mask", "GT", "uncertainty"]
-NOTHING_OPEN = "Open an instance: click a row of a listing or a point of the scatter."
+NOTHING_OPEN = ("No instance open yet: click a row of a table (Pseudo-labels, Confusion, Errors, DICC, Curate) or a "
+                "point of the Pseudo-labels scatter, and it opens here.")
+NO_CLASSES = "no instance open yet: its class probabilities show here"
 
 
 class InstanceView(NamedTuple):
@@ -92,7 +95,7 @@ class InstanceTab:
         """The open instance of ``state`` drawn with ``layers``; ``switch`` shows this tab."""
         tab = gr.Tabs(selected="instance") if switch else gr.skip()
         if not state or state.get("keys") is None or not len(state["keys"]):
-            return InstanceView(tab, None, NOTHING_OPEN, xf.empty("Classes", "no instance open", 260), "", gr.skip(),
+            return InstanceView(tab, None, "", xf.empty("Classes", NO_CLASSES, 260), NOTHING_OPEN, gr.skip(),
                                 state)
         ckpt = self.ctx.checkpoint(state["run"], state["iteration"])
         image_id, query = (int(v) for v in state["keys"][state["pos"]])
@@ -142,7 +145,7 @@ class InstanceTab:
         self.ui = ui
         with gr.Row():
             self.prev = gr.Button("◀ previous", elem_id="in-prev", size="sm")
-            self.where = gr.Markdown(elem_id="in-where")
+            self.where = gr.Markdown(NOTHING_OPEN, elem_id="in-where")
             self.next = gr.Button("next ▶", elem_id="in-next", size="sm")
         with gr.Row():
             self.image = gr.Image(label="image", type="numpy", format="png", interactive=False,
@@ -151,7 +154,8 @@ class InstanceTab:
                 self.layers = gr.CheckboxGroup(LAYER_CHOICES, value=["pseudo mask", "GT"], label="layers",
                                                elem_id="in-layers")
                 self.facts = gr.Markdown(elem_id="in-facts")
-                self.classes = gr.Plot(elem_id="in-classes", show_label=False)
+                self.classes = gr.Plot(xf.empty("Classes", NO_CLASSES, 260), elem_id="in-classes",
+                                       show_label=False)
         with gr.Row():
             self.accept = gr.Button("Accept", variant="primary", elem_id="in-accept")
             self.reject = gr.Button("Reject", variant="stop", elem_id="in-reject")
@@ -188,7 +192,8 @@ def _facts(ckpt, row, decision, final) -> str:
              f"- class quality **c = {row['c']:.3f}**, mask quality **m = {row['m']:.3f}**, "
              f"score **s = c·m = {row['s']:.3f}**",
              f"- IoU with its best GT: **{'unknown' if pd.isna(iou) else f'{iou:.3f}'}**; error type: "
-             f"**{row['error_type'] if isinstance(row['error_type'], str) else 'unknown'}**"
+             + (f"**{row['error_type']}** ({ERROR_TYPE_RULES[row['error_type']]})"
+                if row["error_type"] in ERROR_TYPE_RULES else "**unknown** (no ground truth)")
              + (f" (GT class {ckpt.class_name(row['gt_class'])})" if int(row["gt_class"]) >= 0 else ""),
              f"- kept by the run: DDTF **{'yes' if row['keep_ddtf'] else 'no'}**, coupled "
              f"**{'yes' if row['keep_coupled'] else 'no'}** (the run trains with "

@@ -12,6 +12,7 @@ from apps.gradio_app.context import (ANY, NO_RECORDS, AppContext, Listing, choic
                                      thresholds_of)
 from pldc_core.method.filters import Thresholds
 from pldc_core.records.schema import ERROR_TYPES
+from workbench.explain import error_label
 
 STATUS_LABELS = {"all": "all queries", "kept": "kept at these thresholds", "filtered": "filtered out at these thresholds",
                  "run_kept": "kept by the run", "unreviewed": "not reviewed", "reviewed": "reviewed",
@@ -56,7 +57,8 @@ class PseudoLabelsTab:
         run_point = ckpt.metrics_at(Thresholds(t.filter, run_t.c_t, run_t.m_t, run_t.s_t))
         scatter = xf.threshold_scatter(ckpt.queries, t, int(point["kept"]), ckpt.class_names,
                                        color_by="error" if color_by == "error type" else "iou")
-        what_if = xf.what_if_figure(ckpt.curves_at(t), point, run_point)
+        what_if = xf.what_if_figure(ckpt.curves_at(t), point, run_point, has_gt=ckpt.has_gt,
+                                    best=ckpt.best_point(t.filter) if not point["kept"] else None)
         listing = self.ctx.listing(ckpt, _selection(cls, err, status), t, sort_by, descending)
         return PseudoLabelsView(scatter, what_if, *listing)
 
@@ -93,8 +95,8 @@ class PseudoLabelsTab:
                 self.what_if = gr.Plot(elem_id="pl-whatif", show_label=False)
                 with gr.Row():
                     self.cls = gr.Dropdown(label="class", choices=[ANY], value=ANY, elem_id="pl-class")
-                    self.err = gr.Dropdown(label="error type", choices=[ANY, *ERROR_TYPES], value=ANY,
-                                           elem_id="pl-error")
+                    self.err = gr.Dropdown(label="error type", value=ANY, elem_id="pl-error",
+                                           choices=[ANY, *((error_label(t), t) for t in ERROR_TYPES)])
                     self.status = gr.Dropdown(label="show", value="all", elem_id="pl-status",
                                               choices=[(v, k) for k, v in STATUS_LABELS.items()])
                     self.sort = gr.Dropdown(label="sort by", choices=list(browse.SORTABLE), value="s",

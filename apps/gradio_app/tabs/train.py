@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 from apps.gradio_app import explore_figures as xf, launch, runs
 from apps.gradio_app.context import AppContext, message, ordered
 from pldc_core.config import ConfigError, load_config
-from pldc_core.run_dir import EVAL_FILE, METRICS_FILE, TRAIN_LOG, RunDir
+from pldc_core.run_dir import EVAL_FILE, METRICS_FILE, RunDir
+from pldc_core.units import format_ap
 
 
 class TrainForm(NamedTuple):
@@ -30,12 +31,13 @@ class TrainForm(NamedTuple):
     ema_alpha: float | None
     max_iters: int | None
     burn_in_iters: int | None
+    registry_file: str = ""
 
     @classmethod
     def of(cls, s: launch.TrainSettings) -> "TrainForm":
         """The form showing a config's values."""
         return cls(s.dataset, s.percent, s.split_seed, s.filter, s.c_t, s.m_t, s.s_t, s.dicc, s.clip_weights or "",
-                   s.pmua, s.unsup_weight, s.ema_alpha, s.max_iters, s.burn_in_iters)
+                   s.pmua, s.unsup_weight, s.ema_alpha, s.max_iters, s.burn_in_iters, s.registry_file or "")
 
     def settings(self) -> launch.TrainSettings:
         """The settings the form asks for (empty fields: the config's value)."""
@@ -46,6 +48,7 @@ class TrainForm(NamedTuple):
             dataset=self.dataset or None, percent=number(self.percent, float), split_seed=number(self.split_seed, int),
             filter=self.filter or None, c_t=number(self.c_t, float), m_t=number(self.m_t, float),
             s_t=number(self.s_t, float), dicc=bool(self.dicc), clip_weights=(self.clip_weights or "").strip() or None,
+            registry_file=(self.registry_file or "").strip() or None,
             pmua=bool(self.pmua), unsup_weight=number(self.unsup_weight, float),
             ema_alpha=number(self.ema_alpha, float), max_iters=number(self.max_iters, int),
             burn_in_iters=number(self.burn_in_iters, int))
@@ -68,6 +71,13 @@ class LiveView(NamedTuple):
     counts: go.Figure
     ap: go.Figure
     log: str
+    stop: object       # the Stop button, enabled only while the run runs
+    resume: object     # the Resume button, enabled only for a stopped, failed or died run with a checkpoint
+
+
+class Datasets(NamedTuple):
+    dataset: object    # the dataset dropdown with the registry's datasets
+    message: str
 
 
 class TrainTab:
@@ -80,14 +90,38 @@ class TrainTab:
     def config_choices(self) -> list[tuple[str, str]]:
         return [(p.name, str(p)) for p in launch.list_configs(self.ctx.settings.configs_dir)]
 
-    def dataset_choices(self) -> list[str]:
-        from pldc_core.data.coco import DatasetError
+    def dataset_choices(self, registry_file: str | None = None) -> list[str]:
+        """The built-in datasets and those of a registry file (a path under the data folder, as ``pldc data
+        --registry`` takes; default: the data folder's datasets.yaml). DatasetError or PathEscapeError if the
+        file cannot be read."""
         from pldc_core.data.registry import list_datasets
 
+        path = runs.inside(self.ctx.data_root, registry_file) if (registry_file or "").strip() else None
+        return list_datasets(self.ctx.data_root, path)
+
+    def _initial_datasets(self) -> list[str]:
+        from pldc_core.data.coco import DatasetError
+        from pldc_core.data.registry import BUILTIN_DATASETS
+
         try:
-            return list_datasets(self.ctx.data_root)
+            return self.dataset_choices()
         except DatasetError:
-            return ["synthetic"]
+            return list(BUILTIN_DATASETS)
+
+    def registry_changed(self, registry_file, dataset) -> Datasets:
+        """A registry file was typed: the datasets it adds, or why it cannot be read."""
+        from pldc_core.data.coco import DatasetError
+        from pldc_core.data.registry import BUILTIN_DATASETS
+
+        try:
+            names = self.dataset_choices(registry_file)
+        except (DatasetError, runs.PathEscapeError, OSError) as exc:
+            return Datasets(gr.skip(), message(f"registry file: {exc}", error=True))
+        added = [n for n in names if n not in BUILTIN_DATASETS]
+        where = f"`{registry_file.strip()}`" if (registry_file or "").strip() else "the data folder's datasets.yaml"
+        text = (f"Datasets from {where}: {', '.join(added)}" if added else f"{where.capitalize()} adds no dataset"
+                if (registry_file or "").strip() else "")
+        return Datasets(gr.Dropdown(choices=names, value=dataset if dataset in names else names[0]), text)
 
     def config_form(self, config_file) -> ConfigForm:
         """The form's values from a config file (or the message why it cannot be read)."""
@@ -143,10 +177,12 @@ class TrainTab:
         return f"Resuming run **{run_name}** from its last checkpoint."
 
     def live(self, run_name) -> LiveView:
-        """The selected run's progress line, its three live figures and the end of its log."""
+        """The selected run's progress line, its three live figures, the end of its log, and Stop / Resume
+        enabled only when they apply."""
         if not run_name:
             empty = xf.empty("Training", "no run selected", 300)
-            return LiveView("Select a run in the list, or start one.", empty, empty, empty, "")
+            off = gr.Button(interactive=False)
+            return LiveView("Select a run in the list, or start one.", empty, empty, empty, "", off, off)
         run = self.ctx.run_path(run_name)
         info = runs.run_info(run)
         metrics, _ = runs.read_log(run, METRICS_FILE)
@@ -157,8 +193,9 @@ class TrainTab:
         except ConfigError:
             pass
         losses, counts, ap = xf.training_figures(metrics, evals, burn_in)
-        log_tail = "\n".join(runs.tail_lines(run / TRAIN_LOG, 12))
-        return LiveView(progress_html(info), losses, counts, ap, log_tail)
+        return LiveView(progress_html(info), losses, counts, ap, runs.log_tail(run, 12),
+                        gr.Button(interactive=launch.can_stop(info)),
+                        gr.Button(interactive=launch.can_resume(run, info)))
 
     # ------------------------------------------------------------------ layout and wiring
     def layout(self, ui) -> None:
@@ -173,7 +210,11 @@ class TrainTab:
                     self.name = gr.Textbox(label="run name (a folder in the runs folder)", elem_id="tr-name",
                                            placeholder="e.g. quick-5pct")
                 with gr.Row():
-                    dataset = gr.Dropdown(label="dataset", choices=self.dataset_choices(), value="synthetic",
+                    registry = gr.Textbox(label="dataset registry file (as `pldc data --registry`; under the data "
+                                                "folder; empty: its datasets.yaml)", elem_id="tr-registry",
+                                          placeholder="e.g. my_datasets.yaml")
+                with gr.Row():
+                    dataset = gr.Dropdown(label="dataset", choices=self._initial_datasets(), value="synthetic",
                                           elem_id="tr-dataset", allow_custom_value=True)
                     percent = gr.Number(label="labeled %", value=5, elem_id="tr-percent", min_width=80)
                     seed = gr.Number(label="split seed", value=0, precision=0, elem_id="tr-seed", min_width=80)
@@ -188,6 +229,7 @@ class TrainTab:
                     dicc = gr.Checkbox(label="DICC", value=False, elem_id="tr-dicc", min_width=70)
                     pmua = gr.Checkbox(label="PMUA", value=True, elem_id="tr-pmua", min_width=70)
                     clip = gr.Textbox(label="CLIP weights (a file under the data folder)", elem_id="tr-clip", scale=3)
+                self.datasets_message = gr.Markdown(elem_id="tr-registry-message", elem_classes=["pldc-message"])
                 with gr.Row():
                     unsup = gr.Number(label="λ (unsup. weight)", value=1.0, elem_id="tr-lambda", min_width=70)
                     ema = gr.Number(label="EMA α", value=0.9996, elem_id="tr-ema", min_width=70)
@@ -195,28 +237,30 @@ class TrainTab:
                     burn_in = gr.Number(label="burn-in iterations", value=600, precision=0, elem_id="tr-burnin",
                                         min_width=70)
                 self.form = ordered(TrainForm, dataset=dataset, percent=percent, split_seed=seed, filter=filter_,
-                                    c_t=c_t, m_t=m_t, s_t=s_t, dicc=dicc, clip_weights=clip, pmua=pmua,
+                                    c_t=c_t, m_t=m_t, s_t=s_t, dicc=dicc, clip_weights=clip, registry_file=registry,
+                                    pmua=pmua,
                                     unsup_weight=unsup, ema_alpha=ema, max_iters=iters, burn_in_iters=burn_in)
-                self.dataset = dataset
+                self.dataset, self.registry = dataset, registry
                 self.start_button = gr.Button("Start run", variant="primary", elem_id="tr-start")
                 self.message = gr.Markdown(elem_id="tr-message", elem_classes=["pldc-message"])
             with gr.Column(scale=1):
                 self.progress = gr.HTML(elem_id="tr-progress")
                 with gr.Row():
-                    self.stop_button = gr.Button("Stop (saves a checkpoint)", elem_id="tr-stop")
-                    self.resume_button = gr.Button("Resume", elem_id="tr-resume")
+                    self.stop_button = gr.Button("Stop (saves a checkpoint)", elem_id="tr-stop", interactive=False)
+                    self.resume_button = gr.Button("Resume", elem_id="tr-resume", interactive=False)
                 self.control = gr.Markdown(elem_id="tr-control", elem_classes=["pldc-message"])
                 self.losses = gr.Plot(elem_id="tr-loss", show_label=False)
                 with gr.Row():
                     self.counts = gr.Plot(elem_id="tr-counts", show_label=False)
                     self.ap = gr.Plot(elem_id="tr-ap", show_label=False)
-                with gr.Accordion("end of train.log", open=False):
+                with gr.Accordion("end of the log (train.log, or the metrics of a command-line run)", open=False,
+                                  elem_id="tr-log-accordion"):
                     self.log = gr.Textbox(lines=10, max_lines=12, show_label=False, elem_id="tr-log")
 
     @property
     def live_outputs(self) -> list:
         return ordered(LiveView, progress=self.progress, losses=self.losses, counts=self.counts, ap=self.ap,
-                       log=self.log)
+                       log=self.log, stop=self.stop_button, resume=self.resume_button)
 
     def _show_config(self, config_file) -> tuple:
         text, form = self.config_form(config_file)
@@ -230,10 +274,17 @@ class TrainTab:
         self.config.change(self._show_config, self.config, form_outputs)
         ui.demo.load(self._show_config, self.config, form_outputs).then(self.split_info, self.dataset, self.splits)
         self.dataset.change(self.split_info, self.dataset, self.splits)
+        self.registry.submit(self.registry_changed, [self.registry, self.dataset],
+                             ordered(Datasets, dataset=self.dataset, message=self.datasets_message))
+        self.registry.blur(self.registry_changed, [self.registry, self.dataset],
+                           ordered(Datasets, dataset=self.dataset, message=self.datasets_message))
         self.start_button.click(self._start, [self.config, self.name, *self.form],
                                 ordered(Started, message=self.message, runs=ui.runs_df, run=ui.run_dd))
-        self.stop_button.click(self.stop, ui.run_dd, self.control)
-        self.resume_button.click(self.resume, ui.run_dd, self.control)
+        # after a stop or resume, the buttons follow the run's new state (the timer refreshes them too)
+        self.stop_button.click(self.stop, ui.run_dd, self.control).then(self.live, ui.run_dd, self.live_outputs,
+                                                                       show_progress="hidden")
+        self.resume_button.click(self.resume, ui.run_dd, self.control).then(self.live, ui.run_dd, self.live_outputs,
+                                                                           show_progress="hidden")
 
 
 def progress_html(info: runs.RunInfo) -> str:
@@ -247,7 +298,7 @@ def progress_html(info: runs.RunInfo) -> str:
     if info.eta_s is not None:
         parts.append(f"ETA {runs.format_duration(info.eta_s)}")
     if info.best_ap is not None:
-        parts.append(f"best mask AP {info.best_ap:.2f} (iteration {info.best_iter})")
+        parts.append(f"best mask AP {format_ap(info.best_ap)} (iteration {info.best_iter})")
     text = " · ".join(parts)
     bar = f"<progress class='pldc-progress' value='{fraction:.4f}' max='1'></progress>" if info.max_iters else ""
     error = f"<pre class='pldc-error'>{html.escape(info.error)}</pre>" if info.error and info.state in (
