@@ -1,7 +1,7 @@
 """Quality on the embedded benchmark at 5% labels: supervised vs PL-DC over split seeds, and the ablations.
 
     .venv/bin/python benchmarks/bench_quality.py [--out runs/quality] [--seeds 0 1 2]
-        [--ablation-seeds 0] [--jobs 2] [--thresholds paper|best-f1] [--config benchmarks/quality.yaml]
+        [--ablation-seeds 0] [--ablation-iters N] [--jobs 2] [--thresholds paper|best-f1] [--config benchmarks/quality.yaml]
 
 Per split seed S (``data.split_seed=S train.seed=S``):
   1. ``burn_in``: supervised training to ``train.burn_in_iters``, with pseudo-label records;
@@ -12,8 +12,12 @@ Per split seed S (``data.split_seed=S train.seed=S``):
   3. the variants, each a copy of the burn-in resumed with its overrides to ``train.max_iters``
      (same data order, schedule and budget): ``supervised`` and ``pldc`` on every seed; on the
      ablation seeds also ``coupled`` (the baseline the paper's modules are added to),
-     ``pldc_no_ddtf``, ``pldc_no_dicc`` and ``pldc_no_pmua``;
+     ``pldc_no_ddtf``, ``pldc_no_dicc``, ``pldc_no_pmua`` and ``pldc_box_crop`` (DICC cropping
+     the whole mask's box, as the paper, instead of the config's ``pldc.dicc_crop``);
   4. each variant's last checkpoint evaluated on all val images (teacher and student).
+``--ablation-iters N`` trains the ablation variants to iteration N only (fewer semi-supervised
+steps, same schedule: the poly decay still runs to ``max_iters``), and evaluates the supervised and
+PL-DC runs of the ablation seeds at N too, so the ablation table compares all variants at N.
 Then ``quality_table.py`` writes benchmarks/results/quality.md.
 
 Up to ``--jobs`` trainings run at once, each single-threaded (two runs of one thread each use 2
@@ -24,6 +28,7 @@ last checkpoint). Each step's output goes to OUT/seedS/<step>.log.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -47,6 +52,7 @@ ABLATIONS = {
     "pldc_no_ddtf": ["pldc.filter=coupled"],
     "pldc_no_dicc": ["pldc.dicc=false"],
     "pldc_no_pmua": ["pldc.pmua=false"],
+    "pldc_box_crop": ["pldc.dicc_crop=box"],
 }
 
 
@@ -75,6 +81,7 @@ class Bench:
         self.burn, self.max = cfg.train.burn_in_iters, cfg.train.max_iters
         self.threads = 1 if args.jobs > 1 else None
         self.threshold_rule = args.thresholds
+        self.dicc_crop = cfg.pldc.dicc_crop
 
     def burn_in(self, seed: int) -> None:
         run = self.out / f"seed{seed}" / "burn_in"
@@ -99,14 +106,18 @@ class Bench:
         chosen = json.loads(dest.read_text())["chosen"]
         return [f"pldc.{k}={v:g}" for k, v in chosen.items()]
 
-    def variant(self, seed: int, name: str, overrides: list[str]) -> None:
+    def variant(self, seed: int, name: str, overrides: list[str], stop: int | None = None) -> None:
+        """Train a copy of the seed's burn-in with ``overrides`` to ``stop`` (default ``max_iters``),
+        then evaluate that checkpoint on all val images."""
+        stop = stop or self.max
         base = self.out / f"seed{seed}"
         run, log = base / name, base / f"{name}.log"
-        if (run / "final_eval_student.json").exists():
+        if all(_eval_path(run, m, stop).exists() for m in _models(name)):
             return
-        if not _ckpt(run, self.max).exists():
+        _wait_unlocked(run)
+        if not _ckpt(run, stop).exists():
             if run.is_dir():  # interrupted earlier: its saved config holds the overrides
-                _run([PLDC, "train", "--resume", str(run)], log, self.threads)
+                _run([PLDC, "train", "--resume", str(run), "--stop-at", str(stop)], log, self.threads)
             else:
                 tmp = base / f"{name}.tmp"
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -114,13 +125,41 @@ class Bench:
                 for stale in tmp.glob("final_eval_*.json"):
                     stale.unlink()
                 tmp.rename(run)
-                _run([PLDC, "train", "--resume", str(run), f"name={name}", *self.thresholds(seed), *overrides],
-                     log, self.threads)
-        if name != "supervised":
-            _run([PLDC, "eval", "--checkpoint", str(run), "--model", "teacher",
-                  "--out", str(run / "final_eval_teacher.json")], log, self.threads)
-        _run([PLDC, "eval", "--checkpoint", str(run), "--model", "student",
-              "--out", str(run / "final_eval_student.json")], log, self.threads)
+                # the burn-in's saved config may predate pldc.dicc_crop: the benchmark's config decides it
+                _run([PLDC, "train", "--resume", str(run), "--stop-at", str(stop), f"name={name}",
+                      *self.thresholds(seed), f"pldc.dicc_crop={self.dicc_crop}", *overrides], log, self.threads)
+        self.evaluate(run, name, stop, log)
+
+    def evaluate(self, run: Path, name: str, iteration: int, log: Path) -> None:
+        """Evaluate a run's checkpoint at ``iteration`` on all val images (teacher and student)."""
+        _wait_unlocked(run)
+        for model in _models(name):
+            dest = _eval_path(run, model, iteration)
+            if not dest.exists():
+                _run([PLDC, "eval", "--checkpoint", str(_ckpt(run, iteration)), "--model", model,
+                      "--out", str(dest)], log, self.threads)
+
+
+def _models(name: str) -> tuple[str, ...]:
+    return ("student",) if name == "supervised" else ("teacher", "student")
+
+
+def _eval_path(run: Path, model: str, iteration: int) -> Path:
+    """``final_eval_<model>.json`` for the full budget; ``final_eval_<model>_at<iteration>.json`` else."""
+    return run / (f"final_eval_{model}.json" if iteration == _MAX[0] else f"final_eval_{model}_at{iteration}.json")
+
+
+_MAX = [0]  # the config's max_iters, set in main()
+
+
+def _wait_unlocked(run: Path) -> None:
+    """Wait while another process holds the run's lock (e.g. a training left by an earlier call)."""
+    lock = run / ".lock"
+    if not lock.exists():
+        return
+    with lock.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def main() -> int:
@@ -131,9 +170,14 @@ def main() -> int:
     parser.add_argument("--ablation-seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--thresholds", choices=("paper", "best-f1"), default="paper",
                         help="the config's (paper's) thresholds, or the best-F1 point of the burn-in's what-if grid")
+    parser.add_argument("--ablation-iters", type=int, default=None,
+                        help="train the ablation variants to this iteration only (default: max_iters); supervised "
+                             "and PL-DC of the ablation seeds are also evaluated there")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once, each single-threaded if > 1")
     args = parser.parse_args()
     bench = Bench(args)
+    _MAX[0] = bench.max
+    stop = args.ablation_iters
     start = time.perf_counter()
 
     # Burn-ins first (every variant of a seed waits for its own), then the variants, main ones first.
@@ -143,8 +187,13 @@ def main() -> int:
         if seed in args.ablation_seeds:
             variants.update(ABLATIONS)
         for name, overrides in variants.items():
-            tasks.append((name, seed, lambda s=seed, n=name, o=overrides: bench.variant(s, n, o)))
-    tasks.sort(key=lambda t: (t[0] not in MAIN_VARIANTS, t[1]))
+            at = stop if name in ABLATIONS else None
+            tasks.append((name, seed, lambda s=seed, n=name, o=overrides, a=at: bench.variant(s, n, o, a)))
+            if stop and name in MAIN_VARIANTS and seed in args.ablation_seeds:
+                run = bench.out / f"seed{seed}" / name
+                tasks.append((f"{name}@{stop}", seed, lambda r=run, n=name: bench.evaluate(
+                    r, n, stop, r.parent / f"{n}.log")))
+    tasks.sort(key=lambda t: (t[0] not in MAIN_VARIANTS, "@" in t[0], t[1]))
 
     burned: dict[int, Future] = {}
     failures = []

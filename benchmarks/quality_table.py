@@ -27,10 +27,11 @@ ROWS = [
     ("burn_in", "after burn-in only (shared starting point)"),
     ("supervised", "supervised only"),
     ("coupled", "coupled threshold s_t, no DICC, no PMUA (baseline)"),
-    ("pldc", "PL-DC: DDTF + DICC + PMUA"),
+    ("pldc", "PL-DC: DDTF + DICC + PMUA (DICC crops the largest part of each mask)"),
     ("pldc_no_ddtf", "PL-DC without DDTF (coupled + DICC + PMUA)"),
     ("pldc_no_dicc", "PL-DC without DICC (DDTF + PMUA)"),
     ("pldc_no_pmua", "PL-DC without PMUA (DDTF + DICC)"),
+    ("pldc_box_crop", "PL-DC, DICC cropping the whole mask's box (the paper)"),
 ]
 TARGET_GAIN = 0.25
 ANALYSIS = "## What this shows"
@@ -45,23 +46,25 @@ def _pct(ev: dict | None, key: str = "AP") -> str:
     return "-" if ev is None else f"{ev[key]:.2f}%"
 
 
-def kept_share(run: Path) -> str:
-    """Share of the teacher's queries the run's filter kept over its semi-supervised steps."""
+def kept_share(run: Path, until: int) -> str:
+    """Share of the teacher's queries the run's filter kept over its semi-supervised steps to ``until``."""
     path = run / "metrics.jsonl"
     if not path.exists():
         return "-"
     kept = queries = 0
     for line in path.read_text().splitlines():
         m = json.loads(line)
-        if m.get("n_queries"):
+        if m.get("n_queries") and m["iter"] <= until:
             kept += m["n_kept"]
             queries += m["n_queries"]
     return f"{kept / queries:.1%}" if queries else "-"
 
 
-def last_pseudo_labels(run: Path) -> tuple[str, str]:
-    """(kept per image / precision, DICC fixed / broken) of the run's own filter on its last records."""
+def last_pseudo_labels(run: Path, until: int) -> tuple[str, str]:
+    """(kept per image / precision, DICC fixed / broken) of the run's own filter on its last records
+    up to iteration ``until``."""
     iterations = list_record_iterations(run) if (run / "records").is_dir() else []
+    iterations = [i for i in iterations if i <= until]
     if not iterations:
         return "-", "-"
     rec = load_records(run, iterations[-1])
@@ -116,29 +119,48 @@ def headline(out: Path, seeds: list[Path]) -> list[str]:
     return lines + [""]
 
 
+def _evals_by_iteration(run: Path) -> dict[int, dict[str, dict]]:
+    """``{iteration: {model: eval}}`` of every ``final_eval_*.json`` in a run folder."""
+    found: dict[int, dict[str, dict]] = {}
+    for path in run.glob("final_eval_*.json"):
+        ev = json.loads(path.read_text())
+        found.setdefault(int(ev["iteration"]), {})[ev["model"]] = ev
+    return found
+
+
 def ablations(seed_dir: Path) -> list[str]:
+    """One table per evaluated iteration of the seed's variants, the burn-in first in each."""
     thresholds = seed_dir / "thresholds.json"
     lines = [f"### Split seed {seed_dir.name[4:]}", ""]
     if thresholds.exists():
         t = json.loads(thresholds.read_text())
-        c = t["chosen"]
-        lines += [f"Thresholds (best F1 in the what-if grids on the burn-in's records at iteration "
-                  f"{t['iteration']}): c_t {c['c_t']:g}, m_t {c['m_t']:g}, s_t {c['s_t']:g}.", ""]
-    lines += ["| variant | teacher AP | AP50 | AP75 | student AP | AP50 | AP75 | queries kept | "
-              "pseudo-labels / image, Cor | DICC fixed / broken |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, desc in ROWS:
-        run = seed_dir / name
-        teacher, student = _eval(run, "teacher"), _eval(run, "student")
-        if teacher is None and student is None:
-            continue
-        it = (teacher or student)["iteration"]
-        pls, dicc = last_pseudo_labels(run) if name != "supervised" else ("-", "-")
-        kept = kept_share(run) if name not in ("burn_in", "supervised") else "-"
-        lines.append(f"| {desc} (`{name}`, iteration {it}) | {_pct(teacher)} | {_pct(teacher, 'AP50')} | "
-                     f"{_pct(teacher, 'AP75')} | {_pct(student)} | {_pct(student, 'AP50')} | "
-                     f"{_pct(student, 'AP75')} | {kept} | {pls} | {dicc} |")
-    return lines + [""]
+        b, p = t["best_ddtf"], t["paper_ddtf"]
+        lines += [f"What-if on the burn-in's records (iteration {t['iteration']}): at the paper's thresholds "
+                  f"(c_t 0.85, m_t 0.9) DDTF keeps {p['kept']} pseudo-labels, {p['precision']:.0%} `Cor`; the "
+                  f"best-F1 pair (c_t {b['c_t']:g}, m_t {b['m_t']:g}) keeps {b['kept']}, {b['precision']:.0%} `Cor`.",
+                  ""]
+    runs = {name: _evals_by_iteration(seed_dir / name) for name, _ in ROWS}
+    burn = runs.pop("burn_in")
+    iterations = sorted({it for by_it in runs.values() for it in by_it})
+    for it in iterations:
+        lines += [f"Iteration {it}:", "",
+                  "| variant | teacher AP | AP50 | AP75 | student AP | AP50 | AP75 | queries kept | "
+                  "pseudo-labels / image, Cor | DICC fixed / broken |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for name, desc in ROWS:
+            by_it = burn if name == "burn_in" else runs[name]
+            at = max(burn) if name == "burn_in" and burn else it
+            if at not in by_it:
+                continue
+            run = seed_dir / name
+            teacher, student = by_it[at].get("teacher"), by_it[at].get("student")
+            pls, dicc = last_pseudo_labels(run, at) if name != "supervised" else ("-", "-")
+            kept = kept_share(run, at) if name not in ("burn_in", "supervised") else "-"
+            lines.append(f"| {desc} (`{name}`, iteration {at}) | {_pct(teacher)} | {_pct(teacher, 'AP50')} | "
+                         f"{_pct(teacher, 'AP75')} | {_pct(student)} | {_pct(student, 'AP50')} | "
+                         f"{_pct(student, 'AP75')} | {kept} | {pls} | {dicc} |")
+        lines.append("")
+    return lines
 
 
 def main(out_dir: str) -> str:

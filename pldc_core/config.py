@@ -81,6 +81,7 @@ class PldcConfig:
     m_t: float = 0.9
     s_t: float = 0.765                  # coupled threshold of the ablation (0.9 * 0.85)
     dicc: bool = True
+    dicc_crop: str = "box"              # box (paper: the whole mask's box) | component (its largest part)
     clip_model: str = "RN50"
     clip_weights: str | None = None     # local checkpoint path, or "openai" (hub; online only)
     clip_template: str = "a photo of a {}."
@@ -218,6 +219,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         v = getattr(p, key)
         check(0.0 <= v <= 1.0, f"pldc.{key}", f"must be in [0, 1], got {v}")
     check(p.filter in ("ddtf", "coupled"), "pldc.filter", f"must be 'ddtf' or 'coupled', got {p.filter!r}")
+    check(p.dicc_crop in ("box", "component"), "pldc.dicc_crop", f"must be 'box' or 'component', got {p.dicc_crop!r}")
     check(0.0 <= t.ema_alpha < 1.0, "train.ema_alpha", f"must be in [0, 1), got {t.ema_alpha}")
     check(t.unsup_weight >= 0, "train.unsup_weight", f"must be >= 0, got {t.unsup_weight}")
     check(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")

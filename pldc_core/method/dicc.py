@@ -47,6 +47,36 @@ CLI_HOW_TO_SUPPLY = ("pass --clip-weights FILE (an open_clip or OpenAI checkpoin
 
 
 @torch.no_grad()
+def largest_component(masks: torch.Tensor, max_iters: int | None = None) -> torch.Tensor:
+    """Each bool mask ``[K, H, W]`` reduced to its largest 8-connected component.
+
+    Teacher masks often carry a few stray pixels far from the object; the bounding box of the
+    whole mask then frames mostly background and the object shrinks to a speck in CLIP's crop
+    (docs/METHOD.md, "DICC crops"). Labels spread by 3x3 max-pooling until stable (at most
+    ``H + W`` rounds by default), so it runs on any device without leaving it.
+    """
+    if masks.dim() != 3 or masks.dtype != torch.bool:
+        raise ValueError(f"largest_component: masks must be bool [K, H, W], got {masks.dtype} {tuple(masks.shape)}")
+    k, h, w = masks.shape
+    if k == 0 or not masks.any():
+        return masks.clone()
+    fmask = masks[:, None].float()
+    # distinct positive labels per pixel (1..H*W), 0 outside the mask
+    ids = torch.arange(1, h * w + 1, device=masks.device, dtype=torch.float32).view(1, 1, h, w) * fmask
+    for i in range(max_iters or h + w):
+        grown = F.max_pool2d(ids, 3, stride=1, padding=1) * fmask
+        if i % 8 == 7 and torch.equal(grown, ids):
+            break
+        ids = grown
+    labels = ids[:, 0].long().view(k, -1)  # [K, H*W], each component holds its largest pixel id
+    sizes = torch.zeros(k, h * w + 1, device=masks.device, dtype=torch.long)
+    sizes.scatter_add_(1, labels, torch.ones_like(labels))
+    sizes[:, 0] = 0
+    best = sizes.argmax(dim=1, keepdim=True)  # ties: the component with the higher id
+    return ((labels == best) & masks.view(k, -1)).view(k, h, w)
+
+
+@torch.no_grad()
 def mask_crops(image: torch.Tensor, masks: torch.Tensor, size: int, mean: torch.Tensor,
                std: torch.Tensor) -> torch.Tensor:
     """CLIP inputs for each mask: ``image [3, H, W]`` in [0, 1], ``masks [K, h, w]`` bool,
@@ -114,6 +144,7 @@ class ClipClassifier:
         self.batch_size = batch_size
         self.categories: list[str] | None = None
         self.text_embeddings: torch.Tensor | None = None  # [N, D], unit norm
+        self.crop_mode = "box"  # pldc.dicc_crop: box (the whole mask's box, the paper) | component
 
     @classmethod
     def load(cls, model_name: str = "RN50", pretrained: str | None = None, device: str | torch.device = "cpu",
@@ -183,7 +214,10 @@ class ClipClassifier:
         self.categories = list(names)
 
     def crops(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """CLIP inputs for each mask (``mask_crops`` at this model's size and normalisation)."""
+        """CLIP inputs for each mask (``mask_crops`` at this model's size and normalisation); with
+        ``crop_mode == "component"`` each mask is first reduced to its largest connected part."""
+        if self.crop_mode == "component":
+            masks = largest_component(masks)
         return mask_crops(image, masks, self.image_size, self.mean, self.std)
 
     @torch.no_grad()
@@ -206,6 +240,7 @@ def load_run_clip(pldc_cfg, category_names: Sequence[str], device: str | torch.d
     prompts ``pldc.clip_template`` encoded for ``category_names``."""
     clip = ClipClassifier.load(pldc_cfg.clip_model, pretrained=weights or pldc_cfg.clip_weights, device=device)
     clip.set_categories(list(category_names), template=pldc_cfg.clip_template)
+    clip.crop_mode = getattr(pldc_cfg, "dicc_crop", "box")
     unseen = unseen_category_words(pldc_cfg.clip_model, category_names)
     if unseen:
         log.warning("DICC: the CLIP %s was trained on captions that never contain %s, so its probabilities "

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pldc_core.method.dicc import ClipClassifier, DiccWeightsMissing
+from pldc_core.method.dicc import ClipClassifier, DiccWeightsMissing, largest_component
 
 TINY = "pldc-tiny-test-clip"
 TINY_CFG = {
@@ -85,6 +85,40 @@ def test_low_resolution_masks_cover_the_same_canvas(clf):
     # the box is the same as at full resolution; the mask's coverage is interpolated at its edge
     assert torch.allclose(crop[:, 4:12, 4:12], normalised(clf, image[:, 12:20, 12:20]), atol=1e-5)
     assert crop.abs().sum() > 0
+
+
+def test_largest_component_keeps_the_biggest_8_connected_part():
+    masks = torch.zeros(3, 12, 14, dtype=torch.bool)
+    masks[0, 1:5, 1:5] = True          # 16 px
+    masks[0, 9:11, 10:13] = True       # 6 px, far away
+    masks[0, 6, 6] = True              # a stray pixel
+    masks[1, 2:10, 3] = True           # a diagonal touch joins two bars into one part (8-connected)
+    masks[1, 10, 4:12] = True
+    masks[1, 0, 13] = True
+    out = largest_component(masks)
+    expected0 = torch.zeros(12, 14, dtype=torch.bool)
+    expected0[1:5, 1:5] = True
+    assert torch.equal(out[0], expected0)
+    assert out[1].sum() == 16 and not out[1, 0, 13]
+    assert not out[2].any()            # an empty mask stays empty
+    assert largest_component(torch.zeros(0, 5, 5, dtype=torch.bool)).shape == (0, 5, 5)
+    with pytest.raises(ValueError, match="bool"):
+        largest_component(masks.float())
+
+
+def test_component_crop_mode_frames_the_object_not_its_stray_pixels(clf):
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))
+    masks = torch.zeros(1, 32, 32, dtype=torch.bool)
+    masks[0, 8:24, 8:24] = True
+    stray = masks.clone()
+    stray[0, 31, 0] = True             # one stray pixel stretches the box to the whole image
+    assert clf.crop_mode == "box"
+    assert not torch.allclose(clf.crops(image, stray), clf.crops(image, masks), atol=1e-3)
+    clf.crop_mode = "component"
+    try:
+        assert torch.allclose(clf.crops(image, stray), clf.crops(image, masks), atol=1e-6)
+    finally:
+        clf.crop_mode = "box"
 
 
 def test_crops_reject_non_bool_masks(clf):

@@ -1,0 +1,123 @@
+"""What would DICC do to a run's recorded pseudo-labels with each crop mode? Fixed vs broken classes.
+
+    .venv/bin/python benchmarks/bench_dicc_records.py RUN_DIR [--iteration N] [--w 0.5]
+        [--clip-model weights/upstream-clip.json] [--clip-weights weights/upstream-clip.pt] [--out FILE]
+
+For every pseudo-label the run's filter kept in its records (unlabeled training images whose
+annotations are held back for analysis), the image and the recorded mask are brought to the
+detector's scale, CLIP classifies the crop in each mode of ``pldc.dicc_crop`` (``box``: the whole
+mask's box, the paper; ``component``: its largest connected part), and Eq. 9 fuses it with the
+teacher's distribution at weight ``w`` (default: the one recorded). The records keep the teacher's
+top-5 classes only, so ``p_hat`` is those five renormalised (the other classes get 0).
+A pseudo-label is judged when it overlaps a GT at IoU > 0.5 (the error types' rule): ``fixed``
+= teacher wrong, DICC right; ``broken`` = teacher right, DICC wrong. The first line checks the
+replay: how often box mode here agrees with the class DICC chose during training.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from report_text import emit, machine_line  # noqa: E402
+
+from pldc_core.method.dicc import ClipClassifier  # noqa: E402
+from pldc_core.method.pseudo_labels import dicc_fuse  # noqa: E402
+from pldc_core.pretraining.clip import at_detector_scale  # noqa: E402
+from pldc_core.records.errors import IOU_MATCH  # noqa: E402
+from pldc_core.records.store import list_record_iterations, load_records  # noqa: E402
+from workbench.thresholds import select_kept  # noqa: E402
+
+MODES = ("box", "component")
+
+
+def _image(records, image_id: int) -> torch.Tensor:
+    from PIL import Image
+
+    row = records.images.loc[records.images["image_id"] == image_id].iloc[0]
+    path = Path(records.manifest["image_root"]) / row["file_name"]
+    with Image.open(path) as im:
+        return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).float() / 255
+
+
+@torch.no_grad()
+def replay(records, clip: ClipClassifier, image_size: int, w: float | None) -> dict[str, np.ndarray]:
+    """Per kept row: the teacher's class, GT class (-1 if unjudged), training's DICC class, and each mode's."""
+    rows = select_kept(records.queries, records.manifest["thresholds"]["filter"])
+    n = clip.text_embeddings.shape[0]
+    out = {k: [] for k in ("teacher", "gt", "trained", *MODES)}
+    for image_id, group in rows.groupby("image_id", sort=True):
+        image = _image(records, int(image_id))
+        masks = torch.from_numpy(np.stack([
+            mask_utils.decode({"size": [int(r.height), int(r.width)], "counts": r.mask_rle}) for r in group.itertuples()
+        ]).astype(bool))
+        image, masks = at_detector_scale(image, masks, image_size)
+        p_hat = torch.zeros(len(group), n)
+        for k, r in enumerate(group.itertuples()):
+            p_hat[k, np.asarray(r.top5_classes, dtype=np.int64)] = torch.as_tensor(np.asarray(r.top5_probs), dtype=torch.float32)
+        p_hat = p_hat / p_hat.sum(1, keepdim=True).clamp_min(1e-12)
+        weight = w if w is not None else float(group["dicc_w"].iloc[0])
+        for mode in MODES:
+            clip.crop_mode = mode
+            out[mode].append(dicc_fuse(p_hat, clip.probs(image, masks), weight)[1].numpy())
+        judged = group["iou"].to_numpy(np.float64) > IOU_MATCH
+        out["gt"].append(np.where(judged, group["gt_class"].fillna(-1).to_numpy(), -1).astype(np.int64))
+        out["teacher"].append(group["pred_class"].to_numpy(np.int64))
+        out["trained"].append(group["corrected_class"].to_numpy(np.int64))
+    return {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in out.items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("--iteration", type=int, default=None, help="records iteration (default: the last)")
+    ap.add_argument("--w", type=float, default=None, help="Eq. 8's w (default: the recorded one)")
+    ap.add_argument("--clip-model", default="weights/upstream-clip.json")
+    ap.add_argument("--clip-weights", default="weights/upstream-clip.pt")
+    ap.add_argument("--image-size", type=int, default=128)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    iterations = list_record_iterations(args.run_dir)
+    if not iterations:
+        print(f"{args.run_dir}: no pseudo-label records", file=sys.stderr)
+        return 1
+    iteration = args.iteration if args.iteration is not None else iterations[-1]
+    records = load_records(args.run_dir, iteration)
+    names = [c["name"] for c in records.manifest["categories"]]
+    clip = ClipClassifier.load(args.clip_model, pretrained=args.clip_weights)
+    clip.set_categories(names)
+    start = time.perf_counter()
+    r = replay(records, clip, args.image_size, args.w)
+    judged = r["gt"] >= 0
+    lines = [f"# DICC replayed on the kept pseudo-labels of {args.run_dir} @ {iteration}",
+             f"command: .venv/bin/python benchmarks/bench_dicc_records.py {args.run_dir} --iteration {iteration}"
+             + (f" --w {args.w}" if args.w is not None else ""),
+             machine_line(time.perf_counter() - start),
+             f"{len(r['teacher'])} kept pseudo-labels, {int(judged.sum())} judged (IoU > {IOU_MATCH} with a GT); "
+             f"replay check: box mode here = training's DICC class for "
+             f"{100 * (r['box'] == r['trained']).mean():.1f}% of them (rows with DICC off excluded: "
+             f"{int((r['trained'] < 0).sum())})",
+             "| crop mode | changed | fixed | broken | class accuracy of judged (teacher -> after DICC) |",
+             "|---|---|---|---|---|"]
+    teacher_right = r["teacher"] == r["gt"]
+    for mode in MODES:
+        after_right = r[mode] == r["gt"]
+        changed = int((r[mode] != r["teacher"]).sum())
+        fixed = int((judged & ~teacher_right & after_right).sum())
+        broken = int((judged & teacher_right & ~after_right).sum())
+        lines.append(f"| {mode} | {changed} | {fixed} | {broken} | "
+                     f"{100 * teacher_right[judged].mean():.1f}% -> {100 * after_right[judged].mean():.1f}% |")
+    emit(lines, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
