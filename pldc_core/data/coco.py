@@ -7,6 +7,12 @@ always errors. Problems confined to one annotation or image (empty or degenerate
 malformed RLE, zero-area masks, missing image files) are errors with ``strict=True``; with
 ``strict=False`` the annotation (or the image with its annotations) is skipped and a counted
 warning is logged, never silently.
+
+``skip_degenerate=True`` (what training uses) skips annotations whose geometry is empty even in
+strict mode: an empty polygon list, a polygon of fewer than 3 points, a mask of zero area (a
+collinear polygon, an all-zero RLE) or a box of zero width or height. COCO train2017 holds a
+few of these. One warning counts them and names the first ids; ``pldc data validate`` still
+lists each one.
 """
 from __future__ import annotations
 
@@ -26,6 +32,9 @@ from PIL import Image, UnidentifiedImageError
 from pldc_core.structures import Categories
 
 logger = logging.getLogger(__name__)
+
+# Problem kinds of an annotation with no usable geometry (skipped by ``skip_degenerate``)
+DEGENERATE_KINDS = frozenset({"empty_segmentation", "degenerate_polygon", "zero_area", "zero_size_box"})
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -265,6 +274,12 @@ def validate_coco(data: dict, image_root: str | os.PathLike | None) -> tuple[lis
             add("zero_area", f"annotation id {aid} (image id {iid}): mask has zero area", True,
                 image_id=iid, ann_id=aid)
             continue
+        box = ann.get("bbox")
+        if (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)
+                and (box[2] <= 0 or box[3] <= 0)):
+            add("zero_size_box", f"annotation id {aid} (image id {iid}): bbox {box} has zero width or height",
+                True, image_id=iid, ann_id=aid)
+            continue
         areas[aid] = area
     return problems, areas
 
@@ -445,12 +460,23 @@ class CocoIndex:
         return ImageList(self.image_root, infos)
 
 
-def load_coco(json_path: str | os.PathLike, image_root: str | os.PathLike, *, strict: bool = True) -> CocoIndex:
+def load_coco(json_path: str | os.PathLike, image_root: str | os.PathLike, *, strict: bool = True,
+              skip_degenerate: bool = False) -> CocoIndex:
     """Load and validate a COCO instance segmentation JSON whose file names are relative to
-    ``image_root``. Raises DatasetError on problems (see the module docstring for ``strict``)."""
+    ``image_root``. Raises DatasetError on problems (see the module docstring for ``strict`` and
+    ``skip_degenerate``)."""
     json_path = Path(json_path)
     data = read_coco_json(json_path)
     problems, areas = validate_coco(data, image_root)
+    if skip_degenerate:
+        degenerate = [p for p in problems if p.kind in DEGENERATE_KINDS]
+        problems = [p for p in problems if p.kind not in DEGENERATE_KINDS]
+        if degenerate:
+            kinds = Counter(p.kind for p in degenerate)
+            logger.warning("%s: skipped %d annotation(s) with no usable geometry (%s); first ids: %s "
+                           "(`pldc data validate` lists them)", json_path, len(degenerate),
+                           ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items())),
+                           ", ".join(str(p.ann_id) for p in degenerate[:5]))
     fatal = [p for p in problems if not p.skippable or strict]
     if fatal:
         more = f" (and {len(problems) - 1} more problem(s); `pldc data validate` lists them)" \

@@ -42,8 +42,9 @@ def build_data(cfg: ExperimentConfig) -> DataBundle:
 
     d = cfg.data
     spec = get_dataset(d.dataset, data_root=d.data_root, registry_file=d.registry_file)
-    train_index = load_coco(spec.train_json, spec.image_root_train)
-    val_index = load_coco(spec.val_json, spec.image_root_val)
+    # COCO train2017 holds a few annotations with no area; training skips them with one warning
+    train_index = load_coco(spec.train_json, spec.image_root_train, skip_degenerate=True)
+    val_index = load_coco(spec.val_json, spec.image_root_val, skip_degenerate=True)
     split_file = split_file_of(d)
     if not split_file.is_file():
         raise FileNotFoundError(f"{split_file}: split file not found; make it with "
@@ -55,7 +56,7 @@ def build_data(cfg: ExperimentConfig) -> DataBundle:
     if d.extra_labeled_json:
         from torch.utils.data import ConcatDataset
 
-        extra_index = load_coco(d.extra_labeled_json, spec.image_root_train)
+        extra_index = load_coco(d.extra_labeled_json, spec.image_root_train, skip_degenerate=True)
         if extra_index.categories != train_index.categories:
             raise ValueError(f"{d.extra_labeled_json}: its categories differ from {spec.train_json}'s")
         extra_ids = [i for i in extra_index.image_ids if extra_index.annotations(i)]

@@ -285,3 +285,38 @@ def test_bad_registry_files(tmp_path, text, message):
         get_dataset("toy", registry_file=registry)
     with pytest.raises(DatasetError, match=r"missing\.yaml: dataset registry file not found"):
         get_dataset("toy", registry_file=tmp_path / "missing.yaml")
+
+
+def test_training_skips_degenerate_annotations_with_one_warning(tmp_path, caplog):
+    """COCO train2017 has annotations like these; training must not stop on them."""
+    from pldc_core.config import from_dict
+    from pldc_core.data.splits import write_splits
+    from pldc_core.training.data import build_data
+
+    data = _base()
+    data["annotations"] += [
+        # a collinear polygon: 3 points on a line, zero area
+        {"id": 20, "image_id": 1, "category_id": 7, "segmentation": [[1, 1, 3, 3, 5, 5]], "iscrowd": 0},
+        # an all-zero RLE
+        {"id": 21, "image_id": 1, "category_id": 7, "segmentation": {"size": [10, 12], "counts": [120]}},
+        # a fine mask whose box has zero width
+        {"id": 22, "image_id": 1, "category_id": 7, "segmentation": _box(2, 1, 6, 4), "bbox": [2, 1, 0, 3]},
+    ]
+    path, root = _write(tmp_path, data)
+    with pytest.raises(DatasetError, match="annotation id 20 .*zero area"):
+        load_coco(path, root)  # strict loading (and `pldc data validate`) still refuses them
+    problems, _ = validate_coco(json.loads(path.read_text()), root)
+    assert [(p.kind, p.ann_id) for p in problems] == [("zero_area", 20), ("zero_area", 21), ("zero_size_box", 22)]
+
+    (tmp_path / "datasets.yaml").write_text("datasets:\n  toy: {train_json: ann.json, train_images: images, "
+                                            "val_json: ann.json, val_images: images}\n")
+    write_splits(tmp_path / "split.json", read_image_ids(path), [50], [0], dataset="toy")
+    cfg = from_dict({"data": {"dataset": "toy", "data_root": str(tmp_path), "percent": 50,
+                              "split_file": str(tmp_path / "split.json")}})
+    with caplog.at_level(logging.WARNING):
+        bundle = build_data(cfg)
+    assert [a["id"] for a in bundle.train_index.annotations(1)] == [10, 11]
+    train_warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()][:1]
+    assert len(train_warnings) == 1
+    assert "skipped 3 annotation(s) with no usable geometry (zero_area: 2, zero_size_box: 1)" in train_warnings[0]
+    assert "first ids: 20, 21, 22" in train_warnings[0]
