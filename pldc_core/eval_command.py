@@ -22,7 +22,7 @@ def load_trained_model(state: dict, which: str, device: torch.device):
     from pldc_core.model.mask2former import build_model
     from pldc_core.structures import Categories
 
-    cfg = from_dict(state["config"])
+    cfg = from_dict(state["config"], saved=True)
     categories = Categories.from_coco(state["categories"])
     model = build_model(cfg.model, len(categories)).to(device)
     weights = state["teacher"] if which == "teacher" and state.get("teacher") is not None else state["student"]

@@ -199,3 +199,28 @@ def test_a_second_trainer_on_the_same_run_is_refused(data_root, tmp_path):
     with pytest.raises(RunDirError, match="another process .* is training this run"):
         Trainer(cfg, tmp_path / "run", resume=True)
     del first
+
+
+def test_a_run_folder_saved_before_config_version_resumes_with_its_checkpoints(data_root, tmp_path):
+    """An old run folder: decoder_layers in transformers' count and none of the version-2 keys."""
+    import yaml
+
+    from pldc_core.training.checkpoint import latest_checkpoint, load_checkpoint
+    from tests.pldc_core.test_config import _v1
+
+    run = tmp_path / "run"
+    cfg = smoke_cfg(data_root, "records.enabled=false", "train.eval_every=100")
+    Trainer(cfg, run).train(stop_at=4)
+    old = _v1(cfg.to_dict())
+    assert old["model"]["decoder_layers"] == 2
+    (run / "config.yaml").write_text(yaml.safe_dump(old))
+    path = latest_checkpoint(run)
+    state = load_checkpoint(path)
+    state["config"] = old
+    torch.save(state, path)
+
+    resumed = Trainer(load_config(run / "config.yaml", saved=True), run, resume=True)
+    assert resumed.iter == 4 and len(resumed.student.net.model.transformer_module.decoder.layers) == 1
+    resumed.train()
+    assert resumed.iter == 8
+    assert load_config(run / "config.yaml") == cfg  # re-saved as version 2, same meaning
