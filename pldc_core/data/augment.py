@@ -25,6 +25,14 @@ from torchvision.transforms.v2._utils import query_size
 # of 5 px or more.
 BLUR_KERNEL_SIZE = 9
 
+# The three cutout patterns' aspect ratios and fill (data.cutout). "paper": Table III, black
+# patches. "authors": the authors' public code, whose second and third ranges reach 6 and 8
+# (Table III prints 0.6 and 0.8) and whose patches are filled with random values.
+CUTOUTS = {
+    "paper": (((0.3, 3.3), (0.1, 0.6), (0.05, 0.8)), 0),
+    "authors": (((0.3, 3.3), (0.1, 6.0), (0.05, 8.0)), "random"),
+}
+
 
 @dataclass
 class AugmentedView:
@@ -133,15 +141,18 @@ class StrongPhotometric:
     """
 
     def __init__(self, *, color_jitter_p: float = 0.8, grayscale_p: float = 0.2, blur_p: float = 0.5,
-                 cutout_p: tuple[float, float, float] = (0.7, 0.5, 0.3)):
+                 cutout_p: tuple[float, float, float] = (0.7, 0.5, 0.3), cutout: str = "paper"):
+        if cutout not in CUTOUTS:
+            raise ValueError(f"cutout must be one of {', '.join(CUTOUTS)}; got {cutout!r}")
+        ratios, fill = CUTOUTS[cutout]
         self.transform = v2.Compose([
             v2.RandomApply([v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)],
                            p=color_jitter_p),
             v2.RandomGrayscale(p=grayscale_p),
             v2.RandomApply([v2.GaussianBlur(kernel_size=BLUR_KERNEL_SIZE, sigma=(0.1, 2.0))], p=blur_p),
-            v2.RandomErasing(p=cutout_p[0], scale=(0.05, 0.2), ratio=(0.3, 3.3), value=0),
-            v2.RandomErasing(p=cutout_p[1], scale=(0.02, 0.2), ratio=(0.1, 0.6), value=0),
-            v2.RandomErasing(p=cutout_p[2], scale=(0.02, 0.2), ratio=(0.05, 0.8), value=0),
+            v2.RandomErasing(p=cutout_p[0], scale=(0.05, 0.2), ratio=ratios[0], value=fill),
+            v2.RandomErasing(p=cutout_p[1], scale=(0.02, 0.2), ratio=ratios[1], value=fill),
+            v2.RandomErasing(p=cutout_p[2], scale=(0.02, 0.2), ratio=ratios[2], value=fill),
         ])
 
     def __call__(self, image: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:

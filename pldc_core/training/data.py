@@ -52,7 +52,11 @@ def build_data(cfg: ExperimentConfig) -> DataBundle:
                                 f"--out {split_file}` or set data.split_file")
     labeled_ids, unlabeled_ids = load_split(split_file, d.percent, d.split_seed)
     augment = TrainAugment(d.image_size, scale_range=tuple(d.scale_range))
-    labeled = LabeledDataset(train_index, labeled_ids, augment)
+    strong = StrongPhotometric(cutout=d.cutout)
+    # the strong view of labeled images is drawn only when the student gets it, so that runs
+    # without it keep their random streams
+    labeled_strong = strong if cfg.train.labeled_strong_view else None
+    labeled = LabeledDataset(train_index, labeled_ids, augment, labeled_strong)
     if d.extra_labeled_json:
         from torch.utils.data import ConcatDataset
 
@@ -60,10 +64,10 @@ def build_data(cfg: ExperimentConfig) -> DataBundle:
         if extra_index.categories != train_index.categories:
             raise ValueError(f"{d.extra_labeled_json}: its categories differ from {spec.train_json}'s")
         extra_ids = [i for i in extra_index.image_ids if extra_index.annotations(i)]
-        labeled = ConcatDataset([labeled, LabeledDataset(extra_index, extra_ids, augment)])
+        labeled = ConcatDataset([labeled, LabeledDataset(extra_index, extra_ids, augment, labeled_strong)])
         taken = set(extra_ids)
         unlabeled_ids = [i for i in unlabeled_ids if i not in taken]
         log.info("added %d curated images from %s as labeled data", len(extra_ids), d.extra_labeled_json)
-    unlabeled = UnlabeledDataset(train_index.images_only(unlabeled_ids), unlabeled_ids, augment, StrongPhotometric())
+    unlabeled = UnlabeledDataset(train_index.images_only(unlabeled_ids), unlabeled_ids, augment, strong)
     return DataBundle(train_index.categories, train_index, val_index, list(labeled_ids), list(unlabeled_ids),
                       labeled, unlabeled, Path(spec.val_json))

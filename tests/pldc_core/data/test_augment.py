@@ -299,3 +299,15 @@ def test_unpad_and_resize_round_trips_a_mask_through_eval_resize(orig_hw):
         back = unpad_and_resize(low_logits, resized_hw, 64, orig_hw)[0] > 0
         iou = (back & mask).sum() / (back | mask).sum()
         assert iou > (0.97 if low == 64 else 0.9), (low, iou)
+
+
+def test_authors_cutout_fills_patches_with_random_values():
+    strong = StrongPhotometric(color_jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, cutout_p=(1.0, 1.0, 1.0),
+                               cutout="authors")
+    torch.manual_seed(0)
+    image = torch.full((3, 48, 48), 0.5)
+    out = strong(image)
+    changed = (out != 0.5).any(0)
+    assert changed.float().mean() > 0.02 and not (out[:, changed] == 0).all()
+    with pytest.raises(ValueError, match="cutout must be one of paper, authors"):
+        StrongPhotometric(cutout="table")

@@ -224,3 +224,20 @@ def test_a_run_folder_saved_before_config_version_resumes_with_its_checkpoints(d
     resumed.train()
     assert resumed.iter == 8
     assert load_config(run / "config.yaml") == cfg  # re-saved as version 2, same meaning
+
+
+def test_labeled_strong_view_and_step_schedule(data_root, tmp_path):
+    """The student sees weak + strong views of each labeled image; the lr drops by gamma at each step."""
+    cfg = smoke_cfg(data_root, "train.labeled_strong_view=true", "train.lr_schedule=step", "train.lr_steps=[2, 4]",
+                    "train.lr_gamma=0.5", "train.warmup_iters=0", "records.enabled=false", "train.eval_every=100")
+    trainer = Trainer(cfg, tmp_path / "run")
+    batch_sizes = []
+    # (the teacher, a deep copy of the student, inherits the hook: count the student's calls only)
+    trainer.student.register_forward_pre_hook(
+        lambda module, args: batch_sizes.append(len(args[0])) if module is trainer.student else None)
+    trainer.train(stop_at=5)
+    # burn-in: 2 labeled images x 2 views; then + 2 unlabeled strong views
+    assert batch_sizes == [4, 4, 4, 4, 6]
+    lrs = [json.loads(l)["lr"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    base = cfg.train.lr
+    assert lrs == pytest.approx([base, base, base / 2, base / 2, base / 4])
