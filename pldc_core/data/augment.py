@@ -183,10 +183,49 @@ class EvalResize:
         return padded, resized_hw
 
 
-def unpad_and_resize(mask_logits: torch.Tensor, resized_hw: tuple[int, int], padded_size: int,
+class TestResize:
+    """The test-time resize of a protocol (``data.test_size``): ``"train"`` is ``EvalResize``
+    (long side = ``image_size``, square padding); ``"full"`` keeps the image's resolution;
+    ``[short, max_long]`` resizes so the short side is ``short`` unless the long side would pass
+    ``max_long`` (Detectron2's ResizeShortestEdge; COCO: 800 / 1333). ``resize(images)`` pads a
+    list to one size (a multiple of 32 outside "train") and returns ``(batch [B,3,H,W],
+    resized sizes, (H, W))``."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, test_size, image_size: int):
+        self.test_size, self.image_size = test_size, int(image_size)
+
+    def resized_hw(self, height: int, width: int) -> tuple[int, int]:
+        if self.test_size == "full":
+            return height, width
+        short, max_long = self.test_size
+        scale = short / min(height, width)
+        if max(height, width) * scale > max_long:
+            scale = max_long / max(height, width)
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
+    def __call__(self, images: list[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]], tuple[int, int]]:
+        if self.test_size == "train":
+            resize = EvalResize(self.image_size)
+            out = [resize(img) for img in images]
+            return torch.stack([o[0] for o in out]), [o[1] for o in out], (self.image_size, self.image_size)
+        sizes = [self.resized_hw(*img.shape[-2:]) for img in images]
+        padded_hw = tuple(-(-max(s[k] for s in sizes) // 32) * 32 for k in (0, 1))
+        batch = images[0].new_zeros((len(images), 3, *padded_hw))
+        for i, (img, (h, w)) in enumerate(zip(images, sizes)):
+            _check_image(img)
+            if (h, w) != tuple(img.shape[-2:]):
+                img = F.resize(img, [h, w], interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+            batch[i, :, :h, :w] = img
+        return batch, sizes, padded_hw
+
+
+def unpad_and_resize(mask_logits: torch.Tensor, resized_hw: tuple[int, int], padded_size: int | tuple[int, int],
                      orig_hw: tuple[int, int]) -> torch.Tensor:
     """Map mask logits ``[Q,s,s]`` or ``[B,Q,s,s]`` predicted on an ``EvalResize``-d input back to
-    the original image: ``[..., Q, *orig_hw]``.
+    the original image: ``[..., Q, *orig_hw]``. ``padded_size``: the padded input's side, or its
+    ``(height, width)`` when it is not square (``TestResize``).
 
     Keeps the part of the ``s x s`` logits that covers the real ``resized_hw`` image (its top-left
     ``resized_hw * s / padded_size``, a fractional size in general) and resizes it bilinearly to
@@ -206,14 +245,16 @@ def unpad_and_resize(mask_logits: torch.Tensor, resized_hw: tuple[int, int], pad
     dtype = logits.dtype if logits.is_floating_point() else torch.float32
     logits = logits.to(dtype)
 
-    def normalised_centres(out_len: int, resized_len: int, low_len: int) -> torch.Tensor:
+    padded_h, padded_w = (padded_size, padded_size) if isinstance(padded_size, int) else padded_size
+
+    def normalised_centres(out_len: int, resized_len: int, low_len: int, padded_len: int) -> torch.Tensor:
         # centre of output pixel i in low-res pixel units, then in grid_sample's [-1, 1] range
         centres = (torch.arange(out_len, device=logits.device, dtype=dtype) + 0.5) \
-            * (resized_len / out_len) * (low_len / padded_size)
+            * (resized_len / out_len) * (low_len / padded_len)
         return 2 * centres / low_len - 1
 
-    gy = normalised_centres(out_h, resized_hw[0], low_h)
-    gx = normalised_centres(out_w, resized_hw[1], low_w)
+    gy = normalised_centres(out_h, resized_hw[0], low_h, padded_h)
+    gx = normalised_centres(out_w, resized_hw[1], low_w, padded_w)
     grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)  # [out_h, out_w, (x, y)]
     out = torch_f.grid_sample(logits, grid.expand(num_images, -1, -1, -1), mode="bilinear",
                               padding_mode="border", align_corners=False)

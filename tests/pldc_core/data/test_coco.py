@@ -265,8 +265,8 @@ def test_registered_dataset(tmp_path):
     assert spec.load_train().image_ids == [1, 2]
     with pytest.raises(DatasetError, match="dataset 'toy' has no validation set"):
         spec.load_val()
-    assert list_datasets(tmp_path) == ["synthetic", "upstream", "coco2017", "cityscapes", "toy"]
-    with pytest.raises(DatasetError, match=r"unknown dataset 'toys'; known: synthetic, upstream, coco2017, cityscapes, toy"):
+    assert list_datasets(tmp_path) == ["synthetic", "upstream", "coco2017", "cityscapes", "coco2017-unlabeled", "toy"]
+    with pytest.raises(DatasetError, match=r"unknown dataset 'toys'; known: synthetic, upstream, coco2017, cityscapes, coco2017-unlabeled, toy"):
         get_dataset("toys", data_root=tmp_path)
 
 
@@ -320,3 +320,18 @@ def test_training_skips_degenerate_annotations_with_one_warning(tmp_path, caplog
     assert len(train_warnings) == 1
     assert "skipped 3 annotation(s) with no usable geometry (zero_area: 2, zero_size_box: 1)" in train_warnings[0]
     assert "first ids: 20, 21, 22" in train_warnings[0]
+
+
+def test_each_dataset_says_how_it_is_evaluated(tmp_path):
+    from pldc_core.config import DataConfig
+    from pldc_core.data.registry import eval_protocol
+
+    auto = DataConfig()
+    assert eval_protocol(auto, get_dataset("coco2017", data_root=tmp_path)) == ("absolute", (800, 1333))
+    assert eval_protocol(auto, get_dataset("cityscapes", data_root=tmp_path)) == ("absolute", "full")
+    assert eval_protocol(auto, get_dataset("synthetic", data_root=tmp_path)) == ("rescaled", "train")
+    chosen = DataConfig(size_buckets="rescaled", test_size=[600, 1000])
+    assert eval_protocol(chosen, get_dataset("coco2017", data_root=tmp_path)) == ("rescaled", (600, 1000))
+    (tmp_path / "datasets.yaml").write_text("datasets:\n  toy: {train_json: a.json, train_images: i, "
+                                            "size_buckets: rescaled, test_size: full}\n")
+    assert eval_protocol(auto, get_dataset("toy", data_root=tmp_path)) == ("rescaled", "full")

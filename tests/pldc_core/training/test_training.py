@@ -241,3 +241,28 @@ def test_labeled_strong_view_and_step_schedule(data_root, tmp_path):
     lrs = [json.loads(l)["lr"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     base = cfg.train.lr
     assert lrs == pytest.approx([base, base, base / 2, base / 2, base / 4])
+
+
+def test_eval_writes_coco_results_json(data_root, tmp_path):
+    import argparse
+
+    from pycocotools.coco import COCO
+
+    from pldc_core import eval_command
+
+    cfg = smoke_cfg(data_root, "records.enabled=false", "train.eval_every=100", "pldc.enabled=false",
+                    "train.max_iters=2", "train.burn_in_iters=2", "train.checkpoint_every=2")
+    Trainer(cfg, tmp_path / "run").train()
+    parser = argparse.ArgumentParser()
+    eval_command.add_arguments(parser)
+    out = tmp_path / "preds.json"
+    args = parser.parse_args(["--checkpoint", str(tmp_path / "run"), "--images", "3", "--device", "cpu",
+                              "--predictions-out", str(out)])
+    assert eval_command.run(args) == 0
+    results = json.loads(out.read_text())
+    gt = COCO(str(Path(data_root) / "synthetic" / "annotations" / "instances_val.json"))
+    assert {r["image_id"] for r in results} == set(gt.getImgIds()[:3])
+    assert len(results) == 3 * cfg.model.test_top_k
+    assert {r["category_id"] for r in results} <= set(gt.getCatIds())
+    assert all(0 <= r["score"] <= 1 and set(r["segmentation"]) == {"size", "counts"} for r in results)
+    gt.loadRes(results)  # pycocotools reads it back
