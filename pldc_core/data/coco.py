@@ -327,6 +327,38 @@ class ImageList:
         self._infos = dict(infos)
 
     @classmethod
+    def from_json(cls, json_path: str | os.PathLike, image_root: str | os.PathLike) -> "ImageList":
+        """The ``images`` of a COCO JSON that may hold no annotations (COCO's
+        image_info_unlabeled2017.json); DatasetError names the file and the bad entry."""
+        json_path = Path(json_path)
+        try:
+            data = json.loads(json_path.read_text())
+        except FileNotFoundError:
+            raise DatasetError(f"{json_path}: image list file not found") from None
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{json_path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        infos = {}
+        for i, img in enumerate(data.get("images", []) if isinstance(data, dict) else []):
+            if not (isinstance(img, dict) and _is_int(img.get("id")) and isinstance(img.get("file_name"), str)
+                    and _is_int(img.get("height")) and _is_int(img.get("width"))):
+                raise DatasetError(f"{json_path}: images[{i}] needs an integer id, height, width and a file_name")
+            if img["id"] in infos:
+                raise DatasetError(f"{json_path}: image id {img['id']} appears more than once")
+            infos[img["id"]] = (img["file_name"], img["height"], img["width"])
+        if not infos:
+            raise DatasetError(f"{json_path}: no 'images' listed")
+        return cls(image_root, infos)
+
+    def joined(self, other: "ImageList") -> "ImageList":
+        """This list and ``other`` as one (file names become paths under each list's root)."""
+        clash = sorted(set(self._infos) & set(other._infos))
+        if clash:
+            raise DatasetError(f"{other.image_root}: image id {clash[0]} is also in {self.image_root} "
+                               f"({len(clash)} ids in both)")
+        infos = {i: (str(lst.image_root / name), h, w) for lst in (self, other) for i, (name, h, w) in lst._infos.items()}
+        return ImageList(Path("/"), infos)
+
+    @classmethod
     def from_folder(cls, folder: str | os.PathLike) -> "ImageList":
         """Every image file under ``folder`` (sorted by relative path), ids 1..N."""
         folder = Path(folder)

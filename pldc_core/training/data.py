@@ -68,6 +68,14 @@ def build_data(cfg: ExperimentConfig) -> DataBundle:
         taken = set(extra_ids)
         unlabeled_ids = [i for i in unlabeled_ids if i not in taken]
         log.info("added %d curated images from %s as labeled data", len(extra_ids), d.extra_labeled_json)
-    unlabeled = UnlabeledDataset(train_index.images_only(unlabeled_ids), unlabeled_ids, augment, strong)
+    pool = train_index.images_only(unlabeled_ids)
+    if d.extra_unlabeled:
+        # the paper's 100% setting: every train image labeled, plus an extra unlabeled set (COCO unlabeled2017)
+        from pldc_core.data.coco import ImageList
+
+        extra = get_dataset(d.extra_unlabeled, data_root=d.data_root, registry_file=d.registry_file)
+        pool = pool.joined(ImageList.from_json(extra.train_json, extra.image_root_train))
+        log.info("added %d unlabeled images of %s", len(pool) - len(unlabeled_ids), d.extra_unlabeled)
+    unlabeled = UnlabeledDataset(pool, pool.image_ids, augment, strong)
     return DataBundle(train_index.categories, train_index, val_index, list(labeled_ids), list(unlabeled_ids),
                       labeled, unlabeled, Path(spec.val_json))

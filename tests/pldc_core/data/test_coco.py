@@ -335,3 +335,35 @@ def test_each_dataset_says_how_it_is_evaluated(tmp_path):
     (tmp_path / "datasets.yaml").write_text("datasets:\n  toy: {train_json: a.json, train_images: i, "
                                             "size_buckets: rescaled, test_size: full}\n")
     assert eval_protocol(auto, get_dataset("toy", data_root=tmp_path)) == ("rescaled", "full")
+
+
+def test_all_labeled_plus_an_extra_unlabeled_set(tmp_path):
+    """The paper's 100% setting: every train image labeled, unlabeled images from another file."""
+    from pldc_core.config import from_dict
+    from pldc_core.data.splits import write_splits
+    from pldc_core.training.data import build_data
+
+    path, root = _write(tmp_path, _base())
+    extra_root = tmp_path / "unlabeled"
+    extra_root.mkdir()
+    Image.fromarray(np.full((6, 7, 3), 200, dtype=np.uint8)).save(extra_root / "u.png")
+    # like COCO's image_info_unlabeled2017.json: images, no annotations
+    (tmp_path / "extra.json").write_text(json.dumps({"images": [{"id": 50, "file_name": "u.png", "height": 6,
+                                                                 "width": 7}], "categories": []}))
+    (tmp_path / "datasets.yaml").write_text(
+        "datasets:\n  toy: {train_json: ann.json, train_images: images, val_json: ann.json, val_images: images}\n"
+        "  toy-unlabeled: {train_json: extra.json, train_images: unlabeled}\n")
+    write_splits(tmp_path / "split.json", read_image_ids(path), [100], [0], dataset="toy")
+    cfg = from_dict({"data": {"dataset": "toy", "data_root": str(tmp_path), "percent": 100, "image_size": 32,
+                              "split_file": str(tmp_path / "split.json"), "extra_unlabeled": "toy-unlabeled"}})
+    bundle = build_data(cfg)
+    assert bundle.labeled_ids == [1, 2] and bundle.unlabeled_ids == []
+    assert bundle.unlabeled.image_ids == [50]
+    pair = bundle.unlabeled[0]
+    assert pair.image_id == 50 and pair.weak.meta["orig_size"] == (6, 7)
+    (tmp_path / "extra.json").write_text(json.dumps({"images": [{"id": 1, "file_name": "u.png", "height": 6,
+                                                                 "width": 7}]}))
+    cfg = from_dict({"data": {**cfg.to_dict()["data"], "percent": 50}})
+    write_splits(tmp_path / "split.json", read_image_ids(path), [50], [0], dataset="toy")
+    with pytest.raises(DatasetError, match=r"unlabeled: image id \d is also in"):
+        build_data(cfg)
