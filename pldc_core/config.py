@@ -269,6 +269,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         and d.test_size[0] <= d.test_size[1]), "data.test_size",
         f"must be auto, train, full or [short, max_long] with short <= max_long, got {d.test_size!r}")
     check(p.dicc_mode in ("crop", "mask_pool"), "pldc.dicc_mode", f"must be 'crop' or 'mask_pool', got {p.dicc_mode!r}")
+    check(p.dicc_mode == "crop", "pldc.dicc_mode", "'mask_pool' (the authors' later variant) is not implemented yet; "
+          "use 'crop'")
     check(p.mask_area_threshold >= 0, "pldc.mask_area_threshold", f"must be >= 0, got {p.mask_area_threshold}")
     check(m.decoder_layers >= 1, "model.decoder_layers", f"must be >= 1, got {m.decoder_layers}")
     check(0 < d.percent <= 100, "data.percent", f"must be in (0, 100], got {d.percent}")

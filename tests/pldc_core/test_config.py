@@ -137,3 +137,10 @@ def test_new_options_are_validated(override, message):
 
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+def test_the_unimplemented_dicc_variant_is_refused_not_ignored():
+    from pldc_core.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"pldc\.dicc_mode: 'mask_pool' .* is not implemented yet"):
+        load_config(None, ["pldc.dicc_mode=mask_pool"])
