@@ -2,6 +2,12 @@
 
 A config file may name a ``base`` config (another YAML file, relative to itself) whose values it
 overrides. Defaults are the paper's hyper-parameters where the paper gives one (docs/METHOD.md).
+
+``config_version`` marks what the keys mean. Version 1 (configs saved in run folders before the
+key existed) counted ``model.decoder_layers`` the way transformers does (one more than the
+layers built) and predates the options that version 2 added with the paper's values as
+defaults; ``from_dict(raw, saved=True)`` converts a version-1 config so that an old run folder
+rebuilds the same model with the same behaviour (``upgrade_v1``).
 """
 from __future__ import annotations
 
@@ -31,7 +37,11 @@ class DataConfig:
     scale_range: list[float] = field(default_factory=lambda: [0.1, 2.0])  # weak view's jitter (Table III)
     eval_images: int | None = None      # evaluate on the first N val images (None: all)
     extra_labeled_json: str | None = None  # curated pseudo-labels exported by the workbench
+    extra_unlabeled: str | None = None  # a dataset whose train images join the unlabeled pool (coco2017-unlabeled)
     num_workers: int = 0
+    cutout: str = "paper"               # paper (Table III ratios, black fill) | authors (their code's ratios, random fill)
+    size_buckets: str = "auto"          # auto (the dataset's own) | absolute (COCO's areas) | rescaled (by mean image area)
+    test_size: Any = "auto"             # auto (the dataset's own) | train (long side = image_size) | full | [short, max_long]
 
 
 @dataclass
@@ -43,9 +53,10 @@ class ModelConfig:
     num_queries: int = 20
     hidden_dim: int = 128
     encoder_layers: int = 3
-    decoder_layers: int = 4
+    decoder_layers: int = 3             # transformer decoder layers built (Mask2Former R50: 9)
     num_heads: int = 4
-    dim_feedforward: int = 512
+    dim_feedforward: int = 512          # the transformer decoder's FFN width (paper: 2048)
+    pixel_decoder_feedforward: int = 1024  # the pixel decoder's FFN width (Mask2Former: 1024)
     train_num_points: int = 1024        # points sampled per mask in the loss (paper: 12544)
     test_top_k: int = 50                # instances kept per image at inference (paper: 100)
 
@@ -55,13 +66,17 @@ class TrainConfig:
     seed: int = 0
     burn_in_iters: int = 10000
     max_iters: int = 73750              # total, burn-in included
-    batch_labeled: int = 4
+    batch_labeled: int = 4              # images per step over all processes (batch_scope=global)
     batch_unlabeled: int = 4
+    batch_scope: str = "global"         # global (split across ranks, as published) | per_rank
+    labeled_strong_view: bool = True    # the student also gets the strong view of each labeled image
     lr: float = 1e-4
     weight_decay: float = 1e-4
     backbone_lr_mult: float = 0.1
     grad_clip: float = 0.01             # Mask2Former clips the full-model grad norm at 0.01
-    lr_schedule: str = "poly"           # poly | constant
+    lr_schedule: str = "poly"           # poly | constant | step
+    lr_steps: list[int] = field(default_factory=list)  # step: iterations where the lr is multiplied by lr_gamma
+    lr_gamma: float = 0.1
     warmup_iters: int = 0
     ema_alpha: float = 0.9996
     unsup_weight: float = 1.0           # lambda
@@ -85,6 +100,9 @@ class PldcConfig:
     clip_model: str = "RN50"
     clip_weights: str | None = None     # local checkpoint path, or "openai" (hub; online only)
     clip_template: str = "a photo of a {}."
+    dicc_mode: str = "crop"             # crop (the paper: masked box crops) | mask_pool (the authors' later code)
+    class_descriptions: str | None = None  # mask_pool: JSON {class name: [descriptions]} (default: clip_template)
+    mask_area_threshold: int = 5        # drop pseudo-labels whose mask has <= this many pixels (0: keep all)
     pmua: bool = True
 
 
@@ -96,8 +114,12 @@ class RecordsConfig:
     seed: int = 0
 
 
+CONFIG_VERSION = 2
+
+
 @dataclass
 class ExperimentConfig:
+    config_version: int = CONFIG_VERSION
     name: str = "experiment"
     output_dir: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
@@ -175,7 +197,9 @@ def _build(cls, values: dict, where: str):
     for name, value in values.items():
         f = fields[name]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if dataclasses.is_dataclass(default):
+        if f.type == "Any":
+            kwargs[name] = value  # checked by validate()
+        elif dataclasses.is_dataclass(default):
             kwargs[name] = _build(type(default), value, f"{where}.{name}" if where else name)
         else:
             kwargs[name] = _coerce(value, default, f"{where}.{name}" if where else name)
@@ -230,7 +254,27 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     check(t.batch_unlabeled >= 1 or not p.enabled, "train.batch_unlabeled", "must be >= 1 with pldc.enabled")
     check(t.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
     check(t.eval_every >= 1, "train.eval_every", "must be >= 1")
-    check(t.lr_schedule in ("poly", "constant"), "train.lr_schedule", "must be 'poly' or 'constant'")
+    check(t.lr_schedule in ("poly", "constant", "step"), "train.lr_schedule", "must be 'poly', 'constant' or 'step'")
+    check(isinstance(t.lr_steps, list) and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                               for v in t.lr_steps) and t.lr_steps == sorted(t.lr_steps),
+          "train.lr_steps", f"must be increasing positive iterations, got {t.lr_steps!r}")
+    check(t.lr_schedule != "step" or bool(t.lr_steps), "train.lr_steps", "lr_schedule=step needs at least one step")
+    check(0 < t.lr_gamma <= 1, "train.lr_gamma", f"must be in (0, 1], got {t.lr_gamma}")
+    check(t.batch_scope in ("global", "per_rank"), "train.batch_scope",
+          f"must be 'global' or 'per_rank', got {t.batch_scope!r}")
+    check(d.cutout in ("paper", "authors"), "data.cutout", f"must be 'paper' or 'authors', got {d.cutout!r}")
+    check(d.size_buckets in ("auto", "absolute", "rescaled"), "data.size_buckets",
+          f"must be 'auto', 'absolute' or 'rescaled', got {d.size_buckets!r}")
+    check(d.test_size in ("auto", "train", "full") or (
+        isinstance(d.test_size, list) and len(d.test_size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in d.test_size)
+        and d.test_size[0] <= d.test_size[1]), "data.test_size",
+        f"must be auto, train, full or [short, max_long] with short <= max_long, got {d.test_size!r}")
+    check(p.dicc_mode in ("crop", "mask_pool"), "pldc.dicc_mode", f"must be 'crop' or 'mask_pool', got {p.dicc_mode!r}")
+    check(p.dicc_mode == "crop", "pldc.dicc_mode", "'mask_pool' (the authors' later variant) is not implemented yet; "
+          "use 'crop'")
+    check(p.mask_area_threshold >= 0, "pldc.mask_area_threshold", f"must be >= 0, got {p.mask_area_threshold}")
+    check(m.decoder_layers >= 1, "model.decoder_layers", f"must be >= 1, got {m.decoder_layers}")
     check(0 < d.percent <= 100, "data.percent", f"must be in (0, 100], got {d.percent}")
     check(isinstance(d.scale_range, (list, tuple)) and len(d.scale_range) == 2
           and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d.scale_range)
@@ -245,15 +289,49 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     return cfg
 
 
-def from_dict(raw: dict) -> ExperimentConfig:
+# What a version-1 config meant for each key version 2 added (today's behaviour before it)
+_V1_NEW_KEYS = {
+    ("train", "batch_scope"): "per_rank",
+    ("train", "labeled_strong_view"): False,
+    ("pldc", "mask_area_threshold"): 0,
+    ("data", "size_buckets"): "rescaled",
+    ("data", "test_size"): "train",
+}
+
+
+def upgrade_v1(raw: dict) -> dict:
+    """A version-1 config as version 2 with the same model and behaviour: ``decoder_layers`` was
+    transformers' count (layers built + 1), the pixel decoder's FFN had ``dim_feedforward``'s
+    width, and the options added since keep their old behaviour."""
+    raw = json.loads(json.dumps(raw))
+    model = raw.setdefault("model", {})
+    model["decoder_layers"] = int(model.get("decoder_layers", 4)) - 1
+    model.setdefault("pixel_decoder_feedforward", model.get("dim_feedforward", 512))
+    for (section, key), value in _V1_NEW_KEYS.items():
+        raw.setdefault(section, {}).setdefault(key, value)
+    raw["config_version"] = CONFIG_VERSION
+    return raw
+
+
+def from_dict(raw: dict, saved: bool = False) -> ExperimentConfig:
+    """Build and validate a config. ``saved``: ``raw`` was written by this project (a run folder's
+    config.yaml, a checkpoint), where a missing ``config_version`` means version 1."""
+    version = raw.get("config_version", 1 if saved else CONFIG_VERSION)
+    if version == 1:
+        raw = upgrade_v1(raw)
+    elif version != CONFIG_VERSION:
+        raise ConfigError(f"config_version: {version!r} is not known to this version of pldc "
+                          f"(1 or {CONFIG_VERSION})")
     return validate(_build(ExperimentConfig, raw, ""))
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Load a YAML config (with its ``base`` chain), apply overrides, validate."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                saved: bool = False) -> ExperimentConfig:
+    """Load a YAML config (with its ``base`` chain), apply overrides, validate. ``saved``: the
+    file is a run folder's config.yaml (see ``from_dict``)."""
     raw = _read_yaml(Path(path)) if path is not None else {}
     raw = apply_overrides(raw, overrides or [])
-    return from_dict(raw)
+    return from_dict(raw, saved=saved)
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:

@@ -62,3 +62,17 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def batch_share(total: int, scope: str, key: str, processes: int | None = None) -> int:
+    """This process's share of a batch size: ``total / processes`` for a ``global`` batch (an error
+    naming ``key`` when it does not divide), ``total`` itself for a ``per_rank`` one."""
+    from pldc_core.config import ConfigError
+
+    processes = world_size() if processes is None else processes
+    if scope == "per_rank":
+        return total
+    if total % processes:
+        raise ConfigError(f"{key}: the batch size {total} is global (train.batch_scope=global) and does not "
+                          f"divide among {processes} processes; use a multiple of {processes}")
+    return total // processes

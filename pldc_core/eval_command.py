@@ -14,6 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, help="evaluate on the first N val images only")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", help="also write the metrics to this JSON file")
+    parser.add_argument("--predictions-out", metavar="FILE",
+                        help="also write the predictions as a COCO results JSON (segmentation RLE, score, category_id)")
 
 
 def load_trained_model(state: dict, which: str, device: torch.device):
@@ -22,7 +24,7 @@ def load_trained_model(state: dict, which: str, device: torch.device):
     from pldc_core.model.mask2former import build_model
     from pldc_core.structures import Categories
 
-    cfg = from_dict(state["config"])
+    cfg = from_dict(state["config"], saved=True)
     categories = Categories.from_coco(state["categories"])
     model = build_model(cfg.model, len(categories)).to(device)
     weights = state["teacher"] if which == "teacher" and state.get("teacher") is not None else state["student"]
@@ -33,7 +35,7 @@ def load_trained_model(state: dict, which: str, device: torch.device):
 def run(args: argparse.Namespace) -> int:
     from pldc_core.atomic import write_json
     from pldc_core.data.coco import DatasetError, load_coco
-    from pldc_core.data.registry import get_dataset
+    from pldc_core.data.registry import eval_protocol, get_dataset
     from pldc_core.distributed import pick_device
     from pldc_core.model.inference import evaluate_model
     from pldc_core.training.checkpoint import load_checkpoint
@@ -43,12 +45,14 @@ def run(args: argparse.Namespace) -> int:
         state = load_checkpoint(args.checkpoint, map_location="cpu")
         model, cfg, _ = load_trained_model(state, args.model, device)
         spec = get_dataset(cfg.data.dataset, data_root=cfg.data.data_root, registry_file=cfg.data.registry_file)
-        index = load_coco(spec.val_json, spec.image_root_val)
+        index = load_coco(spec.val_json, spec.image_root_val, skip_degenerate=True)
     except (FileNotFoundError, DatasetError, ValueError, KeyError) as exc:
         print(f"pldc eval: {exc}", file=sys.stderr)
         return 1
     ids = index.image_ids[: args.images] if args.images else index.image_ids
-    metrics = evaluate_model(model, index, ids, cfg.data.image_size, device, top_k=cfg.model.test_top_k)
+    buckets, test_size = eval_protocol(cfg.data, spec)
+    metrics = evaluate_model(model, index, ids, cfg.data.image_size, device, top_k=cfg.model.test_top_k,
+                             size_buckets=buckets, test_size=test_size, predictions_out=args.predictions_out)
     result = {"checkpoint": str(args.checkpoint), "iteration": state["iteration"], "model": args.model,
               "images": len(ids), **metrics}
     print("  ".join(f"{k} {v:.2f}" for k, v in metrics.items()))

@@ -216,14 +216,20 @@ class CocoEvaluator:
                 merged.setdefault(image_id, preds)
         return merged
 
-    def compute(self, verbose: bool = False) -> dict[str, float]:
+    def compute(self, verbose: bool = False, predictions_out: str | os.PathLike | None = None) -> dict[str, float]:
         """Mask AP over the images added on any rank; the metrics on rank 0, ``{}`` elsewhere.
 
-        With no image added on any rank every metric is ``NaN``.
+        With no image added on any rank every metric is ``NaN``. ``predictions_out``: rank 0 also
+        writes the COCO results (a JSON list of image_id, category_id, segmentation RLE, score,
+        bbox, area), which pycocotools' ``loadRes`` reads.
         """
         merged = self.gather()
         if not distributed.is_main():
             return {}
-        results = [r for preds in merged.values() for r in preds]
+        results = [r for image_id in sorted(merged) for r in merged[image_id]]
+        if predictions_out is not None:
+            from pldc_core.atomic import write_json
+
+            write_json(predictions_out, results)
         return coco_mask_ap(self.gt, results, image_ids=merged.keys(), area_scale=self.area_scale,
                             verbose=verbose)

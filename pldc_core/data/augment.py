@@ -25,6 +25,14 @@ from torchvision.transforms.v2._utils import query_size
 # of 5 px or more.
 BLUR_KERNEL_SIZE = 9
 
+# The three cutout patterns' aspect ratios and fill (data.cutout). "paper": Table III, black
+# patches. "authors": the authors' public code, whose second and third ranges reach 6 and 8
+# (Table III prints 0.6 and 0.8) and whose patches are filled with random values.
+CUTOUTS = {
+    "paper": (((0.3, 3.3), (0.1, 0.6), (0.05, 0.8)), 0),
+    "authors": (((0.3, 3.3), (0.1, 6.0), (0.05, 8.0)), "random"),
+}
+
 
 @dataclass
 class AugmentedView:
@@ -133,15 +141,18 @@ class StrongPhotometric:
     """
 
     def __init__(self, *, color_jitter_p: float = 0.8, grayscale_p: float = 0.2, blur_p: float = 0.5,
-                 cutout_p: tuple[float, float, float] = (0.7, 0.5, 0.3)):
+                 cutout_p: tuple[float, float, float] = (0.7, 0.5, 0.3), cutout: str = "paper"):
+        if cutout not in CUTOUTS:
+            raise ValueError(f"cutout must be one of {', '.join(CUTOUTS)}; got {cutout!r}")
+        ratios, fill = CUTOUTS[cutout]
         self.transform = v2.Compose([
             v2.RandomApply([v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)],
                            p=color_jitter_p),
             v2.RandomGrayscale(p=grayscale_p),
             v2.RandomApply([v2.GaussianBlur(kernel_size=BLUR_KERNEL_SIZE, sigma=(0.1, 2.0))], p=blur_p),
-            v2.RandomErasing(p=cutout_p[0], scale=(0.05, 0.2), ratio=(0.3, 3.3), value=0),
-            v2.RandomErasing(p=cutout_p[1], scale=(0.02, 0.2), ratio=(0.1, 0.6), value=0),
-            v2.RandomErasing(p=cutout_p[2], scale=(0.02, 0.2), ratio=(0.05, 0.8), value=0),
+            v2.RandomErasing(p=cutout_p[0], scale=(0.05, 0.2), ratio=ratios[0], value=fill),
+            v2.RandomErasing(p=cutout_p[1], scale=(0.02, 0.2), ratio=ratios[1], value=fill),
+            v2.RandomErasing(p=cutout_p[2], scale=(0.02, 0.2), ratio=ratios[2], value=fill),
         ])
 
     def __call__(self, image: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -172,10 +183,49 @@ class EvalResize:
         return padded, resized_hw
 
 
-def unpad_and_resize(mask_logits: torch.Tensor, resized_hw: tuple[int, int], padded_size: int,
+class TestResize:
+    """The test-time resize of a protocol (``data.test_size``): ``"train"`` is ``EvalResize``
+    (long side = ``image_size``, square padding); ``"full"`` keeps the image's resolution;
+    ``[short, max_long]`` resizes so the short side is ``short`` unless the long side would pass
+    ``max_long`` (Detectron2's ResizeShortestEdge; COCO: 800 / 1333). ``resize(images)`` pads a
+    list to one size (a multiple of 32 outside "train") and returns ``(batch [B,3,H,W],
+    resized sizes, (H, W))``."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, test_size, image_size: int):
+        self.test_size, self.image_size = test_size, int(image_size)
+
+    def resized_hw(self, height: int, width: int) -> tuple[int, int]:
+        if self.test_size == "full":
+            return height, width
+        short, max_long = self.test_size
+        scale = short / min(height, width)
+        if max(height, width) * scale > max_long:
+            scale = max_long / max(height, width)
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
+    def __call__(self, images: list[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]], tuple[int, int]]:
+        if self.test_size == "train":
+            resize = EvalResize(self.image_size)
+            out = [resize(img) for img in images]
+            return torch.stack([o[0] for o in out]), [o[1] for o in out], (self.image_size, self.image_size)
+        sizes = [self.resized_hw(*img.shape[-2:]) for img in images]
+        padded_hw = tuple(-(-max(s[k] for s in sizes) // 32) * 32 for k in (0, 1))
+        batch = images[0].new_zeros((len(images), 3, *padded_hw))
+        for i, (img, (h, w)) in enumerate(zip(images, sizes)):
+            _check_image(img)
+            if (h, w) != tuple(img.shape[-2:]):
+                img = F.resize(img, [h, w], interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+            batch[i, :, :h, :w] = img
+        return batch, sizes, padded_hw
+
+
+def unpad_and_resize(mask_logits: torch.Tensor, resized_hw: tuple[int, int], padded_size: int | tuple[int, int],
                      orig_hw: tuple[int, int]) -> torch.Tensor:
     """Map mask logits ``[Q,s,s]`` or ``[B,Q,s,s]`` predicted on an ``EvalResize``-d input back to
-    the original image: ``[..., Q, *orig_hw]``.
+    the original image: ``[..., Q, *orig_hw]``. ``padded_size``: the padded input's side, or its
+    ``(height, width)`` when it is not square (``TestResize``).
 
     Keeps the part of the ``s x s`` logits that covers the real ``resized_hw`` image (its top-left
     ``resized_hw * s / padded_size``, a fractional size in general) and resizes it bilinearly to
@@ -195,14 +245,16 @@ def unpad_and_resize(mask_logits: torch.Tensor, resized_hw: tuple[int, int], pad
     dtype = logits.dtype if logits.is_floating_point() else torch.float32
     logits = logits.to(dtype)
 
-    def normalised_centres(out_len: int, resized_len: int, low_len: int) -> torch.Tensor:
+    padded_h, padded_w = (padded_size, padded_size) if isinstance(padded_size, int) else padded_size
+
+    def normalised_centres(out_len: int, resized_len: int, low_len: int, padded_len: int) -> torch.Tensor:
         # centre of output pixel i in low-res pixel units, then in grid_sample's [-1, 1] range
         centres = (torch.arange(out_len, device=logits.device, dtype=dtype) + 0.5) \
-            * (resized_len / out_len) * (low_len / padded_size)
+            * (resized_len / out_len) * (low_len / padded_len)
         return 2 * centres / low_len - 1
 
-    gy = normalised_centres(out_h, resized_hw[0], low_h)
-    gx = normalised_centres(out_w, resized_hw[1], low_w)
+    gy = normalised_centres(out_h, resized_hw[0], low_h, padded_h)
+    gx = normalised_centres(out_w, resized_hw[1], low_w, padded_w)
     grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)  # [out_h, out_w, (x, y)]
     out = torch_f.grid_sample(logits, grid.expand(num_images, -1, -1, -1), mode="bilinear",
                               padding_mode="border", align_corners=False)

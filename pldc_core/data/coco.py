@@ -7,6 +7,12 @@ always errors. Problems confined to one annotation or image (empty or degenerate
 malformed RLE, zero-area masks, missing image files) are errors with ``strict=True``; with
 ``strict=False`` the annotation (or the image with its annotations) is skipped and a counted
 warning is logged, never silently.
+
+``skip_degenerate=True`` (what training uses) skips annotations whose geometry is empty even in
+strict mode: an empty polygon list, a polygon of fewer than 3 points, a mask of zero area (a
+collinear polygon, an all-zero RLE) or a box of zero width or height. COCO train2017 holds a
+few of these. One warning counts them and names the first ids; ``pldc data validate`` still
+lists each one.
 """
 from __future__ import annotations
 
@@ -26,6 +32,9 @@ from PIL import Image, UnidentifiedImageError
 from pldc_core.structures import Categories
 
 logger = logging.getLogger(__name__)
+
+# Problem kinds of an annotation with no usable geometry (skipped by ``skip_degenerate``)
+DEGENERATE_KINDS = frozenset({"empty_segmentation", "degenerate_polygon", "zero_area", "zero_size_box"})
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -265,6 +274,12 @@ def validate_coco(data: dict, image_root: str | os.PathLike | None) -> tuple[lis
             add("zero_area", f"annotation id {aid} (image id {iid}): mask has zero area", True,
                 image_id=iid, ann_id=aid)
             continue
+        box = ann.get("bbox")
+        if (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)
+                and (box[2] <= 0 or box[3] <= 0)):
+            add("zero_size_box", f"annotation id {aid} (image id {iid}): bbox {box} has zero width or height",
+                True, image_id=iid, ann_id=aid)
+            continue
         areas[aid] = area
     return problems, areas
 
@@ -310,6 +325,38 @@ class ImageList:
     def __init__(self, image_root: str | os.PathLike, infos: dict[int, tuple[str, int, int]]):
         self.image_root = Path(image_root)
         self._infos = dict(infos)
+
+    @classmethod
+    def from_json(cls, json_path: str | os.PathLike, image_root: str | os.PathLike) -> "ImageList":
+        """The ``images`` of a COCO JSON that may hold no annotations (COCO's
+        image_info_unlabeled2017.json); DatasetError names the file and the bad entry."""
+        json_path = Path(json_path)
+        try:
+            data = json.loads(json_path.read_text())
+        except FileNotFoundError:
+            raise DatasetError(f"{json_path}: image list file not found") from None
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{json_path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        infos = {}
+        for i, img in enumerate(data.get("images", []) if isinstance(data, dict) else []):
+            if not (isinstance(img, dict) and _is_int(img.get("id")) and isinstance(img.get("file_name"), str)
+                    and _is_int(img.get("height")) and _is_int(img.get("width"))):
+                raise DatasetError(f"{json_path}: images[{i}] needs an integer id, height, width and a file_name")
+            if img["id"] in infos:
+                raise DatasetError(f"{json_path}: image id {img['id']} appears more than once")
+            infos[img["id"]] = (img["file_name"], img["height"], img["width"])
+        if not infos:
+            raise DatasetError(f"{json_path}: no 'images' listed")
+        return cls(image_root, infos)
+
+    def joined(self, other: "ImageList") -> "ImageList":
+        """This list and ``other`` as one (file names become paths under each list's root)."""
+        clash = sorted(set(self._infos) & set(other._infos))
+        if clash:
+            raise DatasetError(f"{other.image_root}: image id {clash[0]} is also in {self.image_root} "
+                               f"({len(clash)} ids in both)")
+        infos = {i: (str(lst.image_root / name), h, w) for lst in (self, other) for i, (name, h, w) in lst._infos.items()}
+        return ImageList(Path("/"), infos)
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike) -> "ImageList":
@@ -445,12 +492,23 @@ class CocoIndex:
         return ImageList(self.image_root, infos)
 
 
-def load_coco(json_path: str | os.PathLike, image_root: str | os.PathLike, *, strict: bool = True) -> CocoIndex:
+def load_coco(json_path: str | os.PathLike, image_root: str | os.PathLike, *, strict: bool = True,
+              skip_degenerate: bool = False) -> CocoIndex:
     """Load and validate a COCO instance segmentation JSON whose file names are relative to
-    ``image_root``. Raises DatasetError on problems (see the module docstring for ``strict``)."""
+    ``image_root``. Raises DatasetError on problems (see the module docstring for ``strict`` and
+    ``skip_degenerate``)."""
     json_path = Path(json_path)
     data = read_coco_json(json_path)
     problems, areas = validate_coco(data, image_root)
+    if skip_degenerate:
+        degenerate = [p for p in problems if p.kind in DEGENERATE_KINDS]
+        problems = [p for p in problems if p.kind not in DEGENERATE_KINDS]
+        if degenerate:
+            kinds = Counter(p.kind for p in degenerate)
+            logger.warning("%s: skipped %d annotation(s) with no usable geometry (%s); first ids: %s "
+                           "(`pldc data validate` lists them)", json_path, len(degenerate),
+                           ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items())),
+                           ", ".join(str(p.ann_id) for p in degenerate[:5]))
     fatal = [p for p in problems if not p.skippable or strict]
     if fatal:
         more = f" (and {len(problems) - 1} more problem(s); `pldc data validate` lists them)" \

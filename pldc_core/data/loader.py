@@ -35,12 +35,16 @@ def _check_ids(source, image_ids: Sequence[int]) -> list[int]:
 class LabeledDataset(Dataset):
     """Item ``i``: ``InstanceSample`` of ``image_ids[i]`` after ``augment`` (a ``TrainAugment``;
     None keeps the original image). ``meta``: ``file_name``, ``orig_size`` (H, W), ``valid``
-    (bool [S, S], False on padding) and ``ann_ids`` (int64 [K], the kept instances' ids)."""
+    (bool [S, S], False on padding) and ``ann_ids`` (int64 [K], the kept instances' ids); with
+    ``strong`` (a ``StrongPhotometric``) also ``strong_image``, the strong view of the same
+    geometry, whose masks are the sample's masks."""
 
-    def __init__(self, index: CocoIndex, image_ids: Sequence[int], augment: Callable | None = None):
+    def __init__(self, index: CocoIndex, image_ids: Sequence[int], augment: Callable | None = None,
+                 strong: Callable | None = None):
         self.index = index
         self.image_ids = _check_ids(index, image_ids)
         self.augment = augment
+        self.strong = strong
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -57,6 +61,8 @@ class LabeledDataset(Dataset):
             image, masks, valid = view.image, view.masks, view.valid
             labels, ann_ids = labels[view.keep], ann_ids[view.keep]
         meta.update(valid=valid, ann_ids=ann_ids)
+        if self.strong is not None:
+            meta["strong_image"] = self.strong(image, valid)
         return InstanceSample(image=image, masks=masks, labels=labels, image_id=image_id, meta=meta)
 
 

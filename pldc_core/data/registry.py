@@ -9,7 +9,15 @@ Built-ins (paths under ``data_root``):
 - ``coco2017``: ``coco/{train2017,val2017}`` and ``coco/annotations/instances_{train,val}2017.json``;
 - ``cityscapes``: ``cityscapes/leftImg8bit/{train,val}`` and
   ``cityscapes/annotations/instancesonly_filtered_gtFine_{train,val}.json``
-  (``pldc data convert-cityscapes``).
+  (``pldc data convert-cityscapes``);
+- ``coco2017-unlabeled``: ``coco/unlabeled2017`` and ``coco/annotations/image_info_unlabeled2017.json``,
+  images only: the extra unlabeled pool of the paper's 100% setting (``data.extra_unlabeled``).
+
+Each dataset also says how it is evaluated (``data.size_buckets`` / ``data.test_size`` "auto"):
+COCO's absolute small/medium/large areas everywhere except the embedded synthetic datasets,
+whose small images ask for limits rescaled by the mean image area; at test time COCO is resized
+to short side 800 / long side <= 1333, Cityscapes is kept at full resolution, the others are
+resized as in training (long side = image_size).
 
 A registry file (``DATA_ROOT/datasets.yaml`` unless another is given) adds datasets::
 
@@ -19,6 +27,8 @@ A registry file (``DATA_ROOT/datasets.yaml`` unless another is given) adds datas
         train_images: parts/images
         val_json: parts/annotations/val.json       # val_* are optional
         val_images: parts/images
+        size_buckets: absolute                     # optional: absolute (default) | rescaled
+        test_size: train                           # optional: train (default) | full | [short, max_long]
 """
 from __future__ import annotations
 
@@ -30,7 +40,7 @@ import yaml
 
 from pldc_core.data.coco import CocoIndex, DatasetError, load_coco
 
-BUILTIN_DATASETS = ("synthetic", "upstream", "coco2017", "cityscapes")
+BUILTIN_DATASETS = ("synthetic", "upstream", "coco2017", "cityscapes", "coco2017-unlabeled")
 REGISTRY_FILE_NAME = "datasets.yaml"
 
 
@@ -43,6 +53,8 @@ class DatasetSpec:
     train_json: Path
     image_root_val: Path | None
     val_json: Path | None
+    size_buckets: str = "absolute"      # how this dataset's AP size buckets are set (module docstring)
+    test_size: object = "train"         # its test-time resize (data.augment.TestResize)
 
     def load_train(self, strict: bool = True) -> CocoIndex:
         return load_coco(self.train_json, self.image_root_train, strict=strict)
@@ -57,15 +69,19 @@ def _builtin(name: str, root: Path) -> DatasetSpec:
     if name in ("synthetic", "upstream"):
         base = root / name
         return DatasetSpec(name, base / "train", base / "annotations" / "instances_train.json",
-                           base / "val", base / "annotations" / "instances_val.json")
+                           base / "val", base / "annotations" / "instances_val.json", size_buckets="rescaled")
     if name == "coco2017":
         base = root / "coco"
         return DatasetSpec(name, base / "train2017", base / "annotations" / "instances_train2017.json",
-                           base / "val2017", base / "annotations" / "instances_val2017.json")
+                           base / "val2017", base / "annotations" / "instances_val2017.json", test_size=(800, 1333))
+    if name == "coco2017-unlabeled":
+        base = root / "coco"
+        return DatasetSpec(name, base / "unlabeled2017", base / "annotations" / "image_info_unlabeled2017.json",
+                           None, None)
     if name == "cityscapes":
         base = root / "cityscapes"
         return DatasetSpec(name, base / "leftImg8bit" / "train", cityscapes_json(base, "train"),
-                           base / "leftImg8bit" / "val", cityscapes_json(base, "val"))
+                           base / "leftImg8bit" / "val", cityscapes_json(base, "val"), test_size="full")
     raise KeyError(name)
 
 
@@ -109,7 +125,7 @@ def read_registry(path: str | os.PathLike) -> dict[str, DatasetSpec]:
         raise DatasetError(f"{path}: needs a top-level mapping 'datasets: {{name: {{train_json, "
                            "train_images, val_json, val_images}}}}'")
     base = path.parent
-    known = {"train_json", "train_images", "val_json", "val_images"}
+    known = {"train_json", "train_images", "val_json", "val_images", "size_buckets", "test_size"}
 
     def resolve(value) -> Path:
         return base / Path(os.path.expanduser(str(value)))
@@ -130,9 +146,17 @@ def read_registry(path: str | os.PathLike) -> dict[str, DatasetSpec]:
                 raise DatasetError(f"{path}: dataset '{name}' is missing '{key}'")
         if bool(entry.get("val_json")) != bool(entry.get("val_images")):
             raise DatasetError(f"{path}: dataset '{name}': give both val_json and val_images, or neither")
+        buckets, test_size = entry.get("size_buckets", "absolute"), entry.get("test_size", "train")
+        if buckets not in ("absolute", "rescaled"):
+            raise DatasetError(f"{path}: dataset '{name}': size_buckets must be absolute or rescaled, got {buckets!r}")
+        if not (test_size in ("train", "full") or (isinstance(test_size, list) and len(test_size) == 2)):
+            raise DatasetError(f"{path}: dataset '{name}': test_size must be train, full or [short, max_long], "
+                               f"got {test_size!r}")
         specs[name] = DatasetSpec(name, resolve(entry["train_images"]), resolve(entry["train_json"]),
                                   resolve(entry["val_images"]) if entry.get("val_images") else None,
-                                  resolve(entry["val_json"]) if entry.get("val_json") else None)
+                                  resolve(entry["val_json"]) if entry.get("val_json") else None,
+                                  size_buckets=buckets, test_size=tuple(test_size) if isinstance(test_size, list)
+                                  else test_size)
     return specs
 
 
@@ -155,3 +179,10 @@ def get_dataset(name: str, data_root: str | os.PathLike = "data",
         raise DatasetError(f"unknown dataset '{name}'; known: {', '.join(list(BUILTIN_DATASETS) + list(registered))}"
                            + where)
     return registered[name]
+
+
+def eval_protocol(data_cfg, spec: DatasetSpec) -> tuple[str, object]:
+    """``(size_buckets, test_size)`` of a config's ``data`` section, "auto" resolved by ``spec``."""
+    buckets = spec.size_buckets if data_cfg.size_buckets == "auto" else data_cfg.size_buckets
+    test_size = spec.test_size if data_cfg.test_size == "auto" else data_cfg.test_size
+    return buckets, tuple(test_size) if isinstance(test_size, list) else test_size

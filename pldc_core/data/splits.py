@@ -1,8 +1,13 @@
 """Semi-supervised splits: p% of the training images labeled, the rest unlabeled, per seed.
 
-Convention (Unbiased Teacher's COCO splits, which GuidedDistillation reuses): random
-image-level sampling of ``int(p / 100 * N)`` images (at least 1) for each (percent, seed),
-drawn independently for every percent. Images without annotations are sampled like any
+Convention: p% of the train images, sampled at random at the image level, the rest unlabeled.
+This protocol for COCO (1/2/5/10%, several random draws) comes from STAC (Sohn et al., 2020, "A
+Simple Semi-Supervised Learning Framework for Object Detection"); Unbiased Teacher, PAIS and
+GuidedDistillation follow it, and the paper follows GuidedDistillation for Cityscapes. Our draws
+are made here (below), so they are not those projects' published image lists. ``int(p / 100 * N)``
+images (at least 1) for each (percent, seed), drawn independently for every percent. The paper's
+"100%" setting (every train image labeled, COCO unlabeled2017 as unlabeled data) is percent 100
+with ``data.extra_unlabeled: coco2017-unlabeled``. Images without annotations are sampled like any
 other. Instead of a NumPy RNG stream, whose algorithm may change between NumPy versions, an
 image's rank for (percent, seed) is the SHA-256 of ``"percent:seed:image_id"``: the split depends
 only on the ids, the percent and the seed, not on library versions or the order of the ids.

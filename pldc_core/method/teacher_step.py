@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +54,8 @@ class PseudoLabels:
 @torch.no_grad()
 def teacher_step(class_logits: torch.Tensor, mask_logits: torch.Tensor, images: torch.Tensor, *,
                  thresholds: Thresholds, clip=None, w: float | None = None, valid: torch.Tensor | None = None,
-                 timed: Callable[[str], AbstractContextManager] = _untimed) -> list[PseudoLabels]:
+                 timed: Callable[[str], AbstractContextManager] = _untimed,
+                 min_mask_area: int = 0) -> list[PseudoLabels]:
     """Pseudo-labels of each image from the teacher's outputs.
 
     ``class_logits [B, Q, N+1]`` and ``mask_logits [B, Q, h, w]`` (float) are the teacher's on
@@ -63,6 +64,8 @@ def teacher_step(class_logits: torch.Tensor, mask_logits: torch.Tensor, images: 
     with Eq. 8's ``w`` turns on DICC: each kept mask, upsampled to the image, is cropped and
     classified by CLIP, and the fused distribution (Eq. 9) gives the class. ``timed(name)`` is a
     context manager the trainer uses to time the ``filter`` and ``dicc`` parts.
+    ``min_mask_area`` > 0 drops kept pseudo-labels whose mask, at the image's resolution, has at
+    most that many pixels (``pldc.mask_area_threshold``), before DICC.
     """
     out = []
     for i in range(class_logits.shape[0]):
@@ -70,11 +73,25 @@ def teacher_step(class_logits: torch.Tensor, mask_logits: torch.Tensor, images: 
             kept = make_pseudo_targets(class_logits[i], mask_logits[i], filter=thresholds.filter,
                                        c_t=thresholds.c_t, m_t=thresholds.m_t, s_t=thresholds.s_t,
                                        valid=None if valid is None else valid[i])
+        full = None
+        if min_mask_area > 0 and len(kept):
+            with timed("filter"):
+                full = F.interpolate(kept.masks[None], size=images.shape[-2:], mode="bilinear")[0] > 0.5
+                big = full.flatten(1).sum(1) > min_mask_area
+                if not big.all():
+                    kept, full = _select(kept, big), full[big]
         labels, clip_probs = kept.labels, None
         if clip is not None and len(kept):
             with timed("dicc"):
-                full = F.interpolate(kept.masks[None], size=images.shape[-2:], mode="bilinear")[0] > 0.5
+                if full is None:
+                    full = F.interpolate(kept.masks[None], size=images.shape[-2:], mode="bilinear")[0] > 0.5
                 clip_probs = clip.probs(images[i], full).to(kept.probs)
                 _, labels = dicc_fuse(kept.probs, clip_probs, w)
         out.append(PseudoLabels(kept, labels, clip_probs))
     return out
+
+
+def _select(kept: PseudoTargets, which: torch.Tensor) -> PseudoTargets:
+    """The pseudo-labels ``which`` (bool [K]) of ``kept``; the filters' counts stay as they were."""
+    return replace(kept, keep_idx=kept.keep_idx[which], labels=kept.labels[which], masks=kept.masks[which],
+                   uncertainty=kept.uncertainty[which], c=kept.c[which], m=kept.m[which], probs=kept.probs[which])

@@ -9,18 +9,19 @@ import torch
 from tqdm import tqdm
 
 from pldc_core import distributed as dist_utils
-from pldc_core.data.augment import EvalResize, unpad_and_resize
+from pldc_core.data.augment import TestResize, unpad_and_resize
 from pldc_core.structures import COCO_REFERENCE_AREA
 
 
 @dataclass
 class ImagePrediction:
-    """Raw query outputs for one image resized by ``EvalResize`` to ``padded_size``."""
+    """Raw query outputs for one image resized by ``TestResize`` and padded to ``padded_size``
+    (a side, or ``(H, W)``)."""
 
     class_logits: torch.Tensor  # [Q, N+1]
-    mask_logits: torch.Tensor  # [Q, s, s] over the padded input
+    mask_logits: torch.Tensor  # [Q, h, w] over the padded input
     resized_hw: tuple[int, int]
-    padded_size: int
+    padded_size: int | tuple[int, int]
 
     def at_size(self, hw: tuple[int, int]) -> torch.Tensor:
         """Mask logits ``[Q, *hw]`` over the real image (padding dropped)."""
@@ -28,25 +29,26 @@ class ImagePrediction:
 
     def low_res(self) -> torch.Tensor:
         """Mask logits at the model's resolution, cropped to the part that covers the real image."""
-        s = self.mask_logits.shape[-1]
-        h = max(1, math.ceil(self.resized_hw[0] * s / self.padded_size))
-        w = max(1, math.ceil(self.resized_hw[1] * s / self.padded_size))
+        low_h, low_w = self.mask_logits.shape[-2:]
+        pad_h, pad_w = (self.padded_size,) * 2 if isinstance(self.padded_size, int) else self.padded_size
+        h = max(1, math.ceil(self.resized_hw[0] * low_h / pad_h))
+        w = max(1, math.ceil(self.resized_hw[1] * low_w / pad_w))
         return self.mask_logits[:, :h, :w]
 
 
 @torch.no_grad()
 def predict_images(model: torch.nn.Module, images: list[torch.Tensor], image_size: int,
-                   device: torch.device) -> list[ImagePrediction]:
-    """Forward a list of ``[3, H, W]`` images (any sizes) through ``model`` in eval mode."""
-    resize = EvalResize(image_size)
-    resized = [resize(img) for img in images]
-    batch = torch.stack([r[0] for r in resized]).to(device)
+                   device: torch.device, test_size="train") -> list[ImagePrediction]:
+    """Forward a list of ``[3, H, W]`` images (any sizes) through ``model`` in eval mode, resized
+    as ``test_size`` says (``data.augment.TestResize``)."""
+    batch, sizes, padded = TestResize(test_size, image_size)(images)
+    padded = padded[0] if test_size == "train" else padded
     was_training = model.training
     model.eval()
-    out = model(batch)
+    out = model(batch.to(device))
     model.train(was_training)
-    return [ImagePrediction(out.class_logits[i].float().cpu(), out.mask_logits[i].float().cpu(), resized[i][1],
-                            image_size) for i in range(len(images))]
+    return [ImagePrediction(out.class_logits[i].float().cpu(), out.mask_logits[i].float().cpu(), sizes[i],
+                            padded) for i in range(len(images))]
 
 
 def area_scale_of(index, image_ids) -> float:
@@ -56,20 +58,28 @@ def area_scale_of(index, image_ids) -> float:
 
 
 def evaluate_model(model: torch.nn.Module, index, image_ids: list[int], image_size: int, device: torch.device,
-                   *, top_k: int = 100, batch_size: int = 8) -> dict:
-    """COCO mask AP of ``model`` on ``image_ids`` of ``index`` (sharded over ranks; metrics on rank 0)."""
+                   *, top_k: int = 100, batch_size: int = 8, size_buckets: str = "rescaled", test_size="train",
+                   predictions_out: str | os.PathLike | None = None) -> dict:
+    """COCO mask AP of ``model`` on ``image_ids`` of ``index`` (sharded over ranks; metrics on rank 0).
+
+    ``size_buckets``: ``absolute`` uses COCO's area limits, ``rescaled`` scales them by the mean
+    image area (``area_scale_of``). ``test_size``: see ``TestResize``. ``predictions_out``: also
+    write the COCO results JSON (rank 0).
+    """
     from pldc_core.evaluation import CocoEvaluator
 
-    evaluator = CocoEvaluator(index.json_path, index.categories, top_k=top_k,
-                              area_scale=area_scale_of(index, image_ids))
+    if size_buckets not in ("absolute", "rescaled"):
+        raise ValueError(f"size_buckets must be 'absolute' or 'rescaled', got {size_buckets!r}")
+    scale = area_scale_of(index, image_ids) if size_buckets == "rescaled" else None
+    evaluator = CocoEvaluator(index.json_path, index.categories, top_k=top_k, area_scale=scale)
     mine = list(image_ids)[dist_utils.rank()::dist_utils.world_size()]
     bar = tqdm(total=len(mine), desc="eval", leave=False, disable=os.environ.get("PLDC_NO_PROGRESS") == "1"
                or not dist_utils.is_main())
     for start in range(0, len(mine), batch_size):
         ids = mine[start:start + batch_size]
         images = [index.load_image(i) for i in ids]
-        for image_id, image, pred in zip(ids, images, predict_images(model, images, image_size, device)):
+        for image_id, image, pred in zip(ids, images, predict_images(model, images, image_size, device, test_size)):
             evaluator.add(image_id, pred.class_logits, pred.at_size(tuple(image.shape[-2:])))
         bar.update(len(ids))
     bar.close()
-    return evaluator.compute()
+    return evaluator.compute(predictions_out=predictions_out)

@@ -62,9 +62,12 @@ class Mask2FormerSegmenter(nn.Module):
         m2f = Mask2FormerConfig(
             backbone_config=backbone, use_pretrained_backbone=False, num_labels=num_classes,
             num_queries=cfg.num_queries, hidden_dim=cfg.hidden_dim, mask_feature_size=cfg.hidden_dim,
-            feature_size=cfg.hidden_dim, encoder_layers=cfg.encoder_layers, decoder_layers=cfg.decoder_layers,
+            feature_size=cfg.hidden_dim, encoder_layers=cfg.encoder_layers,
+            # transformers builds decoder_layers - 1 layers (its count includes the prediction made
+            # from the initial queries, as detectron2's DEC_LAYERS: 10 for Mask2Former's 9 layers)
+            decoder_layers=cfg.decoder_layers + 1,
             num_attention_heads=cfg.num_heads, dim_feedforward=cfg.dim_feedforward,
-            encoder_feedforward_dim=cfg.dim_feedforward, train_num_points=cfg.train_num_points,
+            encoder_feedforward_dim=cfg.pixel_decoder_feedforward, train_num_points=cfg.train_num_points,
             output_auxiliary_logits=True, use_auxiliary_loss=True,
         )
         self.net = Mask2FormerForUniversalSegmentation(m2f)

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             d = cfg.data
             spec = get_dataset(d.dataset, data_root=d.data_root, registry_file=d.registry_file)
-            index = load_coco(spec.train_json, spec.image_root_train)
+            index = load_coco(spec.train_json, spec.image_root_train, skip_degenerate=True)
             candidates = load_split(split_file_of(d), d.percent, d.split_seed)[1]
         clip = load_run_clip(cfg.pldc, categories.names, device, weights=args.clip_weights) if args.dicc else None
     except DiccWeightsMissing as exc:

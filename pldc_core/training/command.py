@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.resume:
             run_dir = Path(args.resume)
-            cfg = load_config(RunDir(run_dir).config, args.overrides)
+            cfg = load_config(RunDir(run_dir).config, args.overrides, saved=True)
         else:
             if not args.config:
                 raise ConfigError("give --config FILE for a new run, or --resume RUN_DIR")

@@ -42,8 +42,9 @@ def build_data(cfg: ExperimentConfig) -> DataBundle:
 
     d = cfg.data
     spec = get_dataset(d.dataset, data_root=d.data_root, registry_file=d.registry_file)
-    train_index = load_coco(spec.train_json, spec.image_root_train)
-    val_index = load_coco(spec.val_json, spec.image_root_val)
+    # COCO train2017 holds a few annotations with no area; training skips them with one warning
+    train_index = load_coco(spec.train_json, spec.image_root_train, skip_degenerate=True)
+    val_index = load_coco(spec.val_json, spec.image_root_val, skip_degenerate=True)
     split_file = split_file_of(d)
     if not split_file.is_file():
         raise FileNotFoundError(f"{split_file}: split file not found; make it with "
@@ -51,18 +52,30 @@ def build_data(cfg: ExperimentConfig) -> DataBundle:
                                 f"--out {split_file}` or set data.split_file")
     labeled_ids, unlabeled_ids = load_split(split_file, d.percent, d.split_seed)
     augment = TrainAugment(d.image_size, scale_range=tuple(d.scale_range))
-    labeled = LabeledDataset(train_index, labeled_ids, augment)
+    strong = StrongPhotometric(cutout=d.cutout)
+    # the strong view of labeled images is drawn only when the student gets it, so that runs
+    # without it keep their random streams
+    labeled_strong = strong if cfg.train.labeled_strong_view else None
+    labeled = LabeledDataset(train_index, labeled_ids, augment, labeled_strong)
     if d.extra_labeled_json:
         from torch.utils.data import ConcatDataset
 
-        extra_index = load_coco(d.extra_labeled_json, spec.image_root_train)
+        extra_index = load_coco(d.extra_labeled_json, spec.image_root_train, skip_degenerate=True)
         if extra_index.categories != train_index.categories:
             raise ValueError(f"{d.extra_labeled_json}: its categories differ from {spec.train_json}'s")
         extra_ids = [i for i in extra_index.image_ids if extra_index.annotations(i)]
-        labeled = ConcatDataset([labeled, LabeledDataset(extra_index, extra_ids, augment)])
+        labeled = ConcatDataset([labeled, LabeledDataset(extra_index, extra_ids, augment, labeled_strong)])
         taken = set(extra_ids)
         unlabeled_ids = [i for i in unlabeled_ids if i not in taken]
         log.info("added %d curated images from %s as labeled data", len(extra_ids), d.extra_labeled_json)
-    unlabeled = UnlabeledDataset(train_index.images_only(unlabeled_ids), unlabeled_ids, augment, StrongPhotometric())
+    pool = train_index.images_only(unlabeled_ids)
+    if d.extra_unlabeled:
+        # the paper's 100% setting: every train image labeled, plus an extra unlabeled set (COCO unlabeled2017)
+        from pldc_core.data.coco import ImageList
+
+        extra = get_dataset(d.extra_unlabeled, data_root=d.data_root, registry_file=d.registry_file)
+        pool = pool.joined(ImageList.from_json(extra.train_json, extra.image_root_train))
+        log.info("added %d unlabeled images of %s", len(pool) - len(unlabeled_ids), d.extra_unlabeled)
+    unlabeled = UnlabeledDataset(pool, pool.image_ids, augment, strong)
     return DataBundle(train_index.categories, train_index, val_index, list(labeled_ids), list(unlabeled_ids),
                       labeled, unlabeled, Path(spec.val_json))

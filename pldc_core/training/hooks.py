@@ -99,14 +99,17 @@ def save(trainer: Trainer) -> None:
 
 def evaluate(trainer: Trainer) -> dict:
     """COCO mask AP of the teacher (the student during burn-in) on the val images; keeps the best."""
+    from pldc_core.data.registry import eval_protocol, get_dataset
     from pldc_core.model.inference import evaluate_model
 
     model = trainer.labelling_model
+    d = trainer.cfg.data
     ids = trainer.data.val_index.image_ids
-    if trainer.cfg.data.eval_images:
-        ids = ids[: trainer.cfg.data.eval_images]
-    result = evaluate_model(model, trainer.data.val_index, ids, trainer.cfg.data.image_size, trainer.device,
-                            top_k=trainer.cfg.model.test_top_k)
+    if d.eval_images:
+        ids = ids[: d.eval_images]
+    buckets, test_size = eval_protocol(d, get_dataset(d.dataset, data_root=d.data_root, registry_file=d.registry_file))
+    result = evaluate_model(model, trainer.data.val_index, ids, d.image_size, trainer.device,
+                            top_k=trainer.cfg.model.test_top_k, size_buckets=buckets, test_size=test_size)
     if dist_utils.is_main():
         result = {"iter": trainer.iter, "model": "teacher" if trainer.teacher is not None else "student",
                   **result}

@@ -8,6 +8,7 @@ A checkpoint saved after step ``i`` stores ``iteration = i`` and a resumed run c
 """
 from __future__ import annotations
 
+import bisect
 import copy
 import logging
 import time
@@ -45,6 +46,10 @@ class Trainer(TrainerBase):
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self._prepare_run_dir(resume)
+        t = cfg.train
+        # this process's share of the batch sizes; checked before anything is built
+        self.batch_labeled = dist_utils.batch_share(t.batch_labeled, t.batch_scope, "train.batch_labeled")
+        self.batch_unlabeled = dist_utils.batch_share(t.batch_unlabeled, t.batch_scope, "train.batch_unlabeled")
         self.data = data or build_data(cfg)
         self.num_classes = len(self.data.categories)
         torch.manual_seed(cfg.train.seed + dist_utils.rank())
@@ -188,7 +193,7 @@ class Trainer(TrainerBase):
         from pldc_core.data.loader import infinite_batches
 
         t = self.cfg.train
-        self._lab_iter = infinite_batches(self.data.labeled, t.batch_labeled, seed=t.seed, start_iter=self.iter,
+        self._lab_iter = infinite_batches(self.data.labeled, self.batch_labeled, seed=t.seed, start_iter=self.iter,
                                           rank=dist_utils.rank(), world_size=dist_utils.world_size(),
                                           num_workers=self.cfg.data.num_workers)
         self._unl_iter = None
@@ -201,7 +206,7 @@ class Trainer(TrainerBase):
             # The unlabeled stream starts at the first semi-supervised step, so a resumed run
             # continues it where it was.
             start = self.iter - t.burn_in_iters
-            self._unl_iter = infinite_batches(self.data.unlabeled, t.batch_unlabeled, seed=t.seed + 1,
+            self._unl_iter = infinite_batches(self.data.unlabeled, self.batch_unlabeled, seed=t.seed + 1,
                                               start_iter=start, rank=dist_utils.rank(),
                                               world_size=dist_utils.world_size(),
                                               num_workers=self.cfg.data.num_workers)
@@ -212,6 +217,8 @@ class Trainer(TrainerBase):
         factor = 1.0
         if t.lr_schedule == "poly":
             factor = (1 - self.iter / t.max_iters) ** 0.9
+        elif t.lr_schedule == "step":
+            factor = t.lr_gamma ** bisect.bisect_right(t.lr_steps, self.iter)
         if t.warmup_iters and self.iter < t.warmup_iters:
             factor *= (self.iter + 1) / t.warmup_iters
         for g in self.optimizer.param_groups:
@@ -235,8 +242,13 @@ class Trainer(TrainerBase):
         lr = self._set_lr()
         self.student.train()
         labeled = [s for s in next(self._lab_iter)]
-        images_l = torch.stack([s.image for s in labeled]).to(self.device, non_blocking=True)
+        views = [s.image for s in labeled]
         targets_l = [{"labels": s.labels.to(self.device), "masks": s.masks.to(self.device).float()} for s in labeled]
+        if self.cfg.train.labeled_strong_view:
+            # the student also sees each labeled image's strong view, with the same targets
+            views += [s.meta["strong_image"] for s in labeled]
+            targets_l = targets_l + targets_l
+        images_l = torch.stack(views).to(self.device, non_blocking=True)
         metrics = {"iter": self.iter + 1, "phase": self.phase, "lr": lr}
 
         if self.phase == "burn_in":
@@ -258,7 +270,7 @@ class Trainer(TrainerBase):
             metrics.update(pl_stats)
             with self._timed("student"), self._autocast():
                 out = self.model(torch.cat([images_l, strong]))
-            out_l, out_u = out.split(len(labeled))
+            out_l, out_u = out.split(len(images_l))
             with self._timed("student"):
                 sup = self._losses(out_l, targets_l)
             with self._timed("unsup_loss"):
@@ -308,7 +320,8 @@ class Trainer(TrainerBase):
         small_valid = F.interpolate(valid[:, None].float(), size=mask_logits.shape[-2:], mode="nearest")[:, 0] > 0.5
         w = dicc_w_at(self.cfg, self.iter)
         labels = teacher_step(class_logits, mask_logits, weak, thresholds=self.thresholds, clip=self.clip, w=w,
-                              valid=small_valid, timed=self._timed)
+                              valid=small_valid, timed=self._timed,
+                              min_mask_area=self.cfg.pldc.mask_area_threshold)
         stats = {"n_queries": int(class_logits.shape[0] * class_logits.shape[1]),
                  "n_kept": sum(len(p) for p in labels),
                  "n_kept_ddtf": sum(p.kept.n_ddtf for p in labels),

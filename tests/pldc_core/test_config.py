@@ -78,3 +78,69 @@ def test_shipped_configs_are_valid():
         cfg = load_config(CONFIGS / f"{name}.yaml")
         assert cfg.name == name
     assert load_config(CONFIGS / "smoke.yaml").data.percent == 5  # inherited from cpu-quick
+
+
+def _v1(raw: dict) -> dict:
+    """A config as a run folder saved it before config_version existed: every key of that time."""
+    from pldc_core.config import _V1_NEW_KEYS, from_dict
+
+    old = from_dict(raw).to_dict()
+    old.pop("config_version")
+    old["model"].pop("pixel_decoder_feedforward")
+    old["model"]["decoder_layers"] += 1  # transformers' count, as v1 saved it
+    for section, key in _V1_NEW_KEYS:
+        old[section].pop(key)
+    for section, key in (("train", "lr_steps"), ("train", "lr_gamma"), ("pldc", "dicc_mode"),
+                         ("pldc", "class_descriptions"), ("data", "cutout"), ("data", "extra_unlabeled")):
+        old[section].pop(key)
+    return old
+
+
+def test_a_saved_version_1_config_loads_as_the_same_model_and_behaviour(tmp_path):
+    import yaml
+
+    from pldc_core.config import from_dict, load_config
+
+    old = _v1({"model": {"decoder_layers": 3, "dim_feedforward": 256}})
+    assert old["model"]["decoder_layers"] == 4 and "config_version" not in old
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(old))
+    cfg = load_config(path, saved=True)
+    assert cfg.config_version == 2
+    assert (cfg.model.decoder_layers, cfg.model.pixel_decoder_feedforward) == (3, 256)
+    assert (cfg.train.batch_scope, cfg.train.labeled_strong_view, cfg.pldc.mask_area_threshold) == ("per_rank", False, 0)
+    assert (cfg.data.size_buckets, cfg.data.test_size) == ("rescaled", "train")
+    assert from_dict(old, saved=True) == cfg
+    # saved again (a resumed run re-saves its config) it stays the same
+    assert from_dict(cfg.to_dict(), saved=True) == cfg
+    # a hand-written file without the marker is read as today's keys
+    assert load_config(path).model.decoder_layers == 4
+
+
+def test_new_options_default_to_the_published_values():
+    from pldc_core.config import ExperimentConfig
+
+    cfg = ExperimentConfig()
+    assert (cfg.train.batch_scope, cfg.train.labeled_strong_view, cfg.pldc.mask_area_threshold) == ("global", True, 5)
+    assert (cfg.model.pixel_decoder_feedforward, cfg.data.cutout, cfg.pldc.dicc_mode) == (1024, "paper", "crop")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr_schedule=step", r"train\.lr_steps: lr_schedule=step needs at least one step"),
+    ("train.lr_steps=[10, 5]", r"train\.lr_steps: must be increasing"),
+    ("data.test_size=[1333, 800]", r"data\.test_size: must be auto, train, full or \[short, max_long\]"),
+    ("train.batch_scope=node", r"train\.batch_scope: must be 'global' or 'per_rank'"),
+    ("config_version=3", r"config_version: 3 is not known"),
+])
+def test_new_options_are_validated(override, message):
+    from pldc_core.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_the_unimplemented_dicc_variant_is_refused_not_ignored():
+    from pldc_core.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"pldc\.dicc_mode: 'mask_pool' .* is not implemented yet"):
+        load_config(None, ["pldc.dicc_mode=mask_pool"])

@@ -299,3 +299,34 @@ def test_unpad_and_resize_round_trips_a_mask_through_eval_resize(orig_hw):
         back = unpad_and_resize(low_logits, resized_hw, 64, orig_hw)[0] > 0
         iou = (back & mask).sum() / (back | mask).sum()
         assert iou > (0.97 if low == 64 else 0.9), (low, iou)
+
+
+def test_authors_cutout_fills_patches_with_random_values():
+    strong = StrongPhotometric(color_jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, cutout_p=(1.0, 1.0, 1.0),
+                               cutout="authors")
+    torch.manual_seed(0)
+    image = torch.full((3, 48, 48), 0.5)
+    out = strong(image)
+    changed = (out != 0.5).any(0)
+    assert changed.float().mean() > 0.02 and not (out[:, changed] == 0).all()
+    with pytest.raises(ValueError, match="cutout must be one of paper, authors"):
+        StrongPhotometric(cutout="table")
+
+
+def test_test_resize_short_side_with_a_long_side_limit_and_full_resolution():
+    from pldc_core.data.augment import TestResize
+
+    coco = TestResize((800, 1333), image_size=128)
+    assert coco.resized_hw(480, 640) == (800, 1067)
+    assert coco.resized_hw(100, 2000) == (67, 1333)  # the long side limit wins
+    batch, sizes, padded = coco([torch.rand(3, 480, 640), torch.rand(3, 640, 480)])
+    assert sizes == [(800, 1067), (1067, 800)] and padded == (1088, 1088) and batch.shape == (2, 3, 1088, 1088)
+    assert not batch[0, :, 800:].any() and not batch[0, :, :, 1067:].any()
+
+    image = torch.rand(3, 40, 70)
+    batch, sizes, padded = TestResize("full", image_size=128)([image])
+    assert sizes == [(40, 70)] and padded == (64, 96) and torch.equal(batch[0, :, :40, :70], image)
+    # logits predicted on the rectangular padded input come back to the image exactly
+    logits = torch.zeros(1, 64, 96)
+    logits[0, :40, :70] = torch.arange(40 * 70, dtype=torch.float32).view(40, 70)
+    torch.testing.assert_close(unpad_and_resize(logits, (40, 70), padded, (40, 70))[0], logits[0, :40, :70])

@@ -265,8 +265,8 @@ def test_registered_dataset(tmp_path):
     assert spec.load_train().image_ids == [1, 2]
     with pytest.raises(DatasetError, match="dataset 'toy' has no validation set"):
         spec.load_val()
-    assert list_datasets(tmp_path) == ["synthetic", "upstream", "coco2017", "cityscapes", "toy"]
-    with pytest.raises(DatasetError, match=r"unknown dataset 'toys'; known: synthetic, upstream, coco2017, cityscapes, toy"):
+    assert list_datasets(tmp_path) == ["synthetic", "upstream", "coco2017", "cityscapes", "coco2017-unlabeled", "toy"]
+    with pytest.raises(DatasetError, match=r"unknown dataset 'toys'; known: synthetic, upstream, coco2017, cityscapes, coco2017-unlabeled, toy"):
         get_dataset("toys", data_root=tmp_path)
 
 
@@ -285,3 +285,85 @@ def test_bad_registry_files(tmp_path, text, message):
         get_dataset("toy", registry_file=registry)
     with pytest.raises(DatasetError, match=r"missing\.yaml: dataset registry file not found"):
         get_dataset("toy", registry_file=tmp_path / "missing.yaml")
+
+
+def test_training_skips_degenerate_annotations_with_one_warning(tmp_path, caplog):
+    """COCO train2017 has annotations like these; training must not stop on them."""
+    from pldc_core.config import from_dict
+    from pldc_core.data.splits import write_splits
+    from pldc_core.training.data import build_data
+
+    data = _base()
+    data["annotations"] += [
+        # a collinear polygon: 3 points on a line, zero area
+        {"id": 20, "image_id": 1, "category_id": 7, "segmentation": [[1, 1, 3, 3, 5, 5]], "iscrowd": 0},
+        # an all-zero RLE
+        {"id": 21, "image_id": 1, "category_id": 7, "segmentation": {"size": [10, 12], "counts": [120]}},
+        # a fine mask whose box has zero width
+        {"id": 22, "image_id": 1, "category_id": 7, "segmentation": _box(2, 1, 6, 4), "bbox": [2, 1, 0, 3]},
+    ]
+    path, root = _write(tmp_path, data)
+    with pytest.raises(DatasetError, match="annotation id 20 .*zero area"):
+        load_coco(path, root)  # strict loading (and `pldc data validate`) still refuses them
+    problems, _ = validate_coco(json.loads(path.read_text()), root)
+    assert [(p.kind, p.ann_id) for p in problems] == [("zero_area", 20), ("zero_area", 21), ("zero_size_box", 22)]
+
+    (tmp_path / "datasets.yaml").write_text("datasets:\n  toy: {train_json: ann.json, train_images: images, "
+                                            "val_json: ann.json, val_images: images}\n")
+    write_splits(tmp_path / "split.json", read_image_ids(path), [50], [0], dataset="toy")
+    cfg = from_dict({"data": {"dataset": "toy", "data_root": str(tmp_path), "percent": 50,
+                              "split_file": str(tmp_path / "split.json")}})
+    with caplog.at_level(logging.WARNING):
+        bundle = build_data(cfg)
+    assert [a["id"] for a in bundle.train_index.annotations(1)] == [10, 11]
+    train_warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()][:1]
+    assert len(train_warnings) == 1
+    assert "skipped 3 annotation(s) with no usable geometry (zero_area: 2, zero_size_box: 1)" in train_warnings[0]
+    assert "first ids: 20, 21, 22" in train_warnings[0]
+
+
+def test_each_dataset_says_how_it_is_evaluated(tmp_path):
+    from pldc_core.config import DataConfig
+    from pldc_core.data.registry import eval_protocol
+
+    auto = DataConfig()
+    assert eval_protocol(auto, get_dataset("coco2017", data_root=tmp_path)) == ("absolute", (800, 1333))
+    assert eval_protocol(auto, get_dataset("cityscapes", data_root=tmp_path)) == ("absolute", "full")
+    assert eval_protocol(auto, get_dataset("synthetic", data_root=tmp_path)) == ("rescaled", "train")
+    chosen = DataConfig(size_buckets="rescaled", test_size=[600, 1000])
+    assert eval_protocol(chosen, get_dataset("coco2017", data_root=tmp_path)) == ("rescaled", (600, 1000))
+    (tmp_path / "datasets.yaml").write_text("datasets:\n  toy: {train_json: a.json, train_images: i, "
+                                            "size_buckets: rescaled, test_size: full}\n")
+    assert eval_protocol(auto, get_dataset("toy", data_root=tmp_path)) == ("rescaled", "full")
+
+
+def test_all_labeled_plus_an_extra_unlabeled_set(tmp_path):
+    """The paper's 100% setting: every train image labeled, unlabeled images from another file."""
+    from pldc_core.config import from_dict
+    from pldc_core.data.splits import write_splits
+    from pldc_core.training.data import build_data
+
+    path, root = _write(tmp_path, _base())
+    extra_root = tmp_path / "unlabeled"
+    extra_root.mkdir()
+    Image.fromarray(np.full((6, 7, 3), 200, dtype=np.uint8)).save(extra_root / "u.png")
+    # like COCO's image_info_unlabeled2017.json: images, no annotations
+    (tmp_path / "extra.json").write_text(json.dumps({"images": [{"id": 50, "file_name": "u.png", "height": 6,
+                                                                 "width": 7}], "categories": []}))
+    (tmp_path / "datasets.yaml").write_text(
+        "datasets:\n  toy: {train_json: ann.json, train_images: images, val_json: ann.json, val_images: images}\n"
+        "  toy-unlabeled: {train_json: extra.json, train_images: unlabeled}\n")
+    write_splits(tmp_path / "split.json", read_image_ids(path), [100], [0], dataset="toy")
+    cfg = from_dict({"data": {"dataset": "toy", "data_root": str(tmp_path), "percent": 100, "image_size": 32,
+                              "split_file": str(tmp_path / "split.json"), "extra_unlabeled": "toy-unlabeled"}})
+    bundle = build_data(cfg)
+    assert bundle.labeled_ids == [1, 2] and bundle.unlabeled_ids == []
+    assert bundle.unlabeled.image_ids == [50]
+    pair = bundle.unlabeled[0]
+    assert pair.image_id == 50 and pair.weak.meta["orig_size"] == (6, 7)
+    (tmp_path / "extra.json").write_text(json.dumps({"images": [{"id": 1, "file_name": "u.png", "height": 6,
+                                                                 "width": 7}]}))
+    cfg = from_dict({"data": {**cfg.to_dict()["data"], "percent": 50}})
+    write_splits(tmp_path / "split.json", read_image_ids(path), [50], [0], dataset="toy")
+    with pytest.raises(DatasetError, match=r"unlabeled: image id \d is also in"):
+        build_data(cfg)

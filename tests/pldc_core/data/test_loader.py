@@ -167,3 +167,27 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="rank"):
         infinite_batches(_Probe(3), 2, seed=0, rank=2, world_size=2)
     assert derive_seed("item", 1, 2, 3) == derive_seed("item", 1, 2, 3) < 2 ** 63
+
+
+def test_a_global_batch_is_shared_among_the_processes():
+    from pldc_core.config import ConfigError
+    from pldc_core.distributed import batch_share
+
+    assert batch_share(8, "global", "train.batch_labeled", processes=4) == 2
+    assert batch_share(8, "per_rank", "train.batch_labeled", processes=4) == 8
+    with pytest.raises(ConfigError, match=r"train\.batch_unlabeled: the batch size 6 is global .* among 4 processes"):
+        batch_share(6, "global", "train.batch_unlabeled", processes=4)
+
+
+def test_labeled_strong_view_shares_geometry_and_masks(index):
+    torch.manual_seed(0)
+    strong = StrongPhotometric(color_jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, cutout_p=(1.0, 1.0, 1.0))
+    dataset = LabeledDataset(index, index.image_ids[:3], TrainAugment(96, scale_range=(0.5, 0.6)), strong)
+    sample = dataset[0]
+    view = sample.meta["strong_image"]
+    assert view.shape == sample.image.shape
+    changed = (view != sample.image).any(0)
+    # only cutout acts here: every changed pixel is a black patch, the rest is the weak view's pixel
+    assert changed.any() and (view[:, changed] == 0).all()
+    assert not view[:, ~sample.meta["valid"]].any()  # padding stays 0
+    assert "strong_image" not in LabeledDataset(index, index.image_ids[:1], TrainAugment(96))[0].meta

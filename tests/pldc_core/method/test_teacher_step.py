@@ -46,3 +46,21 @@ def test_dicc_classifies_the_kept_binary_masks_and_fuses_with_w():
     (unchanged,) = teacher_step(class_logits, mask_logits, torch.zeros(1, 3, 16, 16), thresholds=thresholds,
                                 clip=_Clip(), w=0.0)
     assert unchanged.labels.tolist() == [0] and unchanged.n_dicc_changed == 0
+
+
+def test_mask_area_threshold_drops_tiny_pseudo_masks_before_dicc():
+    class_logits = torch.log(torch.tensor([[0.95, 0.03, 0.02]] * 2))[None]  # 2 confident queries
+    mask_logits = torch.full((1, 2, 4, 4), -8.0)
+    mask_logits[0, 0, :2, :2] = 8.0   # 63 pixels at 16 x 16 (see the test above)
+    mask_logits[0, 1, 3, 3] = 8.0     # one low-res corner pixel: 15 pixels at 16 x 16
+    thresholds = Thresholds("ddtf", 0.85, 0.9, 0.765)
+    image = torch.zeros(1, 3, 16, 16)
+    (everything,) = teacher_step(class_logits, mask_logits, image, thresholds=thresholds)
+    assert everything.kept.keep_idx.tolist() == [0, 1]
+    clip = _Clip()
+    (filtered,) = teacher_step(class_logits, mask_logits, image, thresholds=thresholds, clip=clip, w=0.5,
+                               min_mask_area=15)
+    assert filtered.kept.keep_idx.tolist() == [0] and filtered.kept.masks.shape[0] == 1
+    assert len(clip.masks[0]) == 1 and filtered.kept.n_ddtf == 2  # DICC saw only the big one
+    (strict,) = teacher_step(class_logits, mask_logits, image, thresholds=thresholds, min_mask_area=63)
+    assert len(strict) == 0  # "<= threshold" is dropped

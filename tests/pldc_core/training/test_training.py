@@ -199,3 +199,70 @@ def test_a_second_trainer_on_the_same_run_is_refused(data_root, tmp_path):
     with pytest.raises(RunDirError, match="another process .* is training this run"):
         Trainer(cfg, tmp_path / "run", resume=True)
     del first
+
+
+def test_a_run_folder_saved_before_config_version_resumes_with_its_checkpoints(data_root, tmp_path):
+    """An old run folder: decoder_layers in transformers' count and none of the version-2 keys."""
+    import yaml
+
+    from pldc_core.training.checkpoint import latest_checkpoint, load_checkpoint
+    from tests.pldc_core.test_config import _v1
+
+    run = tmp_path / "run"
+    cfg = smoke_cfg(data_root, "records.enabled=false", "train.eval_every=100")
+    Trainer(cfg, run).train(stop_at=4)
+    old = _v1(cfg.to_dict())
+    assert old["model"]["decoder_layers"] == 2
+    (run / "config.yaml").write_text(yaml.safe_dump(old))
+    path = latest_checkpoint(run)
+    state = load_checkpoint(path)
+    state["config"] = old
+    torch.save(state, path)
+
+    resumed = Trainer(load_config(run / "config.yaml", saved=True), run, resume=True)
+    assert resumed.iter == 4 and len(resumed.student.net.model.transformer_module.decoder.layers) == 1
+    resumed.train()
+    assert resumed.iter == 8
+    assert load_config(run / "config.yaml") == cfg  # re-saved as version 2, same meaning
+
+
+def test_labeled_strong_view_and_step_schedule(data_root, tmp_path):
+    """The student sees weak + strong views of each labeled image; the lr drops by gamma at each step."""
+    cfg = smoke_cfg(data_root, "train.labeled_strong_view=true", "train.lr_schedule=step", "train.lr_steps=[2, 4]",
+                    "train.lr_gamma=0.5", "train.warmup_iters=0", "records.enabled=false", "train.eval_every=100")
+    trainer = Trainer(cfg, tmp_path / "run")
+    batch_sizes = []
+    # (the teacher, a deep copy of the student, inherits the hook: count the student's calls only)
+    trainer.student.register_forward_pre_hook(
+        lambda module, args: batch_sizes.append(len(args[0])) if module is trainer.student else None)
+    trainer.train(stop_at=5)
+    # burn-in: 2 labeled images x 2 views; then + 2 unlabeled strong views
+    assert batch_sizes == [4, 4, 4, 4, 6]
+    lrs = [json.loads(l)["lr"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    base = cfg.train.lr
+    assert lrs == pytest.approx([base, base, base / 2, base / 2, base / 4])
+
+
+def test_eval_writes_coco_results_json(data_root, tmp_path):
+    import argparse
+
+    from pycocotools.coco import COCO
+
+    from pldc_core import eval_command
+
+    cfg = smoke_cfg(data_root, "records.enabled=false", "train.eval_every=100", "pldc.enabled=false",
+                    "train.max_iters=2", "train.burn_in_iters=2", "train.checkpoint_every=2")
+    Trainer(cfg, tmp_path / "run").train()
+    parser = argparse.ArgumentParser()
+    eval_command.add_arguments(parser)
+    out = tmp_path / "preds.json"
+    args = parser.parse_args(["--checkpoint", str(tmp_path / "run"), "--images", "3", "--device", "cpu",
+                              "--predictions-out", str(out)])
+    assert eval_command.run(args) == 0
+    results = json.loads(out.read_text())
+    gt = COCO(str(Path(data_root) / "synthetic" / "annotations" / "instances_val.json"))
+    assert {r["image_id"] for r in results} == set(gt.getImgIds()[:3])
+    assert len(results) == 3 * cfg.model.test_top_k
+    assert {r["category_id"] for r in results} <= set(gt.getCatIds())
+    assert all(0 <= r["score"] <= 1 and set(r["segmentation"]) == {"size", "counts"} for r in results)
+    gt.loadRes(results)  # pycocotools reads it back
