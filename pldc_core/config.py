@@ -6,6 +6,7 @@ overrides. Defaults are the paper's hyper-parameters where the paper gives one (
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -16,7 +17,11 @@ import yaml
 
 
 class ConfigError(ValueError):
-    """A config value, key or file is invalid; the message names it."""
+    """A config value, key or file is invalid; the message names it (``key``: the dotted key, when one is at fault)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass
@@ -165,11 +170,17 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 def _build(cls, values: dict, where: str):
     if not isinstance(values, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+        raise ConfigError(f"{where or 'the config'}: expected a mapping, got {type(values).__name__}", where or None)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
+    unknown = [str(k) for k in sorted(set(values) - set(fields), key=str)]
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+        close = difflib.get_close_matches(str(unknown[0]), list(fields), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        if where:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}{hint}; known: {', '.join(fields)}",
+                              f"{where}.{unknown[0]}")
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} at the top level{hint}; known: "
+                          f"{', '.join(fields)}", str(unknown[0]))
     kwargs = {}
     for name, value in values.items():
         f = fields[name]
@@ -186,11 +197,11 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
         return value
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+            raise ConfigError(f"{where}: expected true/false, got {value!r}", where)
         return value
     if isinstance(default, int) and not isinstance(default, bool):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {value!r}", where)
         return value
     if isinstance(default, float):
         if isinstance(value, str):
@@ -200,10 +211,10 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {value!r}", where)
         return float(value)
     if isinstance(default, str) and not isinstance(value, str):
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
+        raise ConfigError(f"{where}: expected a string, got {value!r}", where)
     return value
 
 
@@ -211,7 +222,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     """Check ranges and choices; raise ConfigError naming the key."""
     def check(cond: bool, key: str, msg: str) -> None:
         if not cond:
-            raise ConfigError(f"{key}: {msg}")
+            raise ConfigError(f"{key}: {msg}", key)
 
     p, t, d, m = cfg.pldc, cfg.train, cfg.data, cfg.model
     for key in ("c_t", "m_t", "s_t"):
@@ -247,11 +258,29 @@ def from_dict(raw: dict) -> ExperimentConfig:
     return validate(_build(ExperimentConfig, raw, ""))
 
 
+def _set_by_override(key: str, overrides: list[str]) -> bool:
+    """Whether ``key`` (dotted) or a key inside it is one that an override sets."""
+    for item in overrides:
+        name = item.split("=", 1)[0].strip()
+        if name == key or name.startswith(key + "."):
+            return True
+    return False
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Load a YAML config (with its ``base`` chain), apply overrides, validate."""
+    """Load a YAML config (with its ``base`` chain), apply overrides, validate.
+
+    A ConfigError about a key the file set (not an override) starts with the file's path.
+    """
+    overrides = list(overrides or [])
     raw = _read_yaml(Path(path)) if path is not None else {}
-    raw = apply_overrides(raw, overrides or [])
-    return from_dict(raw)
+    raw = apply_overrides(raw, overrides)
+    try:
+        return from_dict(raw)
+    except ConfigError as exc:
+        if path is None or (exc.key is not None and _set_by_override(exc.key, overrides)):
+            raise
+        raise ConfigError(f"{path}: {exc}", exc.key) from None
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:

@@ -78,3 +78,21 @@ def test_shipped_configs_are_valid():
         cfg = load_config(CONFIGS / f"{name}.yaml")
         assert cfg.name == name
     assert load_config(CONFIGS / "smoke.yaml").data.percent == 5  # inherited from cpu-quick
+
+
+def test_errors_about_the_file_name_it_and_overrides_stay_as_typed(tmp_path):
+    config = tmp_path / "exp.yaml"
+    config.write_text("name: exp\ntrian:\n  lr: 0.1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(config)
+    assert str(err.value).startswith(f"{config}: unknown key(s) trian at the top level (did you mean 'train'?)")
+    config.write_text("pldc:\n  c_t: 3\n")
+    with pytest.raises(ConfigError, match=r"exp\.yaml: pldc\.c_t: must be in \[0, 1\], got 3"):
+        load_config(config)
+    # a value given as an override is not the file's fault: the message starts with the key
+    with pytest.raises(ConfigError) as err:
+        load_config(config, ["pldc.c_t=2"])
+    assert str(err.value) == "pldc.c_t: must be in [0, 1], got 2.0"
+    with pytest.raises(ConfigError) as err:
+        load_config(config, ["pldc.c_t=0.5", "modle.backbone=tiny"])
+    assert str(err.value).startswith("unknown key(s) modle at the top level (did you mean 'model'?)")
