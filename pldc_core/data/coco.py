@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import warnings
 from collections import Counter, defaultdict
@@ -111,6 +112,17 @@ def _check_segmentation(seg, height: int, width: int) -> tuple[str, str, bool] |
                 return "malformed_polygon", f"polygon has an odd number of coordinates ({len(ring)})", True
             if len(ring) < 6:
                 return "degenerate_polygon", f"polygon has fewer than 3 points ({len(ring)} coordinates)", True
+            if not all(_is_finite_number(v) for v in ring):
+                return "malformed_polygon", "polygon has a coordinate that is not a finite number (NaN or infinity)", True
+            # pycocotools rasterises every edge: a point millions of pixels away exhausts the memory.
+            # Points somewhat outside are fine (clipped); "far" is ten image sizes and more.
+            margin = 10 * max(height, width) + 1000
+            xs, ys = [float(v) for v in ring[0::2]], [float(v) for v in ring[1::2]]
+            if min(xs) < -margin or max(xs) > width + margin or min(ys) < -margin or max(ys) > height + margin:
+                far = next((x, y) for x, y in zip(xs, ys)
+                           if not (-margin <= x <= width + margin and -margin <= y <= height + margin))
+                return ("polygon_outside_image", f"polygon point ({far[0]:g}, {far[1]:g}) lies far outside the "
+                        f"image (width {width}, height {height})", True)
         return None
     if isinstance(seg, dict):
         size, counts = seg.get("size"), seg.get("counts")
@@ -137,6 +149,16 @@ def _check_segmentation(seg, height: int, width: int) -> tuple[str, str, bool] |
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_finite_number(v) -> bool:
+    """An int or float (not a bool) that is neither NaN nor infinite."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond float's range
+        return False
 
 
 def read_coco_json(json_path: str | os.PathLike) -> dict:
@@ -168,8 +190,9 @@ def validate_coco(data: dict, image_root: str | os.PathLike | None) -> tuple[lis
 
     Checks: required keys and types of images/categories/annotations; duplicate image,
     annotation and category ids (and category names); annotations whose image_id or
-    category_id is unknown; empty, degenerate or malformed polygons; malformed RLE or RLE of
-    the wrong size; zero-area masks; image files missing under ``image_root``.
+    category_id is unknown; empty, degenerate or malformed polygons (NaN or infinite
+    coordinates, points far outside the image); malformed RLE or RLE of the wrong size; an
+    ``area`` that is not a number >= 0; zero-area masks; image files missing under ``image_root``.
     """
     problems: list[Problem] = []
 
@@ -260,6 +283,11 @@ def validate_coco(data: dict, image_root: str | os.PathLike | None) -> tuple[lis
             kind, detail, skippable = issue
             add(kind, f"annotation id {aid} (image id {iid}): {detail}", skippable, image_id=iid, ann_id=aid)
             continue
+        if "area" in ann and not (_is_finite_number(ann["area"]) and ann["area"] >= 0):
+            # evaluation takes a ground truth's size bucket from this field: a bad one drops it silently
+            add("bad_area", f"annotation id {aid} (image id {iid}): 'area' must be a number >= 0, got "
+                f"{ann['area']!r}", True, image_id=iid, ann_id=aid)
+            continue
         area = int(mask_utils.area(segmentation_to_rle(ann["segmentation"], height, width)))
         if area == 0:
             add("zero_area", f"annotation id {aid} (image id {iid}): mask has zero area", True,
@@ -276,7 +304,7 @@ def summarize_problems(problems: list[Problem], first: int = 5) -> list[str]:
         by_kind[p.kind].append(p)
     lines = []
     for kind, items in by_kind.items():
-        how = "skippable" if items[0].skippable else "error"
+        how = "one entry" if items[0].skippable else "file structure"
         ids = [str(p.ann_id if p.ann_id is not None else p.image_id) for p in items[:first]
                if (p.ann_id if p.ann_id is not None else p.image_id) is not None]
         lines.append(f"{kind}: {len(items)} ({how})" + (f", first ids: {', '.join(ids)}" if ids else "")

@@ -181,6 +181,8 @@ def test_cli_validate_reports_problems(tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps(coco))
     assert main(["data", "validate", "--json", str(tmp_path / "bad.json"), "--images", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "unknown_category_id: 1 (error), first ids: 1" in out
-    assert "empty_segmentation: 1 (skippable), first ids: 2" in out
+    assert "unknown_category_id: 1 (file structure), first ids: 1" in out
+    assert "empty_segmentation: 1 (one entry), first ids: 2" in out
+    assert "strict=False" not in out
+    assert "5 problem(s): 1 in the file's structure, 4 in single annotations or images" in out
     assert "image id 2:" in out and "is 40x60, the JSON says 41x60" in out
