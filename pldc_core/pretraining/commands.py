@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from pldc_core.cli import error_line
 from pldc_core.data.coco import DatasetError
 
 
@@ -51,8 +52,8 @@ def run(args) -> int:
             return _clip(args)
         if args.pretrain_command == "export":
             return _export(args)
-    except (DatasetError, ValueError, FileNotFoundError, FloatingPointError) as exc:
-        print(f"pldc pretrain {args.pretrain_command}: error: {exc}", file=sys.stderr)
+    except (DatasetError, ValueError, OSError, FloatingPointError) as exc:
+        print(f"pldc pretrain {args.pretrain_command}: error: {error_line(exc)}", file=sys.stderr)
         return 1
     return 2
 

@@ -23,7 +23,7 @@ from pldc_core.losses import SetCriterion
 from pldc_core.method.filters import Thresholds
 from pldc_core.method.teacher_step import dicc_w_at, teacher_step
 from pldc_core.model.mask2former import Mask2FormerSegmenter, build_model, ema_update, unwrap
-from pldc_core.run_dir import RunDir, RunDirError
+from pldc_core.run_dir import RunDir, RunDirError, RunFootprint
 from pldc_core.training.checkpoint import POINTER
 from pldc_core.training.data import DataBundle, build_data
 from pldc_core.training.hooks import default_hooks
@@ -37,8 +37,22 @@ class Trainer(TrainerBase):
 
     def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = False,
                  hooks: list[HookBase] | None = None, data: DataBundle | None = None):
+        """Set up a new run in ``run_dir`` or, with ``resume``, the run there from its last checkpoint.
+
+        If the set-up fails, the run folder is left as it was found (a new one is not left behind).
+        """
         self.cfg = cfg
         self.run = RunDir(run_dir)
+        self.resume = resume
+        self._footprint = RunFootprint.of(self.run.path) if dist_utils.is_main() else None
+        try:
+            self._set_up(resume, hooks, data)
+        except BaseException:
+            self._discard_failed_start()
+            raise
+
+    def _set_up(self, resume: bool, hooks: list[HookBase] | None, data: DataBundle | None) -> None:
+        cfg = self.cfg
         self.max_iters = cfg.train.max_iters
         self.device = dist_utils.pick_device(cfg.train.device)
         dist_utils.init_from_env(self.device)
@@ -63,6 +77,8 @@ class Trainer(TrainerBase):
         self._lab_iter = self._unl_iter = None
         if resume:
             self._restore()
+            if dist_utils.is_main():
+                save_config(self.cfg, self.run.config)  # with this resume's overrides, once it can go ahead
         self.model = self.student
         if dist_utils.is_distributed():
             if self.device.type == "cuda":
@@ -78,15 +94,36 @@ class Trainer(TrainerBase):
     def _prepare_run_dir(self, resume: bool) -> None:
         if dist_utils.is_main():
             self.run.lock()
+            self._footprint.locked = True
         if resume:
             if not self.run.checkpoints.is_dir():
                 raise RunDirError(f"{self.run.path}: no checkpoints to resume from")
         elif self.run.has_checkpoints():
             raise RunDirError(f"{self.run.path}: a run exists here already; resume it with "
                               f"`pldc train --resume {self.run.path}` or choose another name (--name)")
-        if dist_utils.is_main():
-            self.run.path.mkdir(parents=True, exist_ok=True)
-            save_config(self.cfg, self.run.config)
+        if dist_utils.is_main() and not resume:
+            save_config(self.cfg, self.run.config)  # a resume saves it once the checkpoint has loaded
+
+    def train(self, stop_at: int | None = None) -> dict:
+        """The loop (``TrainerBase.train``); a new run that fails before its first checkpoint leaves no folder."""
+        try:
+            return super().train(stop_at)
+        except BaseException:
+            from pldc_core.training.checkpoint import latest_checkpoint
+
+            # A new run had no checkpoint before it started (see _prepare_run_dir): any there now is its own.
+            if not self.resume and latest_checkpoint(self.run.path) is None:
+                self._discard_failed_start()
+            raise
+
+    def _discard_failed_start(self) -> None:
+        """Undo what this process added to the run folder (only while it holds the run's lock)."""
+        if self._footprint is None or not self._footprint.locked:
+            return  # another process's run, or nothing created yet
+        self.run.release()
+        removed = self._footprint.remove_additions()
+        if removed:
+            log.debug("the run did not start: removed %s", ", ".join(str(p) for p in removed))
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         t = self.cfg.train

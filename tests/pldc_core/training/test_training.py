@@ -14,16 +14,14 @@ from pldc_core.config import load_config
 from pldc_core.run_dir import RunDirError
 from pldc_core.training.loop import TrainingDiverged
 from pldc_core.training.trainer import Trainer
+from tests.tiny import smoke_config
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
 
 def smoke_cfg(data_root, *extra):
-    # Thresholds at 0 so that the untrained teacher still produces pseudo-labels to learn from.
-    return load_config(ROOT / "configs" / "smoke.yaml", [
-        f"data.data_root={data_root}", "data.percent=25", "data.eval_images=4", "pldc.c_t=0.0", "pldc.m_t=0.0",
-        "records.num_images=4", *extra])
+    return smoke_config(data_root, *extra)
 
 
 def test_burn_in_then_pldc_end_to_end(data_root, tmp_path):
