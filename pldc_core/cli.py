@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("pldc_core.data.commands", "make the embedded dataset, splits, validate/convert datasets"),
     "pretrain": ("pldc_core.pretraining.commands", "remake the embedded upstream weights (backbone, CLIP)"),
     "train": ("pldc_core.training.command", "train a model (burn-in + PL-DC) from a YAML config"),
-    "eval": ("pldc_core.eval_command", "evaluate a checkpoint (COCO mask AP)"),
+    "eval": ("pldc_core.eval_command", "evaluate a checkpoint (COCO mask AP, in percent)"),
     "pseudo-labels": ("pldc_core.records.command", "record the teacher's pseudo-labels of a checkpoint"),
     "clip-crops": ("pldc_core.records.clip_crops", "classify a run's GT crops with CLIP alone (Table II)"),
 }
