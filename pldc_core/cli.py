@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("pldc_core.pretraining.commands", "remake the embedded upstream weights (backbone, CLIP)"),
     "train": ("pldc_core.training.command", "train a model (burn-in + PL-DC) from a YAML config"),
     "eval": ("pldc_core.eval_command", "evaluate a checkpoint (COCO mask AP, in percent)"),
+    "predict": ("pldc_core.predict_command", "a checkpoint's instances on new images, as a COCO results JSON"),
     "pseudo-labels": ("pldc_core.records.command", "record the teacher's pseudo-labels of a checkpoint"),
     "clip-crops": ("pldc_core.records.clip_crops", "classify a run's GT crops with CLIP alone (Table II)"),
 }

@@ -332,6 +332,21 @@ def read_image(path: Path, image_id: int, expected_hw: tuple[int, int] | None = 
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
+def _images_under(folder: Path) -> list[Path]:
+    """The image files under ``folder`` (by extension, any depth), sorted by path."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """``(height, width)`` from an image file's header; DatasetError if it is not a readable image."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DatasetError(f"{path}: cannot read image ({exc})") from None
+    return height, width
+
+
 class ImageList:
     """Images only (id, file name, size): what the unlabeled loader gets. Holds no annotations."""
 
@@ -345,16 +360,28 @@ class ImageList:
         folder = Path(folder)
         if not folder.is_dir():
             raise DatasetError(f"{folder}: image folder does not exist")
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        infos = {}
-        for i, path in enumerate(files, start=1):
-            try:
-                with Image.open(path) as img:
-                    width, height = img.size
-            except (OSError, UnidentifiedImageError) as exc:
-                raise DatasetError(f"{path}: cannot read image ({exc})") from None
-            infos[i] = (path.relative_to(folder).as_posix(), height, width)
-        return cls(folder, infos)
+        files = _images_under(folder)
+        return cls(folder, {i: (path.relative_to(folder).as_posix(), *_image_size(path))
+                            for i, path in enumerate(files, start=1)})
+
+    @classmethod
+    def from_paths(cls, sources: list[str | os.PathLike]) -> "ImageList":
+        """Image files and folders (every image under them, sorted), ids 1..N in that order, each file
+        once; file names are the paths as given. DatasetError names a missing path, an unreadable
+        image or a folder without images."""
+        files: list[Path] = []
+        for source in map(Path, sources):
+            if source.is_dir():
+                found = _images_under(source)
+                if not found:
+                    raise DatasetError(f"{source}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+                files += found
+            elif source.is_file():
+                files.append(source)
+            else:
+                raise DatasetError(f"{source}: no such image file or folder")
+        unique = list(dict.fromkeys(files))
+        return cls(Path("."), {i: (path.as_posix(), *_image_size(path)) for i, path in enumerate(unique, start=1)})
 
     @property
     def image_ids(self) -> list[int]:
