@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        images = ImageList.from_paths(args.images)
         state = load_checkpoint(args.checkpoint, map_location="cpu")
+        images = ImageList.from_paths(args.images)
         device = pick_device(args.device)
         model, cfg, categories = load_trained_model(state, args.model, device, source=str(args.checkpoint))
         results = predict(model, images, cfg.data.image_size, device, categories, top_k=cfg.model.test_top_k,

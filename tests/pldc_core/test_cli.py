@@ -5,10 +5,12 @@ import json
 import math
 import shutil
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
+import torch
 
-from tests.cli_checks import assert_one_error_line, run_pldc
+from tests.cli_checks import assert_one_error_line, run_pldc, snapshot
 
 
 @pytest.mark.parametrize("module", ["apps.cli", "pldc_core.cli"])
@@ -42,3 +44,24 @@ def test_eval_prints_percent_and_warns_in_one_line(tiny_run, tmp_path):
                        for k in ("AP", "AP50", "AP75", "APs", "APm", "APl"))
     assert proc.stdout.strip() == (f"mask AP of the student of iteration 4 on {metrics['images']} val images of "
                                    f"'synthetic': {shown}")
+
+
+@pytest.mark.slow
+def test_eval_with_unreadable_val_images_is_one_line(tiny_run, tmp_path):
+    from pldc_core.training.checkpoint import load_checkpoint
+
+    val = Path(load_checkpoint(tiny_run)["config"]["data"]["data_root"]) / "synthetic" / "val"
+    bad_root = tmp_path / "data"
+    shutil.copytree(val.parent.parent, bad_root)
+    broken = bad_root / "synthetic" / "val" / "000003.png"
+    broken.write_bytes(broken.read_bytes()[:60])
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    state = load_checkpoint(run / "checkpoints" / "ckpt_0000008.pt")
+    state["config"]["data"]["data_root"] = str(bad_root)  # eval reads the dataset the checkpoint names
+    torch.save(state, run / "checkpoints" / "ckpt_0000008.pt")
+    before = snapshot(run)
+    proc = run_pldc("eval", "--checkpoint", run, "--out", tmp_path / "m.json")
+    assert proc.returncode == 1
+    assert_one_error_line(proc.stderr, "eval", f"{broken}: image id 3: cannot read image")
+    assert snapshot(run) == before and not (tmp_path / "m.json").exists()

@@ -73,8 +73,8 @@ def test_misspelled_top_level_key_names_the_file_and_the_key(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("case", ["no dataset", "no such percent", "no backbone file", "corrupt backbone",
-                                  "unreadable training images"])
+@pytest.mark.parametrize("case", ["no dataset", "truncated annotations", "no such percent", "no backbone file",
+                                  "corrupt backbone", "unreadable training images"])
 def test_a_run_that_cannot_start_leaves_no_folder(data_root, tmp_path, case):
     weights = tmp_path / "backbone.pt"
     weights.write_bytes(b"PK\x03\x04 not really a zip")
@@ -83,9 +83,15 @@ def test_a_run_that_cannot_start_leaves_no_folder(data_root, tmp_path, case):
         shutil.copytree(data_root, bad_root)
         for image in (bad_root / "synthetic" / "train").glob("*.png"):
             _corrupt(image)
+    if case == "truncated annotations":
+        shutil.copytree(data_root, bad_root)
+        annotations = bad_root / "synthetic" / "annotations" / "instances_train.json"
+        annotations.write_text(annotations.read_text()[:2000])
     extra, expected = {
         "no dataset": ([f"data.data_root={tmp_path / 'nowhere'}"],
                        [f"{tmp_path / 'nowhere'}/synthetic/annotations/instances_train.json", "pldc data make-synthetic"]),
+        "truncated annotations": ([f"data.data_root={bad_root}"],
+                                  [f"{bad_root}/synthetic/annotations/instances_train.json: malformed JSON at line 1"]),
         "no such percent": (["data.percent=10"], ["synthetic.json: no split for percent 10 (available: 25)"]),
         "no backbone file": ([f"model.backbone_weights={tmp_path / 'missing.pt'}"],
                              [f"{tmp_path / 'missing.pt'}: no such weights file (model.backbone_weights)"]),
