@@ -32,6 +32,7 @@ def _resume_target(path: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pldc_core import distributed as dist_utils
     from pldc_core.cli import error_line
     from pldc_core.data.coco import DatasetError
     from pldc_core.method.dicc import DiccWeightsMissing
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, DatasetError, CheckpointError, OSError, RunDirError, DiccWeightsMissing, ValueError) as exc:
         print(f"pldc train: {error_line(exc)}", file=sys.stderr)
         return 1
+    if dist_utils.is_main():
+        print(trainer.summary(), flush=True)
     try:
         best = trainer.train(stop_at=args.stop_at)
     except (DatasetError, TrainingDiverged, OSError) as exc:

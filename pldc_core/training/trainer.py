@@ -90,6 +90,32 @@ class Trainer(TrainerBase):
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.hooks = hooks if hooks is not None else default_hooks(cfg)
 
+    def summary(self) -> str:
+        """What this run trains, on what data, where it goes: the lines ``pldc train`` prints before the first step."""
+        c, d, t, p, m = self.cfg, self.cfg.data, self.cfg.train, self.cfg.pldc, self.cfg.model
+        start = (f"run '{c.name}' resumed at iteration {self.iter}" if self.resume else f"new run '{c.name}'")
+        unlabeled = f" + {len(self.data.unlabeled_ids)} unlabeled" if p.enabled else ""
+        backbone = "tiny ResNet" if m.backbone == "tiny" else m.backbone.replace("resnet", "ResNet-")
+        weights = f" from {m.init_weights or m.backbone_weights}" if (m.init_weights or m.backbone_weights) else \
+            " from scratch"
+        if p.enabled:
+            method = (f"{t.burn_in_iters} supervised burn-in steps, then {t.max_iters - t.burn_in_iters} PL-DC steps "
+                      f"({p.filter.upper()} c_t {p.c_t:g} / m_t {p.m_t:g}"
+                      + (f", DICC with {p.clip_weights}" if p.dicc else ", no DICC")
+                      + (", PMUA)" if p.pmua else ", no PMUA)"))
+        else:
+            method = f"{t.max_iters} supervised steps (pldc.enabled=false)"
+        evaluated = f"the first {d.eval_images}" if d.eval_images and d.eval_images < len(self.data.val_index) else "all"
+        return "\n".join([
+            f"pldc train: {start} in {self.run.path} on {self.device}",
+            f"  model: Mask2Former, {backbone} backbone{weights}, {m.num_queries} queries, "
+            f"{d.image_size} px crops",
+            f"  steps: {t.max_iters}: {method}; checkpoint every {t.checkpoint_every}, "
+            f"mask AP every {t.eval_every} on {evaluated} val images",
+            f"  data: '{d.dataset}' ({self.data.train_index.json_path}): {len(self.data.labeled_ids)} labeled"
+            f"{unlabeled} train images ({d.percent:g}% split, seed {d.split_seed}), {len(self.data.val_index)} val images",
+        ])
+
     # ----------------------------------------------------------------------------- set-up
     def _prepare_run_dir(self, resume: bool) -> None:
         if dist_utils.is_main():

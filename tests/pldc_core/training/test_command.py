@@ -148,3 +148,27 @@ def test_split_options_are_explained(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--data-root DATA_ROOT folder the built-in datasets live under" in text
     assert "--registry REGISTRY dataset registry YAML that names --dataset" in text
+
+
+def test_train_says_what_it_trains_on_what_data_and_where(data_root, tmp_path):
+    import json
+
+    run = tmp_path / "runs" / "mine"
+    proc = run_pldc(*_new_run_args(data_root, "--run-dir", run, "--stop-at", "1"))
+    assert proc.returncode == 0, proc.stderr
+    labeled, unlabeled = load_split(data_root / "splits" / "synthetic.json", 25, 0)
+    val = json.loads((data_root / "synthetic" / "annotations" / "instances_val.json").read_text())["images"]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"pldc train: new run 'smoke' in {run} on cpu"
+    assert lines[1].startswith("  model: Mask2Former, tiny ResNet backbone from scratch, 8 queries, 128 px crops")
+    assert lines[2].startswith("  steps: 8: 4 supervised burn-in steps, then 4 PL-DC steps (DDTF")
+    assert lines[3] == (f"  data: 'synthetic' ({data_root}/synthetic/annotations/instances_train.json): "
+                        f"{len(labeled)} labeled + {len(unlabeled)} unlabeled train images (25% split, seed 0), "
+                        f"{len(val)} val images")
+    assert lines[-1] == f"run paused at iteration 1: {run} (not evaluated yet)"
+    proc = run_pldc("train", "--resume", run, "--stop-at", "2", "pldc.enabled=false")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"pldc train: run 'smoke' resumed at iteration 1 in {run} on cpu"
+    assert lines[2].startswith("  steps: 8: 8 supervised steps (pldc.enabled=false)")
+    assert f"{len(labeled)} labeled train images" in lines[3]
