@@ -39,13 +39,6 @@ def version() -> str:
         return f"unknown ({DISTRIBUTION} is not installed; `pip install -e .` installs it)"
 
 
-def error_line(exc: BaseException) -> str:
-    """One line for an error: ``FILE: reason`` for an OS error that names its file, else the message."""
-    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-        return f"{exc.filename}: {exc.strerror.lower()}"
-    return str(exc)
-
-
 class _VersionAction(argparse.Action):
     """``--version``: looks the version up only when asked (start-up stays fast)."""
 

@@ -44,7 +44,7 @@ def load_trained_model(state: dict, which: str, device: torch.device, source: st
 
 def run(args: argparse.Namespace) -> int:
     from pldc_core.atomic import write_json
-    from pldc_core.cli import error_line
+    from pldc_core.messages import error_line
     from pldc_core.data.coco import DatasetError
     from pldc_core.data.registry import get_dataset
     from pldc_core.distributed import pick_device

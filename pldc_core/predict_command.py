@@ -44,7 +44,7 @@ def predict(model, images, image_size: int, device, categories, *, top_k: int,
 
 def run(args: argparse.Namespace) -> int:
     from pldc_core.atomic import write_json
-    from pldc_core.cli import error_line
+    from pldc_core.messages import error_line
     from pldc_core.data.coco import DatasetError, ImageList
     from pldc_core.distributed import pick_device
     from pldc_core.eval_command import load_trained_model, weights_used

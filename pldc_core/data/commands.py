@@ -10,13 +10,13 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from pldc_core import atomic
-from pldc_core.cli import error_line
 from pldc_core.data.cityscapes import convert_cityscapes
 from pldc_core.data.coco import (DatasetError, read_coco_json, read_image_ids, summarize_problems,
                                  validate_coco)
 from pldc_core.data.registry import cityscapes_json, default_split_file, get_dataset
 from pldc_core.data.splits import write_splits
 from pldc_core.data.synthetic import dataset_stats, generate_synthetic, render_preview
+from pldc_core.messages import error_line
 
 DEFAULT_PERCENTS = (1, 2, 5, 10)
 DEFAULT_SEEDS = (0, 1, 2)

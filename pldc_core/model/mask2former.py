@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from pldc_core.config import ModelConfig
+from pldc_core.messages import first_sentence
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,8 @@ def _load_weights_file(path: Path, key: str, *, weights_only: bool):
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as exc:  # a truncated zip, a bad pickle, a file of another kind: several types
-        reason = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{path}: not a readable weights file ({key}): {reason}") from None
+        raise ValueError(f"{path}: not a readable weights file ({key}): "
+                         f"{first_sentence(str(exc)) or type(exc).__name__}") from None
 
 
 def load_backbone_weights(backbone: nn.Module, source: str) -> None:
@@ -129,7 +130,7 @@ def load_backbone_weights(backbone: nn.Module, source: str) -> None:
                 state = load_file(str(path))
             except Exception as exc:  # safetensors raises its own error types for a damaged header
                 raise ValueError(f"{path}: not a readable safetensors file (model.backbone_weights): "
-                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                                 f"{first_sentence(str(exc)) or type(exc).__name__}") from None
         else:
             state = _load_weights_file(path, "model.backbone_weights", weights_only=True)
             state = state.get("state_dict", state) if isinstance(state, dict) else state

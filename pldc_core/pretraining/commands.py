@@ -6,8 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from pldc_core.cli import error_line
 from pldc_core.data.coco import DatasetError
+from pldc_core.messages import error_line
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

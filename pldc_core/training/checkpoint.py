@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from pldc_core.atomic import atomic_path, write_json
+from pldc_core.messages import first_sentence
 from pldc_core.run_dir import CHECKPOINT_DIR
 
 POINTER = "last.json"
@@ -241,13 +242,6 @@ def _read_pointer(ckpt_dir: Path) -> dict | None:
     return pointer
 
 
-def _first_sentence(text: str, limit: int = 160) -> str:
-    """The first line and sentence of a library's error message (torch's run to a paragraph)."""
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    first = first.split(". ")[0].rstrip(".")
-    return first if len(first) <= limit else first[: limit - 3] + "..."
-
-
 def _load_file(path: Path, map_location: Any) -> dict:
     def error(reason: str) -> CheckpointError:
         return CheckpointError(f"{path}: {reason}", reason)
@@ -257,7 +251,7 @@ def _load_file(path: Path, map_location: Any) -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # torch raises several types for a damaged zip/pickle
-        raise error(f"corrupt or truncated checkpoint ({type(exc).__name__}: {_first_sentence(str(exc))})") from exc
+        raise error(f"corrupt or truncated checkpoint ({type(exc).__name__}: {first_sentence(str(exc))})") from exc
     if not isinstance(state, dict):
         raise error(f"not a PL-DC checkpoint (holds a {type(state).__name__}, not a dict)")
     return state
