@@ -33,8 +33,8 @@ def _resume_target(path: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from pldc_core import distributed as dist_utils
-    from pldc_core.messages import error_line
     from pldc_core.data.coco import DatasetError
+    from pldc_core.messages import error_line
     from pldc_core.method.dicc import DiccWeightsMissing
     from pldc_core.run_dir import RunDirError
     from pldc_core.training.checkpoint import CheckpointError

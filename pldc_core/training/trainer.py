@@ -333,10 +333,13 @@ class Trainer(TrainerBase):
         if not torch.isfinite(loss):
             terms = {k: round(v.item(), 4) for k, v in losses.items() if not k[-1].isdigit()}
             last = self.run.checkpoints / POINTER
-            raise TrainingDiverged(
-                f"iteration {self.iter + 1}: the loss is {loss.item()} (terms: {terms}). The run stopped; its last "
-                f"good checkpoint is kept ({last if last.exists() else 'none saved yet'}). Lower train.lr, "
-                f"check the data, or resume with `pldc train --resume {self.run.path}`.")
+            if last.exists():
+                then = (f"its last good checkpoint is kept ({last}). Lower train.lr, check the data, or resume with "
+                        f"`pldc train --resume {self.run.path}`.")
+            else:  # a new run that fails before its first checkpoint leaves no folder (see train)
+                then = "no checkpoint was saved yet, so nothing is kept. Lower train.lr or check the data, and start again."
+            raise TrainingDiverged(f"iteration {self.iter + 1}: the loss is {loss.item()} (terms: {terms}). "
+                                   f"The run stopped; {then}")
         with self._timed("student"):
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()

@@ -120,6 +120,22 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_root, tmp_path, monk
     assert status["state"] == "failed" and "nan" in status["error"]
 
 
+def test_nan_loss_before_the_first_checkpoint_leaves_no_folder(data_root, tmp_path, monkeypatch):
+    cfg = smoke_cfg(data_root, "records.enabled=false", "train.eval_every=100")
+    trainer = Trainer(cfg, tmp_path / "runs" / "run")
+    original = trainer.criterion.forward
+
+    def poisoned(*args, **kwargs):
+        out = original(*args, **kwargs)
+        out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(trainer.criterion, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match="iteration 1: the loss is nan .* no checkpoint was saved yet"):
+        trainer.train()
+    assert not (tmp_path / "runs").exists()
+
+
 def test_cli_refuses_bad_config_and_missing_dataset(data_root, tmp_path):
     bad = _train_cli("--config", str(ROOT / "configs" / "smoke.yaml"), "pldc.c_t=1.2")
     out = bad.communicate(timeout=300)[0]
