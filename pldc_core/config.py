@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,7 +232,14 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     check(p.filter in ("ddtf", "coupled"), "pldc.filter", f"must be 'ddtf' or 'coupled', got {p.filter!r}")
     check(0.0 <= t.ema_alpha < 1.0, "train.ema_alpha", f"must be in [0, 1), got {t.ema_alpha}")
     check(t.unsup_weight >= 0, "train.unsup_weight", f"must be >= 0, got {t.unsup_weight}")
-    check(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
+    check(t.lr > 0 and math.isfinite(t.lr), "train.lr", f"must be a number > 0, got {t.lr}")
+    for key in ("weight_decay", "backbone_lr_mult", "grad_clip"):
+        v = getattr(t, key)
+        check(v >= 0 and math.isfinite(v), f"train.{key}", f"must be a number >= 0, got {v}"
+              + (" (0 turns clipping off)" if key == "grad_clip" else ""))
+    for key in ("log_every", "keep_checkpoints"):
+        check(getattr(t, key) >= 1, f"train.{key}", f"must be >= 1, got {getattr(t, key)}")
+    check(t.warmup_iters >= 0, "train.warmup_iters", f"must be >= 0, got {t.warmup_iters}")
     check(t.max_iters > 0, "train.max_iters", f"must be > 0, got {t.max_iters}")
     check(0 <= t.burn_in_iters <= t.max_iters, "train.burn_in_iters",
           f"must be in [0, max_iters={t.max_iters}], got {t.burn_in_iters}")
@@ -241,6 +249,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     check(t.eval_every >= 1, "train.eval_every", "must be >= 1")
     check(t.lr_schedule in ("poly", "constant"), "train.lr_schedule", "must be 'poly' or 'constant'")
     check(0 < d.percent <= 100, "data.percent", f"must be in (0, 100], got {d.percent}")
+    check(d.eval_images is None or d.eval_images >= 1, "data.eval_images",
+          f"must be >= 1 (or null for every val image), got {d.eval_images}")
+    check(d.num_workers >= 0, "data.num_workers", f"must be >= 0 (0: load in the main process), got {d.num_workers}")
     check(isinstance(d.scale_range, (list, tuple)) and len(d.scale_range) == 2
           and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d.scale_range)
           and 0 < d.scale_range[0] <= d.scale_range[1], "data.scale_range",
@@ -249,8 +260,14 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
           f"must be a multiple of 32 and >= 32, got {d.image_size}")
     check(m.backbone in ("tiny", "resnet18", "resnet34", "resnet50"), "model.backbone",
           f"unknown backbone {m.backbone!r} (tiny, resnet18, resnet34, resnet50)")
-    check(m.num_queries >= 1, "model.num_queries", "must be >= 1")
+    for key in ("num_queries", "hidden_dim", "encoder_layers", "decoder_layers", "num_heads", "dim_feedforward",
+                "train_num_points", "test_top_k"):
+        check(getattr(m, key) >= 1, f"model.{key}", f"must be >= 1, got {getattr(m, key)}")
     check(m.hidden_dim % m.num_heads == 0, "model.hidden_dim", "must be divisible by model.num_heads")
+    r = cfg.records
+    check(r.num_images >= 1, "records.num_images", f"must be >= 1, got {r.num_images}")
+    check(r.every is None or r.every >= 1, "records.every",
+          f"must be >= 1 (or null: at every checkpoint), got {r.every}")
     return cfg
 
 

@@ -48,6 +48,19 @@ def test_saved_config_loads_back_identically(tmp_path):
     ("data.scale_range=[1.5,0.5]", "data.scale_range: must be [low, high] with 0 < low <= high"),
     ("data.scale_range=1.0", "data.scale_range: must be [low, high]"),
     ("train.lr=fast", "train.lr: expected a number"),
+    # values that used to pass and then crash the run mid-way (division by zero, a negative sample size...)
+    ("model.num_heads=0", "model.num_heads: must be >= 1, got 0"),
+    ("train.log_every=0", "train.log_every: must be >= 1, got 0"),
+    ("train.keep_checkpoints=0", "train.keep_checkpoints: must be >= 1, got 0"),
+    ("records.num_images=-3", "records.num_images: must be >= 1, got -3"),
+    ("records.every=0", "records.every: must be >= 1"),
+    ("data.eval_images=-1", "data.eval_images: must be >= 1"),
+    ("data.num_workers=-2", "data.num_workers: must be >= 0"),
+    ("model.test_top_k=0", "model.test_top_k: must be >= 1, got 0"),
+    ("train.weight_decay=.nan", "train.weight_decay: must be a number >= 0, got nan"),
+    ("train.grad_clip=-1", "train.grad_clip: must be a number >= 0, got -1.0 (0 turns clipping off)"),
+    ("train.lr=.inf", "train.lr: must be a number > 0, got inf"),
+    ("train.warmup_iters=-5", "train.warmup_iters: must be >= 0, got -5"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
