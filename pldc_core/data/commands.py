@@ -14,7 +14,7 @@ from pldc_core.data.cityscapes import convert_cityscapes
 from pldc_core.data.coco import (DatasetError, read_coco_json, read_image_ids, summarize_problems,
                                  validate_coco)
 from pldc_core.data.registry import cityscapes_json, default_split_file, get_dataset
-from pldc_core.data.splits import write_splits
+from pldc_core.data.splits import percent_key, write_splits
 from pldc_core.data.synthetic import dataset_stats, generate_synthetic, render_preview
 from pldc_core.messages import error_line
 
@@ -114,6 +114,8 @@ def _make_upstream(args) -> int:
 
 def _make_synthetic(args) -> int:
     out = Path(args.out)
+    for percent in args.percent:  # checked before minutes of generation, not after
+        percent_key(percent)
     stats = generate_synthetic(out, n_train=args.train, n_val=args.val, min_size=args.min_size,
                                max_size=args.max_size, seed=args.seed, workers=args.workers)
     print(f"wrote {out}: {stats['train']['images']} train / {stats['val']['images']} val images, "

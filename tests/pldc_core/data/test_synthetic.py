@@ -186,3 +186,13 @@ def test_cli_validate_reports_problems(tmp_path, capsys):
     assert "strict=False" not in out
     assert "5 problem(s): 1 in the file's structure, 4 in single annotations or images" in out
     assert "image id 2:" in out and "is 40x60, the JSON says 41x60" in out
+
+
+def test_make_synthetic_refuses_a_bad_percent_before_generating(tmp_path, capsys):
+    from tests.cli_checks import assert_one_error_line
+
+    out = tmp_path / "data" / "synthetic"
+    assert main(["data", "make-synthetic", "--out", str(out), "--train", "4", "--val", "2", "--workers", "1",
+                 "--percent", "5", "0"]) == 1
+    assert_one_error_line(capsys.readouterr().err, "data make-synthetic", "percent must be in (0, 100], got 0")
+    assert not (tmp_path / "data").exists()  # the images were not made only to be left without a split
