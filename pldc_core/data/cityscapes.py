@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -65,6 +66,8 @@ def _points(path: Path, index: int, obj) -> list[tuple[float, float]] | None:
     for p in obj["polygon"]:
         if not (isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) for v in p)):
             raise DatasetError(f"{path}: objects[{index}] ({obj['label']}): polygon points must be [x, y]")
+        if not all(math.isfinite(v) for v in p):  # NaN would be drawn as some other shape, silently
+            raise DatasetError(f"{path}: objects[{index}] ({obj['label']}): polygon point {p} is not finite")
         pts.append((float(p[0]), float(p[1])))
     return pts if len(pts) >= 3 else None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import warnings
 from collections import Counter, defaultdict
@@ -120,6 +121,17 @@ def _check_segmentation(seg, height: int, width: int) -> tuple[str, str, bool] |
                 return "malformed_polygon", f"polygon has an odd number of coordinates ({len(ring)})", True
             if len(ring) < 6:
                 return "degenerate_polygon", f"polygon has fewer than 3 points ({len(ring)} coordinates)", True
+            if not all(_is_finite_number(v) for v in ring):
+                return "malformed_polygon", "polygon has a coordinate that is not a finite number (NaN or infinity)", True
+            # pycocotools rasterises every edge: a point millions of pixels away exhausts the memory.
+            # Points somewhat outside are fine (clipped); "far" is ten image sizes and more.
+            margin = 10 * max(height, width) + 1000
+            xs, ys = [float(v) for v in ring[0::2]], [float(v) for v in ring[1::2]]
+            if min(xs) < -margin or max(xs) > width + margin or min(ys) < -margin or max(ys) > height + margin:
+                far = next((x, y) for x, y in zip(xs, ys)
+                           if not (-margin <= x <= width + margin and -margin <= y <= height + margin))
+                return ("polygon_outside_image", f"polygon point ({far[0]:g}, {far[1]:g}) lies far outside the "
+                        f"image (width {width}, height {height})", True)
         return None
     if isinstance(seg, dict):
         size, counts = seg.get("size"), seg.get("counts")
@@ -146,6 +158,16 @@ def _check_segmentation(seg, height: int, width: int) -> tuple[str, str, bool] |
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_finite_number(v) -> bool:
+    """An int or float (not a bool) that is neither NaN nor infinite."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond float's range
+        return False
 
 
 def read_coco_json(json_path: str | os.PathLike) -> dict:
@@ -177,8 +199,9 @@ def validate_coco(data: dict, image_root: str | os.PathLike | None) -> tuple[lis
 
     Checks: required keys and types of images/categories/annotations; duplicate image,
     annotation and category ids (and category names); annotations whose image_id or
-    category_id is unknown; empty, degenerate or malformed polygons; malformed RLE or RLE of
-    the wrong size; zero-area masks; image files missing under ``image_root``.
+    category_id is unknown; empty, degenerate or malformed polygons (NaN or infinite
+    coordinates, points far outside the image); malformed RLE or RLE of the wrong size; an
+    ``area`` that is not a number >= 0; zero-area masks; image files missing under ``image_root``.
     """
     problems: list[Problem] = []
 
@@ -269,6 +292,11 @@ def validate_coco(data: dict, image_root: str | os.PathLike | None) -> tuple[lis
             kind, detail, skippable = issue
             add(kind, f"annotation id {aid} (image id {iid}): {detail}", skippable, image_id=iid, ann_id=aid)
             continue
+        if "area" in ann and not (_is_finite_number(ann["area"]) and ann["area"] >= 0):
+            # evaluation takes a ground truth's size bucket from this field: a bad one drops it silently
+            add("bad_area", f"annotation id {aid} (image id {iid}): 'area' must be a number >= 0, got "
+                f"{ann['area']!r}", True, image_id=iid, ann_id=aid)
+            continue
         area = int(mask_utils.area(segmentation_to_rle(ann["segmentation"], height, width)))
         if area == 0:
             add("zero_area", f"annotation id {aid} (image id {iid}): mask has zero area", True,
@@ -291,7 +319,7 @@ def summarize_problems(problems: list[Problem], first: int = 5) -> list[str]:
         by_kind[p.kind].append(p)
     lines = []
     for kind, items in by_kind.items():
-        how = "skippable" if items[0].skippable else "error"
+        how = "one entry" if items[0].skippable else "file structure"
         ids = [str(p.ann_id if p.ann_id is not None else p.image_id) for p in items[:first]
                if (p.ann_id if p.ann_id is not None else p.image_id) is not None]
         lines.append(f"{kind}: {len(items)} ({how})" + (f", first ids: {', '.join(ids)}" if ids else "")
@@ -317,6 +345,21 @@ def read_image(path: Path, image_id: int, expected_hw: tuple[int, int] | None = 
         raise DatasetError(f"{path}: image id {image_id}: file is {rgb.shape[0]}x{rgb.shape[1]} but the "
                            f"annotations say {expected_hw[0]}x{expected_hw[1]}")
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def _images_under(folder: Path) -> list[Path]:
+    """The image files under ``folder`` (by extension, any depth), sorted by path."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """``(height, width)`` from an image file's header; DatasetError if it is not a readable image."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DatasetError(f"{path}: cannot read image ({exc})") from None
+    return height, width
 
 
 class ImageList:
@@ -364,16 +407,28 @@ class ImageList:
         folder = Path(folder)
         if not folder.is_dir():
             raise DatasetError(f"{folder}: image folder does not exist")
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        infos = {}
-        for i, path in enumerate(files, start=1):
-            try:
-                with Image.open(path) as img:
-                    width, height = img.size
-            except (OSError, UnidentifiedImageError) as exc:
-                raise DatasetError(f"{path}: cannot read image ({exc})") from None
-            infos[i] = (path.relative_to(folder).as_posix(), height, width)
-        return cls(folder, infos)
+        files = _images_under(folder)
+        return cls(folder, {i: (path.relative_to(folder).as_posix(), *_image_size(path))
+                            for i, path in enumerate(files, start=1)})
+
+    @classmethod
+    def from_paths(cls, sources: list[str | os.PathLike]) -> "ImageList":
+        """Image files and folders (every image under them, sorted), ids 1..N in that order, each file
+        once; file names are the paths as given. DatasetError names a missing path, an unreadable
+        image or a folder without images."""
+        files: list[Path] = []
+        for source in map(Path, sources):
+            if source.is_dir():
+                found = _images_under(source)
+                if not found:
+                    raise DatasetError(f"{source}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+                files += found
+            elif source.is_file():
+                files.append(source)
+            else:
+                raise DatasetError(f"{source}: no such image file or folder")
+        unique = list(dict.fromkeys(files))
+        return cls(Path("."), {i: (path.as_posix(), *_image_size(path)) for i, path in enumerate(unique, start=1)})
 
     @property
     def image_ids(self) -> list[int]:

@@ -14,8 +14,9 @@ from pldc_core.data.cityscapes import convert_cityscapes
 from pldc_core.data.coco import (DatasetError, read_coco_json, read_image_ids, summarize_problems,
                                  validate_coco)
 from pldc_core.data.registry import cityscapes_json, default_split_file, get_dataset
-from pldc_core.data.splits import write_splits
+from pldc_core.data.splits import percent_key, write_splits
 from pldc_core.data.synthetic import dataset_stats, generate_synthetic, render_preview
+from pldc_core.messages import error_line
 
 DEFAULT_PERCENTS = (1, 2, 5, 10)
 DEFAULT_SEEDS = (0, 1, 2)
@@ -54,8 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", help="built-in or registered dataset name (its train JSON is split)")
     source.add_argument("--json", help="a COCO annotation file to split")
-    p.add_argument("--data-root", default="data")
-    p.add_argument("--registry", default=None)
+    p.add_argument("--data-root", default="data",
+                   help="folder the built-in datasets live under; the default --out is under it (default: data)")
+    p.add_argument("--registry", default=None,
+                   help="dataset registry YAML that names --dataset (default: DATA_ROOT/datasets.yaml)")
     p.add_argument("--percent", type=float, nargs="+", default=list(DEFAULT_PERCENTS),
                    help="labeled percentages (default: 1 2 5 10)")
     p.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS), help="seeds / folds (default: 0 1 2)")
@@ -94,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
                 "validate": _validate, "summary": _summary, "preview": _preview}
     try:
         return handlers[args.data_command](args)
-    except (DatasetError, ValueError, FileNotFoundError, PermissionError) as exc:
-        print(f"pldc data {args.data_command}: error: {exc}", file=sys.stderr)
+    except (DatasetError, ValueError, OSError) as exc:
+        print(f"pldc data {args.data_command}: error: {error_line(exc)}", file=sys.stderr)
         return 1
 
 
@@ -111,6 +114,8 @@ def _make_upstream(args) -> int:
 
 def _make_synthetic(args) -> int:
     out = Path(args.out)
+    for percent in args.percent:  # checked before minutes of generation, not after
+        percent_key(percent)
     stats = generate_synthetic(out, n_train=args.train, n_val=args.val, min_size=args.min_size,
                                max_size=args.max_size, seed=args.seed, workers=args.workers)
     print(f"wrote {out}: {stats['train']['images']} train / {stats['val']['images']} val images, "
@@ -195,10 +200,11 @@ def _validate(args) -> int:
     for line in summarize_problems(problems):
         print(f"  {line}")
     if header_problems:
-        print(f"  image_file: {len(header_problems)} (error) — e.g. {header_problems[0]}")
-    fatal = sum(not p.skippable for p in problems) + len(header_problems)
-    print(f"{len(problems) + len(header_problems)} problem(s): {fatal} error(s); "
-          f"{len(problems) + len(header_problems) - fatal} can be skipped with strict=False")
+        print(f"  image_file: {len(header_problems)} (one entry) — e.g. {header_problems[0]}")
+    local = sum(p.skippable for p in problems)
+    print(f"{len(problems) + len(header_problems)} problem(s): {len(problems) - local} in the file's structure, "
+          f"{local + len(header_problems)} in single annotations or images. Training stops at any of them: fix "
+          f"those entries in {json_path} (or delete them), then run this check again")
     return 1
 
 

@@ -33,6 +33,7 @@ A registry file (``DATA_ROOT/datasets.yaml`` unless another is given) adds datas
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,21 +56,33 @@ class DatasetSpec:
     val_json: Path | None
     size_buckets: str = "absolute"      # how this dataset's AP size buckets are set (module docstring)
     test_size: object = "train"         # its test-time resize (data.augment.TestResize)
+    make_command: str | None = None     # how to make a generated built-in dataset that is not there yet
 
-    def load_train(self, strict: bool = True) -> CocoIndex:
-        return load_coco(self.train_json, self.image_root_train, strict=strict)
+    def load_train(self, strict: bool = True, skip_degenerate: bool = False) -> CocoIndex:
+        """The training set, validated (``coco.load_coco``, which explains both flags)."""
+        self._check_made(self.train_json)
+        return load_coco(self.train_json, self.image_root_train, strict=strict, skip_degenerate=skip_degenerate)
 
-    def load_val(self, strict: bool = True) -> CocoIndex:
+    def load_val(self, strict: bool = True, skip_degenerate: bool = False) -> CocoIndex:
+        """The validation set, validated; DatasetError if the dataset has none."""
         if self.val_json is None or self.image_root_val is None:
             raise DatasetError(f"dataset '{self.name}' has no validation set registered")
-        return load_coco(self.val_json, self.image_root_val, strict=strict)
+        self._check_made(self.val_json)
+        return load_coco(self.val_json, self.image_root_val, strict=strict, skip_degenerate=skip_degenerate)
+
+    def _check_made(self, json_path: Path) -> None:
+        if self.make_command and not Path(json_path).exists():
+            raise DatasetError(f"{json_path}: annotation file not found; the '{self.name}' dataset is generated: "
+                               f"make it with `{self.make_command}`")
 
 
 def _builtin(name: str, root: Path) -> DatasetSpec:
     if name in ("synthetic", "upstream"):
         base = root / name
+        make = f"pldc data make-{name} --out {shlex.quote(str(base))}"
         return DatasetSpec(name, base / "train", base / "annotations" / "instances_train.json",
-                           base / "val", base / "annotations" / "instances_val.json", size_buckets="rescaled")
+                           base / "val", base / "annotations" / "instances_val.json", size_buckets="rescaled",
+                           make_command=make)
     if name == "coco2017":
         base = root / "coco"
         return DatasetSpec(name, base / "train2017", base / "annotations" / "instances_train2017.json",

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
+from pldc_core.messages import first_sentence
+
 log = logging.getLogger(__name__)
 
 HOW_TO_SUPPLY = (
@@ -197,7 +199,8 @@ class ClipClassifier:
         except Exception as err:  # any failure to read the weights gets the same remedy; cause chained
             where = ("could not be fetched from the hub or found in its cache" if pretrained in tags
                      else "could not be loaded from that file")
-            raise DiccWeightsMissing(f"CLIP weights {pretrained!r} for {model_name} {where}: {err}\n"
+            reason = first_sentence(str(err)) or type(err).__name__
+            raise DiccWeightsMissing(f"CLIP weights {pretrained!r} for {model_name} {where}: {reason}\n"
                                      + HOW_TO_SUPPLY) from err
         cfg = open_clip.get_model_preprocess_cfg(model)
         size = model.visual.image_size

@@ -57,6 +57,25 @@ def area_scale_of(index, image_ids) -> float:
     return float(sum(areas) / max(1, len(areas)) / COCO_REFERENCE_AREA)
 
 
+def predict_each(model: torch.nn.Module, images, image_ids: list[int], image_size: int, device: torch.device,
+                 *, batch_size: int = 8, desc: str = "predict", test_size="train"):
+    """``(image_id, (H, W), ImagePrediction)`` for each of ``image_ids``, read from ``images`` (a
+    ``CocoIndex`` or ``ImageList``) and run through ``model`` a batch at a time, resized as
+    ``test_size`` says (``predict_images``), with a progress bar."""
+    bar = tqdm(total=len(image_ids), desc=desc, leave=False, disable=os.environ.get("PLDC_NO_PROGRESS") == "1"
+               or not dist_utils.is_main())
+    try:
+        for start in range(0, len(image_ids), batch_size):
+            ids = list(image_ids[start:start + batch_size])
+            batch = [images.load_image(i) for i in ids]
+            preds = predict_images(model, batch, image_size, device, test_size)
+            for image_id, image, pred in zip(ids, batch, preds):
+                yield image_id, tuple(image.shape[-2:]), pred
+            bar.update(len(ids))
+    finally:
+        bar.close()
+
+
 def evaluate_model(model: torch.nn.Module, index, image_ids: list[int], image_size: int, device: torch.device,
                    *, top_k: int = 100, batch_size: int = 8, size_buckets: str = "rescaled", test_size="train",
                    predictions_out: str | os.PathLike | None = None) -> dict:
@@ -73,13 +92,7 @@ def evaluate_model(model: torch.nn.Module, index, image_ids: list[int], image_si
     scale = area_scale_of(index, image_ids) if size_buckets == "rescaled" else None
     evaluator = CocoEvaluator(index.json_path, index.categories, top_k=top_k, area_scale=scale)
     mine = list(image_ids)[dist_utils.rank()::dist_utils.world_size()]
-    bar = tqdm(total=len(mine), desc="eval", leave=False, disable=os.environ.get("PLDC_NO_PROGRESS") == "1"
-               or not dist_utils.is_main())
-    for start in range(0, len(mine), batch_size):
-        ids = mine[start:start + batch_size]
-        images = [index.load_image(i) for i in ids]
-        for image_id, image, pred in zip(ids, images, predict_images(model, images, image_size, device, test_size)):
-            evaluator.add(image_id, pred.class_logits, pred.at_size(tuple(image.shape[-2:])))
-        bar.update(len(ids))
-    bar.close()
+    for image_id, hw, pred in predict_each(model, index, mine, image_size, device, batch_size=batch_size,
+                                           desc="eval", test_size=test_size):
+        evaluator.add(image_id, pred.class_logits, pred.at_size(hw))
     return evaluator.compute(predictions_out=predictions_out)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from pldc_core.config import ModelConfig
+from pldc_core.messages import first_sentence
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,15 @@ class Mask2FormerSegmenter(nn.Module):
         return QueryOutputs(out.class_queries_logits, out.masks_queries_logits, aux)
 
 
+def _load_weights_file(path: Path, key: str, *, weights_only: bool):
+    """``torch.load`` of a weights file; ValueError naming the file and the config key if it is damaged."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as exc:  # a truncated zip, a bad pickle, a file of another kind: several types
+        raise ValueError(f"{path}: not a readable weights file ({key}): "
+                         f"{first_sentence(str(exc)) or type(exc).__name__}") from None
+
+
 def load_backbone_weights(backbone: nn.Module, source: str) -> None:
     """Load ResNet weights from a local file/folder or, when online, a transformers hub name.
 
@@ -110,14 +120,22 @@ def load_backbone_weights(backbone: nn.Module, source: str) -> None:
     backbone (keys as in ``ResNetBackbone``); a local folder or a hub name is read with
     ``ResNetBackbone.from_pretrained``.
     """
-    path = Path(source)
+    path = Path(source).expanduser()
+    if not path.exists() and (path.is_absolute() or source.startswith((".", "~"))
+                              or path.suffix in (".pt", ".pth", ".bin", ".safetensors")):
+        raise FileNotFoundError(f"{source}: no such weights file (model.backbone_weights); give an existing "
+                                "file, or set model.backbone_weights=null to train from scratch")
     if path.is_file():
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            state = load_file(str(path))
+            try:
+                state = load_file(str(path))
+            except Exception as exc:  # safetensors raises its own error types for a damaged header
+                raise ValueError(f"{path}: not a readable safetensors file (model.backbone_weights): "
+                                 f"{first_sentence(str(exc)) or type(exc).__name__}") from None
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = _load_weights_file(path, "model.backbone_weights", weights_only=True)
             state = state.get("state_dict", state) if isinstance(state, dict) else state
     else:
         from transformers import ResNetBackbone
@@ -145,7 +163,7 @@ def load_model_weights(model: nn.Module, source: str) -> None:
     path = Path(source).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"model.init_weights={source!r}: no such file")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = _load_weights_file(path, "model.init_weights", weights_only=False)
     if isinstance(state, dict) and ("student" in state or "teacher" in state):
         state = state.get("teacher") or state["student"]
     if not isinstance(state, dict):

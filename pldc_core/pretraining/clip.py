@@ -128,6 +128,17 @@ def caption_words(shape_names) -> list[str]:
     return sorted(w.lower() for w in words)
 
 
+class _DropMessage(logging.Filter):
+    """Drops the log records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
 def pretrain_clip(train_index, out_weights: str | os.PathLike, out_config: str | os.PathLike,
                   cfg: ClipPretrainConfig, progress: bool = True) -> dict:
     """Train ``SMALL_CLIP`` on the crops and captions of ``train_index``; write the config JSON
@@ -137,7 +148,12 @@ def pretrain_clip(train_index, out_weights: str | os.PathLike, out_config: str |
     model_name = write_config(out_config)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = open_clip.create_model(model_name, pretrained=None)
+    untrained = _DropMessage("No pretrained weights loaded")  # open_clip's notice: training from scratch is the point
+    logging.getLogger().addFilter(untrained)
+    try:
+        model = open_clip.create_model(model_name, pretrained=None)
+    finally:
+        logging.getLogger().removeFilter(untrained)
     tokenizer = open_clip.get_tokenizer(model_name)
     crop_size = SMALL_CLIP["vision_cfg"]["image_size"]
     start = time.perf_counter()

@@ -7,6 +7,21 @@ import sys
 from pathlib import Path
 
 from pldc_core.data.coco import DatasetError
+from pldc_core.messages import error_line
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,10 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--registry", default=None, help="YAML file of registered datasets")
     p.add_argument("--out", default="weights/upstream-backbone-tiny.pt", help="output (default: %(default)s)")
     p.add_argument("--backbone", default="tiny", help="ResNet variant (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=3000, help="optimizer steps (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=_at_least_one, default=3000, help="optimizer steps (default: %(default)s)")
+    p.add_argument("--batch-size", type=_at_least_one, default=16)
     p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1.5e-3)
+    p.add_argument("--lr", type=_positive, default=1.5e-3)
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("clip", help="a small CLIP on upstream instance crops and captions -> DICC's CLIP")
@@ -30,10 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="weights/upstream-clip.pt", help="weights (default: %(default)s)")
     p.add_argument("--config-out", default="weights/upstream-clip.json",
                    help="the model's open_clip config (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--epochs", type=_at_least_one, default=30)
+    p.add_argument("--batch-size", type=_at_least_one, default=256)
     p.add_argument("--image-size", type=int, default=128, help="the detector's scale (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=_positive, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("export", help="a run's model weights as a file for model.init_weights")
@@ -51,8 +66,8 @@ def run(args) -> int:
             return _clip(args)
         if args.pretrain_command == "export":
             return _export(args)
-    except (DatasetError, ValueError, FileNotFoundError, FloatingPointError) as exc:
-        print(f"pldc pretrain {args.pretrain_command}: error: {exc}", file=sys.stderr)
+    except (DatasetError, ValueError, OSError, FloatingPointError) as exc:
+        print(f"pldc pretrain {args.pretrain_command}: error: {error_line(exc)}", file=sys.stderr)
         return 1
     return 2
 
@@ -80,8 +95,18 @@ def _clip(args) -> int:
     index = spec.load_train()
     cfg = ClipPretrainConfig(image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
                              lr=args.lr, seed=args.seed)
-    result = pretrain_clip(index, args.out, args.config_out, cfg,
-                           progress=os.environ.get("PLDC_NO_PROGRESS") != "1")
+    config_out = Path(args.config_out)
+    config_existed, folder_existed = config_out.exists(), config_out.parent.exists()
+    try:
+        result = pretrain_clip(index, args.out, args.config_out, cfg,
+                               progress=os.environ.get("PLDC_NO_PROGRESS") != "1")
+    except BaseException:
+        # the config is written first, for open_clip to build the model from: it is not left behind alone
+        if not config_existed:
+            config_out.unlink(missing_ok=True)
+        if not folder_existed and config_out.parent.is_dir() and not any(config_out.parent.iterdir()):
+            config_out.parent.rmdir()
+        raise
     print(f"wrote {args.out} and {args.config_out}: {result['crops']} crops, {result['steps']} steps in "
           f"{result['seconds'] / 60:.1f} min, last loss {result['last_loss']:.3f}")
     return 0

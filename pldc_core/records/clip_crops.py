@@ -98,6 +98,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run_dir / CLIP_TABLE_FILE
     with atomic_path(out) as tmp:
         table.to_parquet(tmp, index=False)
-    accuracy = float((table["clip_pred"] == table["gt_class"]).mean()) if len(table) else float("nan")
-    print(f"CLIP on {len(table)} GT crops of {rec.path.name}: accuracy {accuracy:.3f} -> {out}")
+    accuracy = f"{100 * float((table['clip_pred'] == table['gt_class']).mean()):.1f}%" if len(table) else "n/a"
+    print(f"CLIP on {len(table)} GT crops of {rec.path.name}: accuracy {accuracy} -> {out}")
     return 0

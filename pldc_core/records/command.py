@@ -48,7 +48,7 @@ def image_folder_index(folder: Path, categories, out_json: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    from pldc_core.data.coco import DatasetError, load_coco
+    from pldc_core.data.coco import DatasetError
     from pldc_core.data.registry import get_dataset, split_file_of
     from pldc_core.data.splits import load_split
     from pldc_core.distributed import pick_device
@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if args.images is not None and args.images < 1:
         print(f"pldc pseudo-labels: --images must be at least 1, got {args.images}", file=sys.stderr)
         return 2
-    device = pick_device(args.device)
     try:
+        device = pick_device(args.device)
         state = load_checkpoint(args.checkpoint, map_location="cpu")
         ckpt = Path(args.checkpoint)
         run_dir = Path(args.run_dir) if args.run_dir else (ckpt if ckpt.is_dir() else ckpt.parent.parent)
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{iteration} (from training or an earlier pldc pseudo-labels); write elsewhere with "
                   f"--run-dir DIR, or replace them with --overwrite", file=sys.stderr)
             return 1
-        model, cfg, categories = load_trained_model(state, args.model, device)
+        model, cfg, categories = load_trained_model(state, args.model, device, source=str(args.checkpoint))
         if args.image_dir:
             folder = Path(args.image_dir)
             index = image_folder_index(folder, categories, run_dir / "own_images.json")
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             d = cfg.data
             spec = get_dataset(d.dataset, data_root=d.data_root, registry_file=d.registry_file)
-            index = load_coco(spec.train_json, spec.image_root_train, skip_degenerate=True)
+            index = spec.load_train(skip_degenerate=True)
             candidates = load_split(split_file_of(d), d.percent, d.split_seed)[1]
         clip = load_run_clip(cfg.pldc, categories.names, device, weights=args.clip_weights) if args.dicc else None
     except DiccWeightsMissing as exc:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from pldc_core.atomic import atomic_path, write_json
+from pldc_core.messages import first_sentence
 from pldc_core.run_dir import CHECKPOINT_DIR
 
 POINTER = "last.json"
@@ -39,7 +40,14 @@ _STALE_TEMP = re.compile(r"^\.(ckpt_\d{7,}\.pt|last\.json)\..*\.tmp$")
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or not one of ours (bad input, hence a ValueError)."""
+    """A checkpoint that is missing, unreadable or not one of ours (bad input, hence a ValueError).
+
+    ``reason``: what is wrong, without the file's path (the message starts with it).
+    """
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def checkpoint_path(run_dir: str | os.PathLike, iteration: int) -> Path:
@@ -117,6 +125,8 @@ def load_checkpoint(path_or_run_dir: str | os.PathLike, map_location: Any = "cpu
     path = Path(path_or_run_dir)
     if path.is_dir():
         return load_latest_checkpoint(path, map_location)[1]
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run folder or checkpoint file")
     return _load_file(path, map_location)
 
 
@@ -141,16 +151,27 @@ def load_latest_checkpoint(run_dir: str | os.PathLike, map_location: Any = "cpu"
                           RuntimeWarning, stacklevel=2)
         candidates = [p for _, p in files]
     if not candidates:
+        if not ckpt_dir.is_dir():
+            raise CheckpointError(f"{run_dir}: no checkpoint here (no {CHECKPOINT_DIR}/ folder): not a run folder, "
+                                  "or a run that has not saved a checkpoint yet")
         raise CheckpointError(f"{run_dir}: no checkpoint found under {ckpt_dir}")
-    errors = []
-    for i, candidate in enumerate(candidates):
+    errors: list[CheckpointError] = []
+    for candidate in candidates:
         try:
-            return candidate, _load_file(candidate, map_location)
+            state = _load_file(candidate, map_location)
         except CheckpointError as exc:
-            errors.append(str(exc))
-            if i + 1 < len(candidates):
-                warnings.warn(f"{exc}; falling back to {candidates[i + 1].name}", RuntimeWarning, stacklevel=2)
-    raise CheckpointError(f"{run_dir}: no loadable checkpoint: " + "; ".join(errors))
+            errors.append(exc)
+            continue
+        # Warn about the skipped files only once one loads: if none does, the error says it all.
+        for exc, skipped_to in zip(errors, candidates[1:]):
+            warnings.warn(f"{exc}; falling back to {skipped_to.name}", RuntimeWarning, stacklevel=2)
+        return candidate, state
+    # One line however many files: the names that share a reason, then the reason.
+    by_reason: dict[str, list[str]] = {}
+    for candidate, exc in zip(candidates, errors):
+        by_reason.setdefault(exc.reason, []).append(candidate.name)
+    raise CheckpointError(f"{run_dir}: no loadable checkpoint: "
+                          + "; ".join(f"{', '.join(names)}: {reason}" for reason, names in by_reason.items()))
 
 
 def capture_rng_state(generators: Mapping[str, torch.Generator | np.random.Generator] | None = None) -> dict:
@@ -222,12 +243,15 @@ def _read_pointer(ckpt_dir: Path) -> dict | None:
 
 
 def _load_file(path: Path, map_location: Any) -> dict:
+    def error(reason: str) -> CheckpointError:
+        return CheckpointError(f"{path}: {reason}", reason)
+
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise error("no such checkpoint file")
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # torch raises several types for a damaged zip/pickle
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise error(f"corrupt or truncated checkpoint ({type(exc).__name__}: {first_sentence(str(exc))})") from exc
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: not a PL-DC checkpoint (holds a {type(state).__name__}, not a dict)")
+        raise error(f"not a PL-DC checkpoint (holds a {type(state).__name__}, not a dict)")
     return state

@@ -32,6 +32,17 @@ class DataBundle:
     val_json: Path
 
 
+def split_command(d, split_file: Path) -> str:
+    """The ``pldc data split`` command line that writes the split a config's ``data`` section asks for."""
+    import shlex
+
+    words = ["pldc", "data", "split", "--dataset", d.dataset, "--data-root", str(d.data_root)]
+    if d.registry_file:
+        words += ["--registry", str(d.registry_file)]
+    words += ["--percent", f"{d.percent:g}", "--seeds", str(d.split_seed), "--out", str(split_file)]
+    return shlex.join(words)
+
+
 def build_data(cfg: ExperimentConfig) -> DataBundle:
     """Load the dataset, its split and the train/eval datasets named by the config."""
     from pldc_core.data.augment import StrongPhotometric, TrainAugment
@@ -43,13 +54,12 @@ def build_data(cfg: ExperimentConfig) -> DataBundle:
     d = cfg.data
     spec = get_dataset(d.dataset, data_root=d.data_root, registry_file=d.registry_file)
     # COCO train2017 holds a few annotations with no area; training skips them with one warning
-    train_index = load_coco(spec.train_json, spec.image_root_train, skip_degenerate=True)
-    val_index = load_coco(spec.val_json, spec.image_root_val, skip_degenerate=True)
+    train_index = spec.load_train(skip_degenerate=True)
+    val_index = spec.load_val(skip_degenerate=True)
     split_file = split_file_of(d)
     if not split_file.is_file():
-        raise FileNotFoundError(f"{split_file}: split file not found; make it with "
-                                f"`pldc data split --dataset {d.dataset} --percent {d.percent:g} --seeds {d.split_seed} "
-                                f"--out {split_file}` or set data.split_file")
+        raise FileNotFoundError(f"{split_file}: split file not found; make it with `{split_command(d, split_file)}` "
+                                "or set data.split_file")
     labeled_ids, unlabeled_ids = load_split(split_file, d.percent, d.split_seed)
     augment = TrainAugment(d.image_size, scale_range=tuple(d.scale_range))
     strong = StrongPhotometric(cutout=d.cutout)

@@ -16,6 +16,7 @@ from pldc_core.atomic import write_text
 from pldc_core.config import ExperimentConfig
 from pldc_core.training.checkpoint import save_checkpoint
 from pldc_core.training.loop import HookBase
+from pldc_core.units import format_metrics
 
 if TYPE_CHECKING:
     from pldc_core.training.trainer import Trainer
@@ -117,7 +118,8 @@ def evaluate(trainer: Trainer) -> dict:
             f.write(json.dumps(result) + "\n")
         if result.get("AP", -1) > trainer.best.get("AP", -math.inf):
             trainer.best = {"AP": result["AP"], "iter": trainer.iter}
-        log.info("iteration %d: mask AP %.2f", trainer.iter, result.get("AP", float("nan")))
+        log.info("iteration %d: mask AP of the %s on %d val images: %s", trainer.iter, result["model"], len(ids),
+                 format_metrics(result))
     trainer.best = dist_utils.broadcast_object(trainer.best)
     return result
 

@@ -24,7 +24,7 @@ from pldc_core.losses import SetCriterion
 from pldc_core.method.filters import Thresholds
 from pldc_core.method.teacher_step import dicc_w_at, teacher_step
 from pldc_core.model.mask2former import Mask2FormerSegmenter, build_model, ema_update, unwrap
-from pldc_core.run_dir import RunDir, RunDirError
+from pldc_core.run_dir import RunDir, RunDirError, RunFootprint
 from pldc_core.training.checkpoint import POINTER
 from pldc_core.training.data import DataBundle, build_data
 from pldc_core.training.hooks import default_hooks
@@ -38,8 +38,22 @@ class Trainer(TrainerBase):
 
     def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = False,
                  hooks: list[HookBase] | None = None, data: DataBundle | None = None):
+        """Set up a new run in ``run_dir`` or, with ``resume``, the run there from its last checkpoint.
+
+        If the set-up fails, the run folder is left as it was found (a new one is not left behind).
+        """
         self.cfg = cfg
         self.run = RunDir(run_dir)
+        self.resume = resume
+        self._footprint = RunFootprint.of(self.run.path) if dist_utils.is_main() else None
+        try:
+            self._set_up(resume, hooks, data)
+        except BaseException:
+            self._discard_failed_start()
+            raise
+
+    def _set_up(self, resume: bool, hooks: list[HookBase] | None, data: DataBundle | None) -> None:
+        cfg = self.cfg
         self.max_iters = cfg.train.max_iters
         self.device = dist_utils.pick_device(cfg.train.device)
         dist_utils.init_from_env(self.device)
@@ -68,6 +82,8 @@ class Trainer(TrainerBase):
         self._lab_iter = self._unl_iter = None
         if resume:
             self._restore()
+            if dist_utils.is_main():
+                save_config(self.cfg, self.run.config)  # with this resume's overrides, once it can go ahead
         self.model = self.student
         if dist_utils.is_distributed():
             if self.device.type == "cuda":
@@ -79,19 +95,66 @@ class Trainer(TrainerBase):
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.hooks = hooks if hooks is not None else default_hooks(cfg)
 
+    def summary(self) -> str:
+        """What this run trains, on what data, where it goes: the lines ``pldc train`` prints before the first step."""
+        c, d, t, p, m = self.cfg, self.cfg.data, self.cfg.train, self.cfg.pldc, self.cfg.model
+        start = (f"run '{c.name}' resumed at iteration {self.iter}" if self.resume else f"new run '{c.name}'")
+        unlabeled = f" + {len(self.data.unlabeled_ids)} unlabeled" if p.enabled else ""
+        backbone = "tiny ResNet" if m.backbone == "tiny" else m.backbone.replace("resnet", "ResNet-")
+        weights = f" from {m.init_weights or m.backbone_weights}" if (m.init_weights or m.backbone_weights) else \
+            " from scratch"
+        if p.enabled:
+            method = (f"{t.burn_in_iters} supervised burn-in steps, then {t.max_iters - t.burn_in_iters} PL-DC steps "
+                      f"({p.filter.upper()} c_t {p.c_t:g} / m_t {p.m_t:g}"
+                      + (f", DICC with {p.clip_weights}" if p.dicc else ", no DICC")
+                      + (", PMUA)" if p.pmua else ", no PMUA)"))
+        else:
+            method = f"{t.max_iters} supervised steps (pldc.enabled=false)"
+        evaluated = f"the first {d.eval_images}" if d.eval_images and d.eval_images < len(self.data.val_index) else "all"
+        return "\n".join([
+            f"pldc train: {start} in {self.run.path} on {self.device}",
+            f"  model: Mask2Former, {backbone} backbone{weights}, {m.num_queries} queries, "
+            f"{d.image_size} px crops",
+            f"  steps: {t.max_iters}: {method}; checkpoint every {t.checkpoint_every}, "
+            f"mask AP every {t.eval_every} on {evaluated} val images",
+            f"  data: '{d.dataset}' ({self.data.train_index.json_path}): {len(self.data.labeled_ids)} labeled"
+            f"{unlabeled} train images ({d.percent:g}% split, seed {d.split_seed}), {len(self.data.val_index)} val images",
+        ])
+
     # ----------------------------------------------------------------------------- set-up
     def _prepare_run_dir(self, resume: bool) -> None:
         if dist_utils.is_main():
             self.run.lock()
+            self._footprint.locked = True
         if resume:
             if not self.run.checkpoints.is_dir():
                 raise RunDirError(f"{self.run.path}: no checkpoints to resume from")
         elif self.run.has_checkpoints():
             raise RunDirError(f"{self.run.path}: a run exists here already; resume it with "
                               f"`pldc train --resume {self.run.path}` or choose another name (--name)")
-        if dist_utils.is_main():
-            self.run.path.mkdir(parents=True, exist_ok=True)
-            save_config(self.cfg, self.run.config)
+        if dist_utils.is_main() and not resume:
+            save_config(self.cfg, self.run.config)  # a resume saves it once the checkpoint has loaded
+
+    def train(self, stop_at: int | None = None) -> dict:
+        """The loop (``TrainerBase.train``); a new run that fails before its first checkpoint leaves no folder."""
+        try:
+            return super().train(stop_at)
+        except BaseException:
+            from pldc_core.training.checkpoint import latest_checkpoint
+
+            # A new run had no checkpoint before it started (see _prepare_run_dir): any there now is its own.
+            if not self.resume and latest_checkpoint(self.run.path) is None:
+                self._discard_failed_start()
+            raise
+
+    def _discard_failed_start(self) -> None:
+        """Undo what this process added to the run folder (only while it holds the run's lock)."""
+        if self._footprint is None or not self._footprint.locked:
+            return  # another process's run, or nothing created yet
+        self.run.release()
+        removed = self._footprint.remove_additions()
+        if removed:
+            log.debug("the run did not start: removed %s", ", ".join(str(p) for p in removed))
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         t = self.cfg.train
@@ -282,10 +345,13 @@ class Trainer(TrainerBase):
         if not torch.isfinite(loss):
             terms = {k: round(v.item(), 4) for k, v in losses.items() if not k[-1].isdigit()}
             last = self.run.checkpoints / POINTER
-            raise TrainingDiverged(
-                f"iteration {self.iter + 1}: the loss is {loss.item()} (terms: {terms}). The run stopped; its last "
-                f"good checkpoint is kept ({last if last.exists() else 'none saved yet'}). Lower train.lr, "
-                f"check the data, or resume with `pldc train --resume {self.run.path}`.")
+            if last.exists():
+                then = (f"its last good checkpoint is kept ({last}). Lower train.lr, check the data, or resume with "
+                        f"`pldc train --resume {self.run.path}`.")
+            else:  # a new run that fails before its first checkpoint leaves no folder (see train)
+                then = "no checkpoint was saved yet, so nothing is kept. Lower train.lr or check the data, and start again."
+            raise TrainingDiverged(f"iteration {self.iter + 1}: the loss is {loss.item()} (terms: {terms}). "
+                                   f"The run stopped; {then}")
         with self._timed("student"):
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()

@@ -48,6 +48,19 @@ def test_saved_config_loads_back_identically(tmp_path):
     ("data.scale_range=[1.5,0.5]", "data.scale_range: must be [low, high] with 0 < low <= high"),
     ("data.scale_range=1.0", "data.scale_range: must be [low, high]"),
     ("train.lr=fast", "train.lr: expected a number"),
+    # values that used to pass and then crash the run mid-way (division by zero, a negative sample size...)
+    ("model.num_heads=0", "model.num_heads: must be >= 1, got 0"),
+    ("train.log_every=0", "train.log_every: must be >= 1, got 0"),
+    ("train.keep_checkpoints=0", "train.keep_checkpoints: must be >= 1, got 0"),
+    ("records.num_images=-3", "records.num_images: must be >= 1, got -3"),
+    ("records.every=0", "records.every: must be >= 1"),
+    ("data.eval_images=-1", "data.eval_images: must be >= 1"),
+    ("data.num_workers=-2", "data.num_workers: must be >= 0"),
+    ("model.test_top_k=0", "model.test_top_k: must be >= 1, got 0"),
+    ("train.weight_decay=.nan", "train.weight_decay: must be a number >= 0, got nan"),
+    ("train.grad_clip=-1", "train.grad_clip: must be a number >= 0, got -1.0 (0 turns clipping off)"),
+    ("train.lr=.inf", "train.lr: must be a number > 0, got inf"),
+    ("train.warmup_iters=-5", "train.warmup_iters: must be >= 0, got -5"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
@@ -144,3 +157,21 @@ def test_the_unimplemented_dicc_variant_is_refused_not_ignored():
 
     with pytest.raises(ConfigError, match=r"pldc\.dicc_mode: 'mask_pool' .* is not implemented yet"):
         load_config(None, ["pldc.dicc_mode=mask_pool"])
+
+
+def test_errors_about_the_file_name_it_and_overrides_stay_as_typed(tmp_path):
+    config = tmp_path / "exp.yaml"
+    config.write_text("name: exp\ntrian:\n  lr: 0.1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(config)
+    assert str(err.value).startswith(f"{config}: unknown key(s) trian at the top level (did you mean 'train'?)")
+    config.write_text("pldc:\n  c_t: 3\n")
+    with pytest.raises(ConfigError, match=r"exp\.yaml: pldc\.c_t: must be in \[0, 1\], got 3"):
+        load_config(config)
+    # a value given as an override is not the file's fault: the message starts with the key
+    with pytest.raises(ConfigError) as err:
+        load_config(config, ["pldc.c_t=2"])
+    assert str(err.value) == "pldc.c_t: must be in [0, 1], got 2.0"
+    with pytest.raises(ConfigError) as err:
+        load_config(config, ["pldc.c_t=0.5", "modle.backbone=tiny"])
+    assert str(err.value).startswith("unknown key(s) modle at the top level (did you mean 'model'?)")

@@ -164,3 +164,17 @@ def test_export_writes_a_checkpoints_model_for_init_weights(tmp_path, capsys):
     torch.save({"model": {}}, tmp_path / "other.pt")
     assert main(["pretrain", "export", str(tmp_path / "other.pt"), "--out", str(tmp_path / "x.pt")]) == 1
     assert "no student model" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+
+
+def test_pretrain_bad_numbers_are_refused_and_leave_nothing(corpus, tmp_path, capsys):
+    from apps.cli import main
+    from tests.cli_checks import assert_one_error_line
+
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error, before any work
+        main(["pretrain", "clip", "--batch-size", "0", "--out", str(tmp_path / "w" / "c.pt")])
+    assert exited.value.code == 2 and "argument --batch-size: must be >= 1, got 0" in capsys.readouterr().err
+    out = tmp_path / "w"
+    assert main(["pretrain", "clip", "--data-root", str(corpus.json_path.parents[2]), "--epochs", "1", "--batch-size", "100000",
+                 "--out", str(out / "c.pt"), "--config-out", str(out / "c.json")]) == 1
+    assert_one_error_line(capsys.readouterr().err, "pretrain clip", "crops are fewer than one batch of 100000")
+    assert not out.exists()  # neither the config written for open_clip nor the folder made for it

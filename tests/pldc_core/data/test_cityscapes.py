@@ -90,6 +90,11 @@ def test_missing_image_and_bad_polygons(sample, tmp_path):
     gt.write_text(json.dumps({"imgHeight": 32, "imgWidth": 64, "objects": [{"label": "car", "polygon": [[1, 2, 3]]}]}))
     with pytest.raises(DatasetError, match=r"lindau_000000_000019_gtFine_polygons\.json: objects\[0\] \(car\)"):
         convert_cityscapes(sample, "val", tmp_path / "x.json", progress=False)
+    # json reads NaN; drawn, it would have become some other shape without a word
+    gt.write_text('{"imgHeight": 32, "imgWidth": 64, "objects": [{"label": "car", "polygon": [[1, 1], [NaN, 1], [9, 9]]}]}')
+    with pytest.raises(DatasetError, match=r"lindau_000000_000019_gtFine_polygons\.json: objects\[0\] \(car\): "
+                                           r"polygon point \[nan, 1\] is not finite"):
+        convert_cityscapes(sample, "val", tmp_path / "x.json", progress=False)
     gt.write_text("{")
     with pytest.raises(DatasetError, match=r"lindau_000000_000019_gtFine_polygons\.json: malformed JSON"):
         convert_cityscapes(sample, "val", tmp_path / "x.json", progress=False)

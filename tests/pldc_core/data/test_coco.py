@@ -2,6 +2,7 @@ import copy
 import json
 import logging
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -367,3 +368,38 @@ def test_all_labeled_plus_an_extra_unlabeled_set(tmp_path):
     write_splits(tmp_path / "split.json", read_image_ids(path), [50], [0], dataset="toy")
     with pytest.raises(DatasetError, match=r"unlabeled: image id \d is also in"):
         build_data(cfg)
+
+
+@pytest.mark.parametrize("mutate, kind, message", [
+    (lambda a: a.update(segmentation=[[float("nan"), 1, 5, 1, 5, 4]]), "malformed_polygon",
+     "polygon has a coordinate that is not a finite number"),
+    (lambda a: a.update(segmentation=[[2, 1, float("inf"), 1, 5, 4]]), "malformed_polygon",
+     "polygon has a coordinate that is not a finite number"),
+    # pycocotools would rasterise this edge pixel by pixel and exhaust the memory
+    (lambda a: a.update(segmentation=[[2, 1, 1e12, 1, 5, 4]]), "polygon_outside_image",
+     "polygon point (1e+12, 1) lies far outside the image (width 12, height 10)"),
+    # evaluation reads a ground truth's size bucket from 'area': a negative one would drop it silently
+    (lambda a: a.update(area=-3), "bad_area", "'area' must be a number >= 0, got -3"),
+    (lambda a: a.update(area=float("nan")), "bad_area", "'area' must be a number >= 0, got nan"),
+])
+def test_nan_negative_and_far_out_numbers_are_reported(tmp_path, mutate, kind, message):
+    from tests.cli_checks import run_pldc
+
+    data = _base()
+    mutate(data["annotations"][0])
+    path, root = _write(tmp_path, data)
+    # in a process of its own with limited memory: before these checks, NaN or far-out points took > 20 GB
+    proc = run_pldc("data", "validate", "--json", path, "--images", root)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{kind}: 1 (one entry), first ids: 10 — e.g. annotation id 10 (image id 1): {message}" in proc.stdout
+    assert proc.stdout.startswith(f"{path}: 2 images, 3 annotations")
+    if kind == "bad_area":  # safe in this process: training's loader refuses the file, naming it
+        with pytest.raises(DatasetError, match=re.escape(f"{path}: annotation id 10 (image id 1): {message}")):
+            load_coco(path, root)
+
+
+def test_points_a_little_outside_the_image_are_clipped_not_refused(tmp_path):
+    data = _base()
+    data["annotations"][0]["segmentation"] = [[-3, -2, 15, -2, 15, 4, -3, 4]]  # the whole top band
+    path, root = _write(tmp_path, data)
+    assert load_coco(path, root).area(10) == 12 * 4

@@ -181,6 +181,18 @@ def test_cli_validate_reports_problems(tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps(coco))
     assert main(["data", "validate", "--json", str(tmp_path / "bad.json"), "--images", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "unknown_category_id: 1 (error), first ids: 1" in out
-    assert "empty_segmentation: 1 (skippable), first ids: 2" in out
+    assert "unknown_category_id: 1 (file structure), first ids: 1" in out
+    assert "empty_segmentation: 1 (one entry), first ids: 2" in out
+    assert "strict=False" not in out
+    assert "5 problem(s): 1 in the file's structure, 4 in single annotations or images" in out
     assert "image id 2:" in out and "is 40x60, the JSON says 41x60" in out
+
+
+def test_make_synthetic_refuses_a_bad_percent_before_generating(tmp_path, capsys):
+    from tests.cli_checks import assert_one_error_line
+
+    out = tmp_path / "data" / "synthetic"
+    assert main(["data", "make-synthetic", "--out", str(out), "--train", "4", "--val", "2", "--workers", "1",
+                 "--percent", "5", "0"]) == 1
+    assert_one_error_line(capsys.readouterr().err, "data make-synthetic", "percent must be in (0, 100], got 0")
+    assert not (tmp_path / "data").exists()  # the images were not made only to be left without a split

@@ -14,16 +14,14 @@ from pldc_core.config import load_config
 from pldc_core.run_dir import RunDirError
 from pldc_core.training.loop import TrainingDiverged
 from pldc_core.training.trainer import Trainer
+from tests.tiny import smoke_config
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
 
 def smoke_cfg(data_root, *extra):
-    # Thresholds at 0 so that the untrained teacher still produces pseudo-labels to learn from.
-    return load_config(ROOT / "configs" / "smoke.yaml", [
-        f"data.data_root={data_root}", "data.percent=25", "data.eval_images=4", "pldc.c_t=0.0", "pldc.m_t=0.0",
-        "records.num_images=4", *extra])
+    return smoke_config(data_root, *extra)
 
 
 def test_burn_in_then_pldc_end_to_end(data_root, tmp_path):
@@ -120,6 +118,22 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_root, tmp_path, monk
     assert "0000002" in json.dumps(last)
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["state"] == "failed" and "nan" in status["error"]
+
+
+def test_nan_loss_before_the_first_checkpoint_leaves_no_folder(data_root, tmp_path, monkeypatch):
+    cfg = smoke_cfg(data_root, "records.enabled=false", "train.eval_every=100")
+    trainer = Trainer(cfg, tmp_path / "runs" / "run")
+    original = trainer.criterion.forward
+
+    def poisoned(*args, **kwargs):
+        out = original(*args, **kwargs)
+        out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(trainer.criterion, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match="iteration 1: the loss is nan .* no checkpoint was saved yet"):
+        trainer.train()
+    assert not (tmp_path / "runs").exists()
 
 
 def test_cli_refuses_bad_config_and_missing_dataset(data_root, tmp_path):
