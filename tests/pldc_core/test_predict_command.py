@@ -138,3 +138,27 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_run, tmp_path, capsys, ca
     assert code != 0
     assert_one_error_line(capsys.readouterr().err, "predict", *expected)
     assert snapshot(tmp_path) == before and snapshot(tiny_run) == run_before
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"dataset": "coco2017"}, (800, 1333)),            # auto: the dataset's protocol, as `pldc eval` uses
+    ({"dataset": "cityscapes"}, "full"),
+    ({"dataset": "synthetic"}, "train"),
+    ({"dataset": "coco2017", "test_size": [600, 1000]}, (600, 1000)),
+    ({"dataset": "coco2017", "test_size": "train"}, "train"),
+])
+def test_new_images_are_resized_as_evaluation_resizes_them(tmp_path, data, expected):
+    from pldc_core.config import from_dict
+    from pldc_core.predict_command import test_size_of
+
+    cfg = from_dict({"data": {"data_root": str(tmp_path), "test_size": "auto", **data}})
+    assert test_size_of(cfg) == expected
+
+
+def test_a_dataset_unknown_here_resolves_auto_with_a_warning(tmp_path, capsys):
+    from pldc_core.config import from_dict
+    from pldc_core.predict_command import test_size_of
+
+    cfg = from_dict({"data": {"dataset": "elsewhere", "data_root": str(tmp_path), "test_size": "auto"}})
+    assert test_size_of(cfg) == "train"
+    assert capsys.readouterr().err.startswith("pldc predict: warning: data.test_size=auto resolved as 'train'")
