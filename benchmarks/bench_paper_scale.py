@@ -10,8 +10,10 @@ instances) and backward, with the backbone frozen as paper.yaml has it, and the 
 without gradients. Counted: FLOPs (torch.utils.flop_counter: matrix products and convolutions; the
 deformable attention's grid sampling is not counted) and the bytes autograd saves for the backward
 pass (float32, each storage once). Both grow with the pixel count, so each is fitted as
-``a + b * pixels`` over the sizes measured and read at 1024 px. A step of paper.yaml is then 16
-student images (8 labeled + 8 strong views) and 8 teacher images per process. The same is measured
+``a + b * pixels`` over the sizes measured and read at 1024 px. A step of paper.yaml is then 24
+student images (the weak and the strong view of each of its 8 labeled images, the strong view of
+each of its 8 unlabeled ones: ``train.labeled_strong_view``) and 8 teacher images; its batch sizes
+are global (``train.batch_scope``), so N processes share these, 1/N each. The same is measured
 with the backbone trained, the setting of mmdetection's Mask2Former R-50 table (13.7 GB for 2
 images per GPU at 1024 px), as a check of the method.
 """
@@ -95,7 +97,11 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     cfg = load_config(ROOT / "configs" / "paper.yaml", ["model.backbone_weights=null"])
-    batch = cfg.train.batch_labeled + cfg.train.batch_unlabeled  # the student's images per step
+    t = cfg.train
+    labeled_views = 2 if t.labeled_strong_view else 1
+    batch = labeled_views * t.batch_labeled + t.batch_unlabeled  # the student's images per step
+    scope = ("in all, split over the processes (train.batch_scope: global)" if t.batch_scope == "global"
+             else "per process (train.batch_scope: per_rank)")
     lines = ["bench_paper_scale: configs/paper.yaml's model on one image, counted on the CPU (no GPU used)",
              f"command: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_paper_scale.py --sizes "
              f"{' '.join(map(str, args.sizes))}", ""]
@@ -120,13 +126,17 @@ def main() -> None:
     step_flops = batch * student + cfg.train.batch_unlabeled * teacher
     lines += [
         "",
-        f"one paper.yaml step per process ({cfg.train.batch_labeled} labeled + {cfg.train.batch_unlabeled} unlabeled, "
-        f"{cfg.data.image_size} px): {batch} student images + {cfg.train.batch_unlabeled} teacher images",
+        f"one paper.yaml step ({t.batch_labeled} labeled + {t.batch_unlabeled} unlabeled images {scope}, "
+        f"{cfg.data.image_size} px): {batch} student images "
+        + ("(weak and strong view of each labeled image) " if t.labeled_strong_view else "")
+        + f"+ {t.batch_unlabeled} teacher images",
         f"  compute: {batch} x {student / 1e9:.0f} + {cfg.train.batch_unlabeled} x {teacher / 1e9:.0f} GFLOP "
         f"= {step_flops / 1e12:.1f} TFLOP",
         f"  saved activations: {batch} x {saved / 2 ** 30:.1f} GiB = {batch * saved / 2 ** 30:.0f} GiB in float32; "
         f"with bfloat16 autocast (paper.yaml: train.amp) most of them are stored at half that size",
-        f"  weights, gradients and AdamW state of student and teacher: {state:.1f} GiB",
+        f"  weights, gradients and AdamW state of student and teacher: {state:.1f} GiB"
+        + (" (per process; compute and activations above are 1/N per process with N processes)"
+           if t.batch_scope == "global" else ""),
         "",
         f"check against mmdetection's Mask2Former R-50 (backbone trained, 2 images per GPU at 1024 px, listed at "
         f"13.7 GB): 2 x {at_1024(trained, 'saved_bytes') / 2 ** 30:.1f} GiB saved here",
