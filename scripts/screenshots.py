@@ -12,7 +12,6 @@ this script in the copy; RUN_DIR is left as it was. The app is stopped at the en
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
@@ -21,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the project's packages when run as a script
 
-from apps.gradio_app.browser import BrowserError, Page, chromium, missing_browser, running_app, wait_for  # noqa: E402
+from apps.gradio_app.browser import (BrowserError, Page, chromium, copy_run, missing_browser,  # noqa: E402
+                                     running_app, set_viewport, wait_for)
 from pldc_core.records.store import list_record_iterations  # noqa: E402
 from workbench.explain import error_label  # noqa: E402
 
@@ -38,19 +38,6 @@ def check_run(run: Path) -> str | None:
         return (f"{run}/records: pseudo-label records of {len(list_record_iterations(run))} checkpoint(s); the "
                 "pictures need two (train with records.enabled, or run `pldc pseudo-labels` on two checkpoints)")
     return None
-
-
-def copy_run(run: Path, runs_root: Path) -> Path:
-    """``run`` copied into ``runs_root`` without checkpoint weights."""
-    target = runs_root / run.name
-    shutil.copytree(run, target, ignore=lambda folder, names: [n for n in names if n.endswith(".pt")])
-    return target
-
-
-def set_window(driver, width: int, height: int) -> None:
-    """The page's viewport exactly ``width`` x ``height`` CSS pixels (the size of the pictures)."""
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
 
 
 def settle(page: Page, seconds: float = 1.5) -> None:
@@ -178,7 +165,7 @@ def main(argv=None) -> int:
         try:
             with running_app(tmp / "runs", args.data_root.resolve(), tmp / "app.log", run=copy.name) as url, \
                     chromium(tmp / "chromium-profile", (width, height)) as driver:
-                set_window(driver, width, height)
+                set_viewport(driver, width, height)
                 driver.get(url)
                 files = walk(Page(driver, args.out))
         except BrowserError as exc:

@@ -42,6 +42,14 @@ def missing_browser() -> str | None:
     return None
 
 
+def copy_run(run: Path, runs_root: Path) -> Path:
+    """``run`` copied into ``runs_root`` without its checkpoint weights (``*.pt``, which the app never reads):
+    a copy to click through, accept and reject in without touching the run."""
+    target = Path(runs_root) / Path(run).name
+    shutil.copytree(run, target, ignore=lambda folder, names: [n for n in names if n.endswith(".pt")])
+    return target
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
@@ -106,6 +114,12 @@ def chromium(profile_dir: Path, window: tuple[int, int] = WINDOW):
         yield browser
     finally:
         browser.quit()
+
+
+def set_viewport(driver, width: int, height: int) -> None:
+    """The page's viewport exactly ``width`` x ``height`` CSS pixels (the window's size less nothing)."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
 
 
 def wait_for(condition, what: str, timeout: float = STEP_TIMEOUT):
