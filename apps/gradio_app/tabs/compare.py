@@ -141,7 +141,7 @@ class CompareTab:
                        subset=self.subset)
 
     def wire(self, ui) -> None:
-        ui.ckpt_dd.input(lambda i: gr.Dropdown(value=i), ui.ckpt_dd, self.it_a, show_progress="hidden")
+        # A follows the sidebar's checkpoint: demo.App.checkpoint_chosen sets it
         self.run_a.input(self.run_changed, self.run_a, self.it_a, show_progress="hidden")
         self.run_b.input(self.run_changed, self.run_b, self.it_b, show_progress="hidden")
         inputs = self.refresh_inputs(ui)
