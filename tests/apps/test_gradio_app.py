@@ -21,6 +21,7 @@ from apps.gradio_app import launch, runs
 from apps.gradio_app.app import check_args, is_loopback
 from apps.gradio_app.context import AppSettings
 from apps.gradio_app.demo import App
+from apps.gradio_app.tabs import dicc as dicc_tab
 from apps.gradio_app.tabs.train import TrainForm
 from pldc_core.method.filters import Thresholds
 from pldc_core.records.fabricated_run import categories, fabricate_run
@@ -262,7 +263,7 @@ def test_scatter_click_opens_the_point(wb):
 
 
 # --------------------------------------------------------------------------- other tabs
-def test_confusion_errors_dicc_and_compare(wb):
+def test_confusion_errors_dicc_and_compare(wb, monkeypatch):
     fig, pairs, _, note, _ = wb.confusion.show("demo", 1000, "counts", "before DICC", "all queries")
     assert isinstance(fig, go.Figure) and {"pseudo-label class", "GT class", "count"} <= set(pairs.columns)
     ckpt = wb.ctx.checkpoint("demo", 1000)
@@ -289,6 +290,10 @@ def test_confusion_errors_dicc_and_compare(wb):
         first = corrections.iloc[0]
         _, _, state = wb.dicc.pick("demo", 500, _Select([first["from"], first["to"]]))
         assert len(state["keys"]) == int(first["count"])
+    if len(corrections) > 1:  # a long list of corrections is cut to the most frequent, and says so
+        monkeypatch.setattr(dicc_tab, "TABLE_ROWS", 1)
+        summary, _, _, cut, _ = wb.dicc.show("demo", 500)
+        assert cut.equals(corrections.head(1)) and f"The 1 most frequent of its {len(corrections)} corrections" in summary
 
     out = wb.compare.show("demo", 1000, "demo", 500, "ddtf", 0.7, 0.85, 0.595, None)
     metrics = out[0]
