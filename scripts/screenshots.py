@@ -12,6 +12,7 @@ this script in the copy; RUN_DIR is left as it was. The app is stopped at the en
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -161,9 +162,13 @@ def main(argv=None) -> int:
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="pldc-screenshots-") as tmp:
         tmp = Path(tmp)
-        copy = copy_run(run, tmp / "runs")
+        # The copy lives in the repository's (ignored) runs folder so that the app, which shows its
+        # folders relative to where it runs, shows "runs/screenshots" rather than a temporary path.
+        shots = ROOT / "runs" / "screenshots"
+        shutil.rmtree(shots, ignore_errors=True)
+        copy = copy_run(run, shots)
         try:
-            with running_app(tmp / "runs", args.data_root.resolve(), tmp / "app.log", run=copy.name) as url, \
+            with running_app(shots, args.data_root.resolve(), tmp / "app.log", run=copy.name) as url, \
                     chromium(tmp / "chromium-profile", (width, height)) as driver:
                 set_viewport(driver, width, height)
                 driver.get(url)
@@ -171,6 +176,8 @@ def main(argv=None) -> int:
         except BrowserError as exc:
             print(f"screenshots: {exc}", file=sys.stderr)
             return 1
+        finally:
+            shutil.rmtree(shots, ignore_errors=True)
     for path in files:
         print(path)
     print(f"{len(files)} pictures of {run.name} in {time.time() - started:.0f} s")

@@ -139,7 +139,7 @@ class Sidebar:
         ui.runs_df = gr.Dataframe(pd.DataFrame(columns=["run", "state", "progress", "best AP"]), interactive=False,
                                   max_height=360, elem_id="pldc-sidebar-runs", wrap=True,
                                   column_widths=["30%", "24%", "21%", "25%"])
-        gr.Markdown(f"<small>runs: `{self.ctx.runs_root}`<br>data: `{self.ctx.data_root}`</small>")
+        gr.Markdown(f"<small>runs: `{shown_path(self.ctx.runs_root)}`<br>data: `{shown_path(self.ctx.data_root)}`</small>")
 
     def wire(self, ui) -> None:
         pl, cmp = ui.pseudo_labels, ui.compare

@@ -113,7 +113,7 @@ def clip_on_gt_figure(ckpt) -> go.Figure:
     path = RunDir(ckpt.run).clip_table
     title = "CLIP on ground-truth crops"
     if not path.is_file():
-        return xf.empty(title, f"not measured: pldc clip-crops {ckpt.run} --clip-weights FILE")
+        return xf.empty(title, f"not measured: pldc clip-crops {shown_path(ckpt.run)} --clip-weights FILE")
     try:
         table = read_clip_table(path)
         pr = clip_precision_recall(table, len(ckpt.class_names))
