@@ -9,8 +9,9 @@ JSON serialisation of the figures and the table that Gradio then sends:
 - checkpoint switch, cold: the Pseudo-labels tab for a checkpoint not yet loaded (reads the
   records, computes the threshold grids, draws the scatter and the what-if, lists the table);
 - checkpoint switch, warm: back to a checkpoint still in the cache;
-- slider move: the same tab for a new threshold (on the 0.01 grid, as the sliders step), and
-  off the grid (typed into the number box: computed exactly);
+- slider move: ``PseudoLabelsTab.move``, what a threshold step sends (the what-if and the scatter's
+  marks; the whole scatter for the coupled filter), on the 0.01 grid as the sliders step, and off the
+  grid (typed into the number box: computed exactly);
 - for reference: the other tabs' refresh on the current checkpoint.
 
 Target: a slider move and a checkpoint switch under 0.5 s.
@@ -78,6 +79,9 @@ def main(argv=None) -> int:
         def pl(iteration, c_t=t["c_t"], m_t=t["m_t"]):
             return wb.pseudo_labels.show("bench", iteration, "ddtf", c_t, m_t, t["s_t"], *tab)
 
+        def step(iteration, c_t=t["c_t"], m_t=t["m_t"], filter_name="ddtf", s_t=t["s_t"]):
+            return wb.pseudo_labels.move("bench", iteration, filter_name, c_t, m_t, s_t, *tab)
+
         rows = []
         cold = []
         for _ in range(args.repeats):
@@ -88,15 +92,13 @@ def main(argv=None) -> int:
         rows.append(("checkpoint switch, warm (cached)",
                      [timed(lambda: pl(ITERATIONS[i % 2])) for i in range(args.repeats)]))
         grid_values = np.round(np.linspace(0.5, 0.95, args.repeats), 2)
-        rows.append(("slider move (c_t on the 0.01 grid)", [timed(lambda v=v: pl(ITERATIONS[0], c_t=v))
+        rows.append(("slider move (c_t on the 0.01 grid)", [timed(lambda v=v: step(ITERATIONS[0], c_t=v))
                                                              for v in grid_values]))
-        rows.append(("slider move (m_t on the 0.01 grid)", [timed(lambda v=v: pl(ITERATIONS[0], m_t=v))
+        rows.append(("slider move (m_t on the 0.01 grid)", [timed(lambda v=v: step(ITERATIONS[0], m_t=v))
                                                              for v in grid_values]))
         rows.append(("threshold off the grid (typed, exact what-if)",
-                     [timed(lambda v=v: pl(ITERATIONS[0], c_t=v + 0.005)) for v in grid_values]))
-        coupled = [timed(lambda v=v: wb.pseudo_labels.show("bench", ITERATIONS[0], "coupled", t["c_t"], t["m_t"], v,
-                                                         *tab))
-                   for v in grid_values]
+                     [timed(lambda v=v: step(ITERATIONS[0], c_t=v + 0.005)) for v in grid_values]))
+        coupled = [timed(lambda v=v: step(ITERATIONS[0], filter_name="coupled", s_t=v)) for v in grid_values]
         rows.append(("slider move (coupled s_t)", coupled))
         reference = [
             ("Confusion tab refresh", lambda: wb.confusion.show("bench", ITERATIONS[0], "row share", "after DICC",

@@ -83,7 +83,10 @@ def launch_app(settings: AppSettings, host: str = "127.0.0.1", port: int = 7860,
     demo.launch(server_name=host, server_port=port, auth=auth, allowed_paths=[str(settings.runs_root),
                                                                              str(settings.data_root)],
                 prevent_thread_lock=prevent_thread_lock, share=False, ssr_mode=False, mcp_server=False,
-                show_error=True, quiet=True, footer_links=[], theme=theme, css=CSS, js=PAGE_JS)
+                show_error=True, quiet=True, footer_links=[], theme=theme, css=CSS, js=PAGE_JS,
+                # Gradio's run history copies every call's inputs and outputs (figures included) into the
+                # browser's localStorage: 50-150 ms of each slider move or checkpoint switch, for nothing here
+                run_history=False)
     return demo
 
 

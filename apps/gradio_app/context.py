@@ -54,6 +54,15 @@ def ordered(view: type, **components) -> list:
     return [components[name] for name in view._fields]
 
 
+def shown_path(path: Path | str) -> str:
+    """A path as the app shows it: relative to the working folder when it lies inside it."""
+    path = Path(path)
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def message(text: str, error: bool = False) -> str:
     """Markdown for a message line; errors in the error style."""
     return f"<span class='pldc-error'>{html.escape(text, quote=False)}</span>" if error else text

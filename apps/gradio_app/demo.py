@@ -2,16 +2,20 @@
 
 Each tab lays out its components (``layout``) and wires its own events (``wire``); this module
 adds what is common to all: refreshing the shown tab when the checkpoint changes or the tab is
-opened. Clicks on plotly points reach Python through a small script that writes the clicked
-point into a hidden textbox next to the plot; the same script (``PAGE_JS``) redraws a plot drawn in a
-hidden tab at its box's width when the tab is shown.
+opened, each in one callback. (Gradio's page runs the listeners of one event one after the other,
+each a round trip to the server, and a ``.then`` only after the callback before it: a checkpoint
+switch with a listener per tab took seven round trips, a tab opened two.)
+
+Clicks on plotly points reach Python through a small script that writes the clicked point into a
+hidden textbox next to the plot; the same script (``PAGE_JS``) redraws a plot drawn in a hidden tab
+at its box's width when the tab is shown.
 """
 from __future__ import annotations
 
 import gradio as gr
 
-from apps.gradio_app.context import AppContext, AppSettings
-from apps.gradio_app.sidebar import Sidebar
+from apps.gradio_app.context import AppContext, AppSettings, ordered
+from apps.gradio_app.sidebar import ClassChoices, Sidebar
 from apps.gradio_app.tabs.compare import CompareTab
 from apps.gradio_app.tabs.confusion import ConfusionTab
 from apps.gradio_app.tabs.curate import CurateTab
@@ -101,6 +105,45 @@ class App:
             return fn(*args)
         return wrapped
 
+    @property
+    def refreshed(self) -> list:
+        """The tabs a checkpoint change refreshes while shown (Compare follows its own A side)."""
+        return [self.pseudo_labels, self.confusion, self.errors, self.dicc, self.curate]
+
+    def checkpoint_inputs(self) -> list:
+        """``checkpoint_chosen``'s inputs: the shown tab, the run and checkpoint, each refreshed tab's inputs."""
+        return [self.current_tab, self.run_dd, self.ckpt_dd,
+                *(c for part in self.refreshed for c in part.refresh_inputs(self))]
+
+    def checkpoint_outputs(self) -> list:
+        """``checkpoint_chosen``'s outputs: the sidebar's summary and class choices, Compare's A side, each
+        refreshed tab's outputs."""
+        sidebar = [self.sidebar.summary, *ordered(ClassChoices, listing=self.pseudo_labels.cls,
+                                                  instance=self.instance.relabel_class,
+                                                  curate=self.curate.relabel_class)]
+        return sidebar + [self.compare.it_a] + [c for part in self.refreshed for c in part.outputs]
+
+    def checkpoint_chosen(self, current, run_name, iteration, *values) -> tuple:
+        """A checkpoint (or run) chosen: the sidebar's summary and class choices, Compare's A side (which
+        refreshes Compare when it is shown), and the shown tab's refresh (the other tabs' outputs skipped:
+        they refresh when opened), in ``checkpoint_outputs`` order."""
+        out = [self.sidebar.checkpoint_summary(run_name, iteration), *self.sidebar.class_choices(run_name, iteration),
+               gr.Dropdown(value=iteration)]
+        for part in self.refreshed:
+            n = len(part.refresh_inputs(self))
+            args, values = values[:n], values[n:]
+            out += list(part.show(*args)) if current == part.id else [gr.skip()] * len(part.outputs)
+        return tuple(out)
+
+    def tab_opened(self, part):
+        """The callback of opening ``part``'s tab: the shown tab's name, then the tab's refresh if it has one."""
+        if not hasattr(part, "show"):
+            return lambda: part.id
+
+        def opened(*args):
+            return (part.id, *part.show(*args))
+        return opened
+
 
 def build_demo(settings: AppSettings) -> gr.Blocks:
     """The Gradio Blocks of the workbench (not launched)."""
@@ -121,17 +164,16 @@ def build_demo(settings: AppSettings) -> gr.Blocks:
         for part in (app.sidebar, *app.parts):
             part.wire(app)
 
-        # the shown tab follows the checkpoint (and the run: see Sidebar.run_chosen); a tab is brought up to
-        # date when it is opened
-        for part in (app.pseudo_labels, app.confusion, app.errors, app.dicc, app.compare, app.curate):
-            options = FAST if part is app.pseudo_labels else dict(show_progress="hidden")
-            events = [app.sidebar.run_chosen.then] + ([app.ckpt_dd.change] if part is not app.compare else [])
-            for event in events:
-                event(app.when_shown(part.id, part.show, len(part.outputs)),
-                      [app.current_tab, *part.refresh_inputs(app)], part.outputs, **options)
+        # the sidebar, Compare's A side and the shown tab follow the checkpoint (and the run: see
+        # Sidebar.run_chosen), in one callback; Compare follows its A side (CompareTab.wire)
+        for event in (app.ckpt_dd.change, app.sidebar.run_chosen.then):
+            event(app.checkpoint_chosen, app.checkpoint_inputs(), app.checkpoint_outputs(), **FAST)
+        app.sidebar.run_chosen.then(app.when_shown(app.compare.id, app.compare.show, len(app.compare.outputs)),
+                                    [app.current_tab, *app.compare.refresh_inputs(app)], app.compare.outputs,
+                                    show_progress="hidden")
+        # a tab opened is brought up to date in the same callback that records it as the shown one
         for part in app.parts:
-            selected = tab_of[part.id].select(lambda name=part.id: name, None, app.current_tab)
-            if hasattr(part, "show"):
-                options = FAST if part is app.pseudo_labels else dict(show_progress="hidden")
-                selected.then(part.show, part.refresh_inputs(app), part.outputs, **options)
+            refresh = part.refresh_inputs(app) if hasattr(part, "show") else []
+            outputs = part.outputs if hasattr(part, "show") else []
+            tab_of[part.id].select(app.tab_opened(part), refresh, [app.current_tab, *outputs], **FAST)
     return demo

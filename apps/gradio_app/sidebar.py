@@ -139,7 +139,7 @@ class Sidebar:
         ui.runs_df = gr.Dataframe(pd.DataFrame(columns=["run", "state", "progress", "best AP"]), interactive=False,
                                   max_height=360, elem_id="pldc-sidebar-runs", wrap=True,
                                   column_widths=["30%", "24%", "21%", "25%"])
-        gr.Markdown(f"<small>runs: `{self.ctx.runs_root}`<br>data: `{self.ctx.data_root}`</small>")
+        gr.Markdown(f"<small>runs: `{shown_path(self.ctx.runs_root)}`<br>data: `{shown_path(self.ctx.data_root)}`</small>")
 
     def wire(self, ui) -> None:
         pl, cmp = ui.pseudo_labels, ui.compare
@@ -152,11 +152,7 @@ class Sidebar:
             ordered(RunChoice, checkpoint=ui.ckpt_dd, filter=pl.filter, c_t=pl.c_t, m_t=pl.m_t, s_t=pl.s_t,
                     run_a=cmp.run_a, it_a=cmp.it_a, run_b=cmp.run_b, it_b=cmp.it_b), show_progress="hidden")
         self.run_chosen.then(self.live, ui.run_dd, ui.train.live_outputs, show_progress="hidden")
-        classes = ordered(ClassChoices, listing=pl.cls, instance=ui.instance.relabel_class,
-                          curate=ui.curate.relabel_class)
-        for event in (ui.ckpt_dd.change, self.run_chosen.then):
-            event(self.checkpoint_summary, [ui.run_dd, ui.ckpt_dd], self.summary, show_progress="hidden")
-            event(self.class_choices, [ui.run_dd, ui.ckpt_dd], classes, show_progress="hidden")
+        # the summary and the class choices follow the checkpoint with the shown tab: demo.App.checkpoint_chosen
         ui.runs_df.select(self.pick_run_row, ui.runs_df, ui.run_dd)
         timer = gr.Timer(TICK_SECONDS)
         train = ui.train

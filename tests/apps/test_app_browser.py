@@ -3,13 +3,12 @@
 One walk through the app as a user would take it: every tab, a threshold slider (the figures
 must follow), a click on a scatter point and on a table row (each opens the instance), accept
 one pseudo-label and relabel another, refuse an invalid training setting, export the curated
-set, and check the exported COCO JSON. Screenshots of every tab go to docs/images/app_<tab>.png
-when PLDC_SCREENSHOTS=1, else to the test's tmp folder.
+set, and check the exported COCO JSON. Screenshots of every tab go to the test's tmp folder (the
+README's pictures come from a real run: scripts/screenshots.py).
 """
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import urllib.error
@@ -53,9 +52,7 @@ def test_walk_through_every_tab(server, driver, tmp_path):
     from selenium.webdriver.common.keys import Keys
 
     url, runs_root, _ = server
-    shots = ROOT / "docs" / "images" if os.environ.get("PLDC_SCREENSHOTS") == "1" else tmp_path
-    shots.mkdir(parents=True, exist_ok=True)
-    page = Page(driver, shots)
+    page = Page(driver, tmp_path)
     started = time.time()
 
     def mark(step: str) -> None:

@@ -21,6 +21,7 @@ from apps.gradio_app import launch, runs
 from apps.gradio_app.app import check_args, is_loopback
 from apps.gradio_app.context import AppSettings
 from apps.gradio_app.demo import App
+from apps.gradio_app.tabs import dicc as dicc_tab
 from apps.gradio_app.tabs.train import TrainForm
 from pldc_core.method.filters import Thresholds
 from pldc_core.records.fabricated_run import categories, fabricate_run
@@ -159,6 +160,28 @@ def test_slider_move_redraws_the_threshold_line_and_the_what_if(wb):
     assert {t.name for t in by_error[0].data} >= {"Cor (correct)"}
 
 
+def test_a_slider_step_updates_the_figures_on_screen(wb):
+    """A DDTF step sends what the page applies in place (the scatter's marks, the what-if), the same as the
+    whole figures would show; the coupled filter's line is part of the points' figure: it is sent whole."""
+    base = ("demo", 1000, "ddtf", 0.7, 0.85, 0.595, "IoU", "any", "any", "kept", "s", True)
+    full = wb.pseudo_labels.show(*base[:3], 0.9, *base[4:])
+    step = wb.pseudo_labels.move(*base[:3], 0.9, *base[4:])
+    assert step.scatter == gr.skip() and step.what_if == gr.skip()  # not sent to the plots
+    applied = json.loads(step.step)
+    assert applied["scatter"]["title.text"] == full.scatter.layout.title.text
+    assert [s["x0"] for s in applied["scatter"]["shapes"] if s["type"] == "line"] == [0.9, 0]
+    assert applied["what_if"]["layout"]["title"]["text"] == full.what_if.layout.title.text
+    assert len(step.state["keys"]) == len(full.state["keys"])  # the listing of 'kept' follows the thresholds
+    unchanged = wb.pseudo_labels.move(*base[:3], 0.9, *base[4:9], "all", *base[10:])
+    assert list(unchanged[3:]) == [gr.skip()] * 3  # the listing of 'all' does not move with them: not sent
+    assert json.loads(unchanged.step)["sent"] != applied["sent"]  # each step differs: the textbox always changes
+    coupled = wb.pseudo_labels.move(*base[:2], "coupled", *base[3:])
+    assert coupled.scatter.data[1].name.startswith("s = c·m") and coupled.step == gr.skip()
+    # figures sent whole differ each time, so the plot draws them even over a figure a step changed
+    again = wb.pseudo_labels.show(*base[:3], 0.9, *base[4:])
+    assert again.scatter.layout.meta != full.scatter.layout.meta
+
+
 def test_browse_filters(wb):
     ckpt = wb.ctx.checkpoint("demo", 1000)
     table, info, state = wb.pseudo_labels.browse("demo", 1000, "ddtf", 0.7, 0.85, 0.595, 3, "Cor", "all", "iou", False)
@@ -240,7 +263,7 @@ def test_scatter_click_opens_the_point(wb):
 
 
 # --------------------------------------------------------------------------- other tabs
-def test_confusion_errors_dicc_and_compare(wb):
+def test_confusion_errors_dicc_and_compare(wb, monkeypatch):
     fig, pairs, _, note, _ = wb.confusion.show("demo", 1000, "counts", "before DICC", "all queries")
     assert isinstance(fig, go.Figure) and {"pseudo-label class", "GT class", "count"} <= set(pairs.columns)
     ckpt = wb.ctx.checkpoint("demo", 1000)
@@ -267,6 +290,10 @@ def test_confusion_errors_dicc_and_compare(wb):
         first = corrections.iloc[0]
         _, _, state = wb.dicc.pick("demo", 500, _Select([first["from"], first["to"]]))
         assert len(state["keys"]) == int(first["count"])
+    if len(corrections) > 1:  # a long list of corrections is cut to the most frequent, and says so
+        monkeypatch.setattr(dicc_tab, "TABLE_ROWS", 1)
+        summary, _, _, cut, _ = wb.dicc.show("demo", 500)
+        assert cut.equals(corrections.head(1)) and f"The 1 most frequent of its {len(corrections)} corrections" in summary
 
     out = wb.compare.show("demo", 1000, "demo", 500, "ddtf", 0.7, 0.85, 0.595, None)
     metrics = out[0]

@@ -18,6 +18,11 @@ from workbench.explain import no_ground_truth, nothing_passes
 KEPT, ALL = "kept at these thresholds", "all queries"
 
 
+# each side's scatter, half as wide as the Pseudo-labels one, draws at most this many points (two of
+# explore_figures.MAX_POINTS took 1-2 s of the tab's first open in a browser)
+SCATTER_POINTS = 1500
+
+
 class CompareView(NamedTuple):
     metrics: go.Figure
     scatter_a: go.Figure
@@ -66,7 +71,8 @@ class CompareTab:
         rows = {k: (kept[k] if subset == KEPT else np.ones(len(c), dtype=bool)) for k, c in sides.items()}
         scope = "the kept pseudo-labels" if subset == KEPT else "all queries"
         metrics_fig = xf.compare_metrics_figure(points)
-        scatters = [xf.threshold_scatter(c.queries, t, int(points[k]["kept"]), c.class_names).update_layout(
+        scatters = [xf.threshold_scatter(c.queries, t, int(points[k]["kept"]), c.class_names,
+                                         max_points=SCATTER_POINTS).update_layout(
             title=f"{k}: {int(points[k]['kept']):,} kept", height=440) for k, c in sides.items()]
         no_gt = not any(c.has_gt for c in sides.values())
         errors_fig = xf.compare_errors_figure(
@@ -141,7 +147,7 @@ class CompareTab:
                        subset=self.subset)
 
     def wire(self, ui) -> None:
-        ui.ckpt_dd.input(lambda i: gr.Dropdown(value=i), ui.ckpt_dd, self.it_a, show_progress="hidden")
+        # A follows the sidebar's checkpoint: demo.App.checkpoint_chosen sets it
         self.run_a.input(self.run_changed, self.run_a, self.it_a, show_progress="hidden")
         self.run_b.input(self.run_changed, self.run_b, self.it_b, show_progress="hidden")
         inputs = self.refresh_inputs(ui)

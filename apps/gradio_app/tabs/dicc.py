@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from apps.gradio_app import browse, explore_figures as xf
 from apps.gradio_app.browse import Selection
-from apps.gradio_app.context import NO_RECORDS, AppContext, Listing, ordered
+from apps.gradio_app.context import NO_RECORDS, TABLE_ROWS, AppContext, Listing, ordered
 from pldc_core.run_dir import RunDir
 from workbench import figures
 from workbench.dicc_report import clip_precision_recall, dicc_report, read_clip_table
@@ -57,10 +57,15 @@ class DiccTab:
                    f"{s['unjudged']} on no GT (net {s['net']:+d}); {acc}. "
                    + ("Click a correction to list its pseudo-labels." if s["n_changed"] else
                       "It kept every teacher class, so there is no correction to list."))
+        # the most frequent corrections only: every value on the page is copied on every event in the browser,
+        # and 3,000 rows of a run with 80 classes made each slider step twice as slow
+        tr = report.transitions
+        if len(tr) > TABLE_ROWS:
+            summary += f" The {TABLE_ROWS} most frequent of its {len(tr):,} corrections are listed."
+            tr = tr.head(TABLE_ROWS)
         per_class = figures.dicc_class_bars(report.per_class, ckpt.class_names,
                                             empty_message=f"DICC ran on {s['n_ran']:,} pseudo-labels and kept "
                                                           "every teacher class")
-        tr = report.transitions
         table = pd.DataFrame({"from": [ckpt.class_name(k) for k in tr["from_class"]],
                               "to": [ckpt.class_name(k) for k in tr["to_class"]],
                               **{k: tr[k].to_numpy() for k in ("count", "fixed", "broken", "neutral", "unjudged")}})
@@ -108,7 +113,7 @@ def clip_on_gt_figure(ckpt) -> go.Figure:
     path = RunDir(ckpt.run).clip_table
     title = "CLIP on ground-truth crops"
     if not path.is_file():
-        return xf.empty(title, f"not measured: pldc clip-crops {ckpt.run} --clip-weights FILE")
+        return xf.empty(title, f"not measured: pldc clip-crops {shown_path(ckpt.run)} --clip-weights FILE")
     try:
         table = read_clip_table(path)
         pr = clip_precision_recall(table, len(ckpt.class_names))

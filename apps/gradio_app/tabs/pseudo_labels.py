@@ -1,6 +1,17 @@
-"""Pseudo-labels tab: the c-vs-m scatter with threshold sliders, the live what-if, the filtered listing."""
+"""Pseudo-labels tab: the c-vs-m scatter with threshold sliders, the live what-if, the filtered listing.
+
+A DDTF slider step does not send the two figures to their gr.Plot: Gradio re-creates a plot it is sent
+and draws it twice, and the scatter's points, which a threshold does not move, were most of a step's
+time. It sends, through a hidden textbox, the new what-if and the scatter's new lines and title, and a
+script (``APPLY_THRESHOLD_STEP``) updates the figures on screen in place (``Plotly.react`` / ``relayout``).
+The figures gr.Plot is sent are then each made unique (``_sent``): gr.Plot ignores a figure equal to the
+one it holds, which after such a step is no longer the one on screen. The listing is sent only when it
+depends on the thresholds.
+"""
 from __future__ import annotations
 
+import json
+import time
 from typing import NamedTuple
 
 import gradio as gr
@@ -18,6 +29,24 @@ STATUS_LABELS = {"all": "all queries", "kept": "kept at these thresholds", "filt
                  "run_kept": "kept by the run", "unreviewed": "not reviewed", "reviewed": "reviewed",
                  "accepted": "accepted", "rejected": "rejected", "relabelled": "relabelled"}
 FAST = dict(show_progress="hidden", trigger_mode="always_last")
+# a threshold step (``PseudoLabelsTab.move``'s JSON) applied to the figures on screen; the layout options
+# are those Gradio's plot sets
+APPLY_THRESHOLD_STEP = """
+(text) => {
+  const plot = (id) => document.querySelector('#' + id + ' [data-testid=plotly]');
+  const whatIf = plot('pl-whatif'), scatter = plot('pl-scatter');
+  if (!text || !window.Plotly) return [];
+  const step = JSON.parse(text);
+  if (whatIf && whatIf.layout) {
+    const layout = step.what_if.layout;
+    layout.autosize = true;
+    layout.margin = Object.assign(layout.margin || {}, {autoexpand: true});
+    window.Plotly.react(whatIf, step.what_if.data, layout);
+  }
+  if (scatter && scatter.layout) window.Plotly.relayout(scatter, step.scatter);
+  return [];
+}
+"""
 
 
 class PseudoLabelsView(NamedTuple):
@@ -26,6 +55,15 @@ class PseudoLabelsView(NamedTuple):
     table: object
     info: str
     state: dict | None
+
+
+class ThresholdMove(NamedTuple):
+    scatter: object  # the figures, when the points move with the threshold (coupled filter), else skip
+    what_if: object
+    step: object     # else the JSON applied to the figures on screen (APPLY_THRESHOLD_STEP), else skip
+    table: object    # the listing, when it depends on the thresholds, else skip
+    info: object
+    state: object
 
 
 class ThresholdValues(NamedTuple):
@@ -44,23 +82,37 @@ class PseudoLabelsTab:
     # ------------------------------------------------------------------ callbacks
     def show(self, run_name, iteration, filter_name, c_t, m_t, s_t, color_by, cls, err, status, sort_by,
              descending) -> PseudoLabelsView:
-        """Scatter, what-if, the filtered table and the browse set for one threshold setting (slider moves,
-        checkpoint switches and filter changes all come here)."""
+        """Scatter, what-if, the filtered table and the browse set for one threshold setting (checkpoint
+        switches, tab openings, filter and colour changes come here; slider steps go to ``move``)."""
         ckpt = self.ctx.checkpoint(run_name, iteration)
         if ckpt is None:
             empty = self.ctx.empty_listing(NO_RECORDS)
-            return PseudoLabelsView(xf.empty("Class quality c vs mask quality m", NO_RECORDS),
-                                    xf.empty("What-if", NO_RECORDS), *empty)
+            return PseudoLabelsView(_sent(xf.empty("Class quality c vs mask quality m", NO_RECORDS)),
+                                    _sent(xf.empty("What-if", NO_RECORDS)), *empty)
         t = thresholds_of(filter_name, c_t, m_t, s_t)
         point = ckpt.metrics_at(t)
-        run_t = ckpt.run_thresholds
-        run_point = ckpt.metrics_at(Thresholds(t.filter, run_t.c_t, run_t.m_t, run_t.s_t))
         scatter = xf.threshold_scatter(ckpt.queries, t, int(point["kept"]), ckpt.class_names,
                                        color_by="error" if color_by == "error type" else "iou")
-        what_if = xf.what_if_figure(ckpt.curves_at(t), point, run_point, has_gt=ckpt.has_gt,
-                                    best=ckpt.best_point(t.filter) if not point["kept"] else None)
         listing = self.ctx.listing(ckpt, _selection(cls, err, status), t, sort_by, descending)
-        return PseudoLabelsView(scatter, what_if, *listing)
+        return PseudoLabelsView(_sent(scatter), _sent(_what_if(ckpt, t, point)), *listing)
+
+    def move(self, run_name, iteration, filter_name, c_t, m_t, s_t, color_by, cls, err, status, sort_by,
+             descending) -> ThresholdMove:
+        """A threshold slider moved: what changes with it (see the module's docstring)."""
+        ckpt = self.ctx.checkpoint(run_name, iteration)
+        t = thresholds_of(filter_name, c_t, m_t, s_t)
+        if ckpt is None or ckpt.queries.empty or t.filter != "ddtf":
+            view = self.show(run_name, iteration, filter_name, c_t, m_t, s_t, color_by, cls, err, status, sort_by,
+                             descending)
+            return ThresholdMove(view.scatter, view.what_if, gr.skip(), view.table, view.info, view.state)
+        point = ckpt.metrics_at(t)
+        step = (f'{{"sent": {time.time_ns()}, '  # each step differs, so the textbox's change always fires
+                f'"scatter": {json.dumps(xf.threshold_scatter_update(t, int(point["kept"])))}, '
+                f'"what_if": {_what_if(ckpt, t, point).to_json()}}}')
+        sel = _selection(cls, err, status)
+        listing = (self.ctx.listing(ckpt, sel, t, sort_by, descending) if sel.status in ("kept", "filtered")
+                   else (gr.skip(),) * 3)
+        return ThresholdMove(gr.skip(), gr.skip(), step, *listing)
 
     def browse(self, run_name, iteration, filter_name, c_t, m_t, s_t, cls, err, status, sort_by,
                descending) -> Listing:
@@ -106,6 +158,7 @@ class PseudoLabelsTab:
         self.table = gr.Dataframe(self.ctx.empty_listing().table, interactive=False, max_height=420,
                                   elem_id="pl-table")
         self.click = gr.Textbox(visible="hidden", elem_id="pl-scatter-click")
+        self.step = gr.Textbox(visible="hidden", elem_id="pl-threshold-step")
 
     @property
     def thresholds(self) -> list:
@@ -126,7 +179,12 @@ class PseudoLabelsTab:
 
     def wire(self, ui) -> None:
         inputs = self.refresh_inputs(ui)
-        for component in (self.c_t, self.m_t, self.s_t, self.filter, self.color):
+        moved = ordered(ThresholdMove, scatter=self.scatter, what_if=self.what_if, step=self.step, table=self.table,
+                        info=self.info, state=ui.browse_state)
+        for component in (self.c_t, self.m_t, self.s_t):
+            component.input(self.move, inputs, moved, **FAST)
+        self.step.change(None, self.step, None, js=APPLY_THRESHOLD_STEP)
+        for component in (self.filter, self.color):
             component.input(self.show, inputs, self.outputs, **FAST)
         self.reset.click(self.run_thresholds, [ui.run_dd, ui.ckpt_dd], self.thresholds).then(
             self.show, inputs, self.outputs, **FAST)
@@ -138,6 +196,19 @@ class PseudoLabelsTab:
         self.click.change(ui.instance.open_from_scatter,
                           [self.click, ui.run_dd, ui.ckpt_dd, ui.browse_state, ui.instance.layers],
                           ui.instance.outputs)
+
+
+def _sent(fig: go.Figure) -> go.Figure:
+    """``fig`` marked with the time it is sent, so that gr.Plot draws it even if equal to the figure it holds."""
+    return fig.update_layout(meta={"sent": time.time_ns()})
+
+
+def _what_if(ckpt, t: Thresholds, point: dict) -> go.Figure:
+    """The what-if at ``t`` (metrics ``point``), with the run's own thresholds marked."""
+    run_t = ckpt.run_thresholds
+    run_point = ckpt.metrics_at(Thresholds(t.filter, run_t.c_t, run_t.m_t, run_t.s_t))
+    return xf.what_if_figure(ckpt.curves_at(t), point, run_point, has_gt=ckpt.has_gt,
+                             best=ckpt.best_point(t.filter) if not point["kept"] else None)
 
 
 def _selection(cls, err, status) -> Selection:
