@@ -8,7 +8,7 @@ import gradio as gr
 import pandas as pd
 
 from apps.gradio_app import launch, runs
-from apps.gradio_app.context import ANY, AppContext, message, ordered
+from apps.gradio_app.context import ANY, AppContext, message, ordered, shown_path
 from apps.gradio_app.tabs.pseudo_labels import ThresholdValues
 from apps.gradio_app.tabs.train import LiveView
 from pldc_core.config import ConfigError, load_config

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from apps.gradio_app import browse, explore_figures as xf
 from apps.gradio_app.browse import Selection
-from apps.gradio_app.context import NO_RECORDS, TABLE_ROWS, AppContext, Listing, ordered
+from apps.gradio_app.context import NO_RECORDS, TABLE_ROWS, AppContext, Listing, ordered, shown_path
 from pldc_core.run_dir import RunDir
 from workbench import figures
 from workbench.dicc_report import clip_precision_recall, dicc_report, read_clip_table
