@@ -14,7 +14,6 @@ to ``ROOT/leftImg8bit/<split>``, category ids are Cityscapes' label ids.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -26,7 +25,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 from tqdm import tqdm
 
 from pldc_core import atomic
-from pldc_core.data.coco import DatasetError, mask_to_rle
+from pldc_core.data.coco import DatasetError, mask_to_rle, read_json_file
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +43,7 @@ def cityscapes_categories() -> list[dict]:
 
 
 def _read_polygon_file(path: Path) -> tuple[int, int, list[dict]]:
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    data = read_json_file(path, "polygon file not found")
     if not isinstance(data, dict) or not all(k in data for k in ("imgHeight", "imgWidth", "objects")):
         raise DatasetError(f"{path}: needs 'imgHeight', 'imgWidth' and 'objects'")
     height, width, objects = data["imgHeight"], data["imgWidth"], data["objects"]

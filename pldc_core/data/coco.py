@@ -170,19 +170,26 @@ def _is_finite_number(v) -> bool:
         return False
 
 
+def read_json_file(path: str | os.PathLike, missing: str = "file not found"):
+    """Parse a JSON file; DatasetError names the file and says ``missing`` when it does not exist,
+    or where the syntax breaks, or that it is not UTF-8 text."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: {missing}") from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno} "
+                           f"(char {exc.pos}): {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def read_coco_json(json_path: str | os.PathLike) -> dict:
     """Parse a COCO JSON file; DatasetError names the file and the position of a syntax error."""
     json_path = Path(json_path)
-    try:
-        with open(json_path, "rb") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise DatasetError(f"{json_path}: annotation file not found") from None
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{json_path}: malformed JSON at line {exc.lineno}, column {exc.colno} "
-                           f"(char {exc.pos}): {exc.msg}") from None
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{json_path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    data = read_json_file(json_path, "annotation file not found")
     if not isinstance(data, dict):
         raise DatasetError(f"{json_path}: top level must be a JSON object, got {type(data).__name__}")
     for key in ("images", "annotations", "categories"):
@@ -374,12 +381,7 @@ class ImageList:
         """The ``images`` of a COCO JSON that may hold no annotations (COCO's
         image_info_unlabeled2017.json); DatasetError names the file and the bad entry."""
         json_path = Path(json_path)
-        try:
-            data = json.loads(json_path.read_text())
-        except FileNotFoundError:
-            raise DatasetError(f"{json_path}: image list file not found") from None
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{json_path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        data = read_json_file(json_path, "image list file not found")
         infos = {}
         for i, img in enumerate(data.get("images", []) if isinstance(data, dict) else []):
             if not (isinstance(img, dict) and _is_int(img.get("id")) and isinstance(img.get("file_name"), str)

@@ -20,14 +20,13 @@ File format::
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
 from pldc_core import atomic
-from pldc_core.data.coco import DatasetError
+from pldc_core.data.coco import DatasetError, read_json_file
 
 
 def percent_key(percent: float) -> str:
@@ -82,12 +81,7 @@ def write_splits(path: str | os.PathLike, image_ids: Iterable[int], percents: It
 def read_splits(path: str | os.PathLike) -> dict:
     """Read and check a split file (format in the module docstring)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: split file not found (make one with `pldc data split`)") from None
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    data = read_json_file(path, "split file not found (make one with `pldc data split`)")
     if not isinstance(data, dict) or not isinstance(data.get("splits"), dict) or "num_images" not in data:
         raise DatasetError(f"{path}: not a split file (needs 'num_images' and 'splits')")
     return data
