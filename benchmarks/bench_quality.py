@@ -112,7 +112,7 @@ class Bench:
         stop = stop or self.max
         base = self.out / f"seed{seed}"
         run, log = base / name, base / f"{name}.log"
-        if all(_eval_path(run, m, stop).exists() for m in _models(name)):
+        if all(self.eval_path(run, m, stop).exists() for m in _models(name)):
             return
         _wait_unlocked(run)
         if not _ckpt(run, stop).exists():
@@ -130,11 +130,16 @@ class Bench:
                       *self.thresholds(seed), f"pldc.dicc_crop={self.dicc_crop}", *overrides], log, self.threads)
         self.evaluate(run, name, stop, log)
 
+    def eval_path(self, run: Path, model: str, iteration: int) -> Path:
+        """``final_eval_<model>.json`` for the full budget; ``final_eval_<model>_at<iteration>.json`` else."""
+        suffix = "" if iteration == self.max else f"_at{iteration}"
+        return run / f"final_eval_{model}{suffix}.json"
+
     def evaluate(self, run: Path, name: str, iteration: int, log: Path) -> None:
         """Evaluate a run's checkpoint at ``iteration`` on all val images (teacher and student)."""
         _wait_unlocked(run)
         for model in _models(name):
-            dest = _eval_path(run, model, iteration)
+            dest = self.eval_path(run, model, iteration)
             if not dest.exists():
                 _run([PLDC, "eval", "--checkpoint", str(_ckpt(run, iteration)), "--model", model,
                       "--out", str(dest)], log, self.threads)
@@ -142,14 +147,6 @@ class Bench:
 
 def _models(name: str) -> tuple[str, ...]:
     return ("student",) if name == "supervised" else ("teacher", "student")
-
-
-def _eval_path(run: Path, model: str, iteration: int) -> Path:
-    """``final_eval_<model>.json`` for the full budget; ``final_eval_<model>_at<iteration>.json`` else."""
-    return run / (f"final_eval_{model}.json" if iteration == _MAX[0] else f"final_eval_{model}_at{iteration}.json")
-
-
-_MAX = [0]  # the config's max_iters, set in main()
 
 
 def _wait_unlocked(run: Path) -> None:
@@ -176,7 +173,6 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once, each single-threaded if > 1")
     args = parser.parse_args()
     bench = Bench(args)
-    _MAX[0] = bench.max
     stop = args.ablation_iters
     start = time.perf_counter()
 
