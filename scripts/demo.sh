@@ -45,7 +45,8 @@ else
         model.init_weights=weights/synthetic-5pct-detector.pt train.burn_in_iters=0 train.warmup_iters=0 \
         train.max_iters=300 train.checkpoint_every=50 train.eval_every=150
 fi
-REPORT=$($PLDC report $RUN)
+$PLDC report $RUN >/dev/null
+REPORT=$RUN/report/report.html
 
 say "made: $RUN (config.yaml, checkpoints/, metrics.jsonl, eval.jsonl: mask AP in percent, records/ of"
 say "      the teacher's pseudo-labels at each checkpoint) and its report $REPORT"

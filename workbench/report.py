@@ -472,5 +472,6 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, RecordError) as exc:
         print(f"pldc report: {exc}", file=sys.stderr)
         return 2
-    print(path)
+    print(f"pldc report: wrote {path} (open it in a browser; the figures as PNG are in {path.parent / 'figures'})"
+          if not args.no_png else f"pldc report: wrote {path} (open it in a browser)")
     return 0

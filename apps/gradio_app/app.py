@@ -66,6 +66,8 @@ def check_args(args: argparse.Namespace) -> tuple[AppSettings, tuple[str, str] |
             raise ValueError(f"--run: {exc}") from None
         if not path.is_dir():
             raise ValueError(f"--run: no run '{args.run}' in {runs_root}")
+        if not runs.is_run(path):
+            raise ValueError(f"--run: {path} is not a run folder (no config.yaml, status.json or records/ in it)")
     return AppSettings(runs_root=runs_root, data_root=data_root, initial_run=args.run), auth
 
 

@@ -97,12 +97,13 @@ def test_command_line_host_and_auth_rules(roots):
                     run=None)
         return argparse.Namespace(**{**base, **kw})
 
+    (runs_root / "plain").mkdir()
     settings, auth = check_args(args(run="demo"))
     assert settings.initial_run == "demo" and auth is None and settings.runs_root == runs_root.resolve()
     assert check_args(args(host="0.0.0.0", auth="ana:secret"))[1] == ("ana", "secret")
     for bad, match in ((dict(host="0.0.0.0"), "give --auth"), (dict(auth="ana:secret"), "only for"),
                        (dict(host="0.0.0.0", auth="ana"), "USER:PASSWORD"), (dict(run="../x"), "--run"),
-                       (dict(run="nope"), "no run 'nope'")):
+                       (dict(run="nope"), "no run 'nope'"), (dict(run="plain"), "not a run folder")):
         with pytest.raises(ValueError, match=match):
             check_args(args(**bad))
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")

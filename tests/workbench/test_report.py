@@ -114,6 +114,8 @@ def test_report_without_gt_and_cli_errors(tmp_path, capsys):
     assert "no complete pseudo-label records" in capsys.readouterr().err
     assert report.run(parser.parse_args([str(run), "--iteration", "7"])) == 2
     assert "iteration 7" in capsys.readouterr().err
+    assert report.run(parser.parse_args([str(run), "--no-png"])) == 0
+    assert capsys.readouterr().out.strip() == f"pldc report: wrote {run / 'report' / 'report.html'} (open it in a browser)"
 
 
 def _figure(secs, name):
