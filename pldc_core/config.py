@@ -103,6 +103,7 @@ class PldcConfig:
     s_t: float = 0.765                  # coupled threshold of the ablation (0.9 * 0.85)
     dicc: bool = True
     dicc_crop: str = "box"              # box (paper: the whole mask's box) | component (its largest part)
+    dicc_unseen_words: str = "disable"  # a CLIP whose caption words miss a class name's: disable DICC | warn
     clip_model: str = "RN50"
     clip_weights: str | None = None     # local checkpoint path, or "openai" (hub; online only)
     clip_template: str = "a photo of a {}."
@@ -256,6 +257,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         check(0.0 <= v <= 1.0, f"pldc.{key}", f"must be in [0, 1], got {v}")
     check(p.filter in ("ddtf", "coupled"), "pldc.filter", f"must be 'ddtf' or 'coupled', got {p.filter!r}")
     check(p.dicc_crop in ("box", "component"), "pldc.dicc_crop", f"must be 'box' or 'component', got {p.dicc_crop!r}")
+    check(p.dicc_unseen_words in ("disable", "warn"), "pldc.dicc_unseen_words",
+          f"must be 'disable' or 'warn', got {p.dicc_unseen_words!r}")
     check(0.0 <= t.ema_alpha < 1.0, "train.ema_alpha", f"must be in [0, 1), got {t.ema_alpha}")
     check(t.unsup_weight >= 0, "train.unsup_weight", f"must be >= 0, got {t.unsup_weight}")
     check(t.lr > 0 and math.isfinite(t.lr), "train.lr", f"must be a number > 0, got {t.lr}")

@@ -246,12 +246,35 @@ def load_run_clip(pldc_cfg, category_names: Sequence[str], device: str | torch.d
     clip.crop_mode = getattr(pldc_cfg, "dicc_crop", "box")
     unseen = unseen_category_words(pldc_cfg.clip_model, category_names)
     if unseen:
-        log.warning("DICC: the CLIP %s was trained on captions that never contain %s, so its probabilities "
-                    "for those categories are guesses and DICC may turn right pseudo-labels wrong. Measure it "
-                    "with `pldc clip-crops`, give a CLIP that knows these words, or set pldc.dicc=false.",
-                    pldc_cfg.clip_model, ", ".join(f"'{w}' ({c})" for w, c in unseen[:8])
-                    + (f" and {len(unseen) - 8} more" if len(unseen) > 8 else ""))
+        log.warning("DICC: %s. Measure it with `pldc clip-crops`, give a CLIP that knows these words, or set "
+                    "pldc.dicc=false.", unseen_words_problem(pldc_cfg.clip_model, unseen))
     return clip
+
+
+def unseen_words_problem(clip_model: str, unseen: list[tuple[str, str]]) -> str:
+    """One sentence naming the category words a CLIP's training captions never held."""
+    words = ", ".join(f"'{w}' ({c})" for w, c in unseen[:8]) + (f" and {len(unseen) - 8} more" if len(unseen) > 8 else "")
+    return (f"the CLIP {clip_model} was trained on captions that never contain {words}, so its probabilities "
+            "for those categories are guesses and DICC may turn right pseudo-labels wrong")
+
+
+def training_clip(pldc_cfg, category_names: Sequence[str], device: str | torch.device = "cpu"
+                  ) -> ClipClassifier | None:
+    """The CLIP that training's DICC uses, or None where DICC is off.
+
+    DICC is off when ``pldc.dicc`` is, and, with ``pldc.dicc_unseen_words: disable`` (the default),
+    when the CLIP's caption vocabulary (known for the embedded CLIP only) misses a word of a class
+    name: a class CLIP cannot name would get guessed corrections (docs/METHOD.md, "DICC and the
+    CLIP's vocabulary").
+    """
+    if not pldc_cfg.dicc:
+        return None
+    unseen = unseen_category_words(pldc_cfg.clip_model, category_names)
+    if unseen and pldc_cfg.dicc_unseen_words == "disable":
+        log.warning("DICC is off for this run: %s (pldc.dicc_unseen_words=warn keeps it on).",
+                    unseen_words_problem(pldc_cfg.clip_model, unseen))
+        return None
+    return load_run_clip(pldc_cfg, category_names, device)
 
 
 def caption_words_path(config_path: str | os.PathLike) -> Path:

@@ -73,7 +73,7 @@ class Trainer(TrainerBase):
         self.optimizer = self._build_optimizer()
         self.criterion = SetCriterion(self.num_classes, num_points=cfg.model.train_num_points).to(self.device)
         self.thresholds = Thresholds.of_config(cfg.pldc)
-        self.clip = self._load_clip() if (cfg.pldc.enabled and cfg.pldc.dicc) else None
+        self.clip = self._load_clip() if cfg.pldc.enabled else None
         self.iter = 0
         self.best = {}
         self.stop_requested = False
@@ -106,7 +106,8 @@ class Trainer(TrainerBase):
         if p.enabled:
             method = (f"{t.burn_in_iters} supervised burn-in steps, then {t.max_iters - t.burn_in_iters} PL-DC steps "
                       f"({p.filter.upper()} c_t {p.c_t:g} / m_t {p.m_t:g}"
-                      + (f", DICC with {p.clip_weights}" if p.dicc else ", no DICC")
+                      + (f", DICC with {p.clip_weights}" if self.clip is not None else
+                         ", DICC off: the CLIP does not know every class name" if p.dicc else ", no DICC")
                       + (", PMUA)" if p.pmua else ", no PMUA)"))
         else:
             method = f"{t.max_iters} supervised steps (pldc.enabled=false)"
@@ -170,9 +171,9 @@ class Trainer(TrainerBase):
         return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
 
     def _load_clip(self):
-        from pldc_core.method.dicc import load_run_clip
+        from pldc_core.method.dicc import training_clip
 
-        return load_run_clip(self.cfg.pldc, self.data.categories.names, self.device)
+        return training_clip(self.cfg.pldc, self.data.categories.names, self.device)
 
     def _amp_dtype(self) -> torch.dtype | None:
         if not (self.cfg.train.amp and self.device.type == "cuda"):

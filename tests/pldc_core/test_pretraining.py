@@ -112,6 +112,19 @@ def test_small_clip_pretraining_and_dicc_loading(corpus, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="pldc_core.method.dicc"):
         load_run_clip(cfg, ["disk", "bus"])
     assert "'bus' (bus)" in caplog.text and "pldc.dicc=false" in caplog.text
+    # training turns DICC off for such classes (the default) or keeps it with a warning
+    from pldc_core.method.dicc import training_clip
+
+    caplog.clear()
+    cfg.dicc, cfg.dicc_unseen_words, cfg.dicc_crop = True, "disable", "box"
+    with caplog.at_level(logging.WARNING, logger="pldc_core.method.dicc"):
+        assert training_clip(cfg, ["disk", "bus"]) is None
+    assert "DICC is off for this run" in caplog.text and "'bus' (bus)" in caplog.text
+    assert isinstance(training_clip(cfg, ["disk", "square"]), ClipClassifier)
+    cfg.dicc_unseen_words = "warn"
+    assert isinstance(training_clip(cfg, ["disk", "bus"]), ClipClassifier)
+    cfg.dicc = False
+    assert training_clip(cfg, ["disk", "square"]) is None
 
 
 def test_captions_vary_their_wording_but_always_name_the_shape():
