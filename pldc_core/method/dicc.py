@@ -75,7 +75,7 @@ def largest_component(masks: torch.Tensor, max_iters: int | None = None) -> torc
     sizes.scatter_add_(1, labels, torch.ones_like(labels))
     sizes[:, 0] = 0
     best = sizes.argmax(dim=1, keepdim=True)  # ties: the component with the higher id
-    return ((labels == best) & masks.view(k, -1)).view(k, h, w)
+    return ((labels == best) & masks.reshape(k, -1)).view(k, h, w)
 
 
 @torch.no_grad()

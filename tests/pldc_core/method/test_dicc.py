@@ -106,6 +106,18 @@ def test_largest_component_keeps_the_biggest_8_connected_part():
         largest_component(masks.float())
 
 
+def test_largest_component_of_masks_not_contiguous_in_memory():
+    # decoded RLE masks are column-major (pycocotools), stacked they are not contiguous
+    masks = torch.zeros(2, 9, 7, dtype=torch.bool)
+    masks[0, 1:4, 1:4] = True
+    masks[0, 7, 6] = True
+    masks[1, 5:9, 0:2] = True
+    strided = masks.transpose(1, 2).contiguous().transpose(1, 2)
+    assert not strided.is_contiguous()
+    assert torch.equal(largest_component(strided), largest_component(masks))
+    assert largest_component(strided)[0].sum() == 9
+
+
 def test_component_crop_mode_frames_the_object_not_its_stray_pixels(clf):
     image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))
     masks = torch.zeros(1, 32, 32, dtype=torch.bool)
