@@ -108,7 +108,8 @@ class PldcConfig:
     clip_weights: str | None = None     # local checkpoint path, or "openai" (hub; online only)
     clip_template: str = "a photo of a {}."
     dicc_mode: str = "crop"             # crop (the paper: masked box crops) | mask_pool (the authors' later code)
-    class_descriptions: str | None = None  # mask_pool: JSON {class name: [descriptions]} (default: clip_template)
+    class_descriptions: str | None = None  # JSON {class name: [descriptions]}, averaged per class; a class it
+                                        # leaves out gets clip_template (null: one prompt per class, the paper)
     mask_area_threshold: int = 5        # drop pseudo-labels whose mask has <= this many pixels (0: keep all)
     pmua: bool = True
 
@@ -245,8 +246,9 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     return value
 
 
-def validate(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Check ranges and choices; raise ConfigError naming the key."""
+def validate(cfg: ExperimentConfig, check_files: bool = True) -> ExperimentConfig:
+    """Check ranges and choices; raise ConfigError naming the key. ``check_files``: also read the
+    files a key names whose content can be checked without the dataset (``pldc.class_descriptions``)."""
     def check(cond: bool, key: str, msg: str) -> None:
         if not cond:
             raise ConfigError(f"{key}: {msg}", key)
@@ -295,6 +297,13 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     check(p.dicc_mode in ("crop", "mask_pool"), "pldc.dicc_mode", f"must be 'crop' or 'mask_pool', got {p.dicc_mode!r}")
     check(p.dicc_mode == "crop", "pldc.dicc_mode", "'mask_pool' (the authors' later variant) is not implemented yet; "
           "use 'crop'")
+    if check_files and p.class_descriptions is not None:
+        from pldc_core.method.class_texts import ClassDescriptionsError, read_class_descriptions
+
+        try:
+            read_class_descriptions(p.class_descriptions)
+        except ClassDescriptionsError as exc:
+            raise ConfigError(f"pldc.class_descriptions: {exc}", "pldc.class_descriptions") from None
     check(p.mask_area_threshold >= 0, "pldc.mask_area_threshold", f"must be >= 0, got {p.mask_area_threshold}")
     check(0 < d.percent <= 100, "data.percent", f"must be in (0, 100], got {d.percent}")
     check(d.eval_images is None or d.eval_images >= 1, "data.eval_images",
@@ -345,14 +354,15 @@ def upgrade_v1(raw: dict) -> dict:
 
 def from_dict(raw: dict, saved: bool = False) -> ExperimentConfig:
     """Build and validate a config. ``saved``: ``raw`` was written by this project (a run folder's
-    config.yaml, a checkpoint), where a missing ``config_version`` means version 1."""
+    config.yaml, a checkpoint), where a missing ``config_version`` means version 1, and files the
+    config names are not read (a run folder stays readable where they are gone)."""
     version = raw.get("config_version", 1 if saved else CONFIG_VERSION)
     if version == 1:
         raw = upgrade_v1(raw)
     elif version != CONFIG_VERSION:
         raise ConfigError(f"config_version: {version!r} is not known to this version of pldc "
                           f"(1 or {CONFIG_VERSION})", "config_version")
-    return validate(_build(ExperimentConfig, raw, ""))
+    return validate(_build(ExperimentConfig, raw, ""), check_files=not saved)
 
 
 def _set_by_override(key: str, overrides: list[str]) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from pldc_core.messages import first_sentence
+from pldc_core.method.class_texts import class_prompts, read_class_descriptions
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,10 @@ def mask_crops(image: torch.Tensor, masks: torch.Tensor, size: int, mean: torch.
     return alpha * (pixels - mean) / std
 
 
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
 class ClipClassifier:
     """Zero-shot classification of mask crops with an open_clip model (weights frozen, eval mode).
 
@@ -208,12 +213,25 @@ class ClipClassifier:
         return cls(model, cfg["mean"], cfg["std"], open_clip.get_tokenizer(model_name), size)
 
     @torch.no_grad()
-    def set_categories(self, names: Sequence[str], template: str = "a photo of a {}.") -> None:
-        """Encode one prompt per category and cache the unit-norm text embeddings."""
+    def set_categories(self, names: Sequence[str], template: str = "a photo of a {}.",
+                       descriptions: Mapping[str, Sequence[str]] | None = None,
+                       source: str = "class descriptions") -> None:
+        """Encode the texts of each category and cache the unit-norm text embeddings ``[N, D]``.
+
+        A category's texts are ``descriptions[name]`` or, when it has none, ``template`` with its
+        name (``class_texts.class_prompts``; ``source`` names the descriptions in errors). Each
+        text's embedding is normalised, a category's are averaged and the mean normalised again.
+        """
         if not names:
             raise ValueError("set_categories: no category names given")
-        tokens = self.tokenizer([template.format(name) for name in names]).to(self.device)
-        self.text_embeddings = F.normalize(self.model.encode_text(tokens).float(), dim=-1)
+        prompts = class_prompts(names, template, descriptions, source)
+        texts = [text for group in prompts for text in group]
+        encoded = [F.normalize(self.model.encode_text(self.tokenizer(chunk).to(self.device)).float(), dim=-1)
+                   for chunk in _chunks(texts, self.batch_size)]
+        owner = torch.repeat_interleave(torch.arange(len(prompts), device=self.device),
+                                        torch.tensor([len(g) for g in prompts], device=self.device))
+        sums = torch.zeros(len(prompts), encoded[0].shape[1], device=self.device)
+        self.text_embeddings = F.normalize(sums.index_add_(0, owner, torch.cat(encoded)), dim=-1)
         self.categories = list(names)
 
     def crops(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -240,9 +258,12 @@ class ClipClassifier:
 def load_run_clip(pldc_cfg, category_names: Sequence[str], device: str | torch.device = "cpu",
                   weights: str | None = None) -> ClipClassifier:
     """The CLIP a run's DICC uses: ``pldc.clip_model`` with ``weights`` (default ``pldc.clip_weights``),
-    prompts ``pldc.clip_template`` encoded for ``category_names``."""
+    texts from ``pldc.class_descriptions`` or ``pldc.clip_template`` encoded for ``category_names``."""
     clip = ClipClassifier.load(pldc_cfg.clip_model, pretrained=weights or pldc_cfg.clip_weights, device=device)
-    clip.set_categories(list(category_names), template=pldc_cfg.clip_template)
+    descriptions_file = getattr(pldc_cfg, "class_descriptions", None)
+    descriptions = read_class_descriptions(descriptions_file) if descriptions_file else None
+    clip.set_categories(list(category_names), template=pldc_cfg.clip_template, descriptions=descriptions,
+                        source=str(descriptions_file))
     clip.crop_mode = getattr(pldc_cfg, "dicc_crop", "box")
     unseen = unseen_category_words(pldc_cfg.clip_model, category_names)
     if unseen:
