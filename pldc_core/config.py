@@ -107,7 +107,9 @@ class PldcConfig:
     clip_model: str = "RN50"
     clip_weights: str | None = None     # local checkpoint path, or "openai" (hub; online only)
     clip_template: str = "a photo of a {}."
-    dicc_mode: str = "crop"             # crop (the paper: masked box crops) | mask_pool (the authors' later code)
+    dicc_mode: str = "crop"             # crop (the paper: a crop per mask, see dicc_crop) | mask_pool (the
+                                        # authors' later code: dense features of a convolutional CLIP averaged
+                                        # under each mask)
     class_descriptions: str | None = None  # JSON {class name: [descriptions]}, averaged per class; a class it
                                         # leaves out gets clip_template (null: one prompt per class, the paper)
     mask_area_threshold: int = 5        # drop pseudo-labels whose mask has <= this many pixels (0: keep all)
@@ -295,8 +297,6 @@ def validate(cfg: ExperimentConfig, check_files: bool = True) -> ExperimentConfi
         and d.test_size[0] <= d.test_size[1]), "data.test_size",
         f"must be auto, train, full or [short, max_long] with short <= max_long, got {d.test_size!r}")
     check(p.dicc_mode in ("crop", "mask_pool"), "pldc.dicc_mode", f"must be 'crop' or 'mask_pool', got {p.dicc_mode!r}")
-    check(p.dicc_mode == "crop", "pldc.dicc_mode", "'mask_pool' (the authors' later variant) is not implemented yet; "
-          "use 'crop'")
     if check_files and p.class_descriptions is not None:
         from pldc_core.method.class_texts import ClassDescriptionsError, read_class_descriptions
 

@@ -12,6 +12,20 @@ TINY_CLIP_CFG = {
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
 }
 
+# Convolutional image towers, for DICC's mask_pool mode: open_clip's ModifiedResNet (as OpenAI's
+# RN50 and the embedded CLIP) and a timm ConvNeXt (timm's 0.3 M-parameter test model)
+TINY_RESNET_CLIP_CFG = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "patch_size": None},
+    "text_cfg": TINY_CLIP_CFG["text_cfg"],
+}
+TINY_CONVNEXT_CLIP_CFG = {
+    "embed_dim": 16,
+    "vision_cfg": {"timm_model_name": "test_convnext", "timm_model_pretrained": False, "timm_pool": "",
+                   "timm_proj": "linear", "image_size": 64},
+    "text_cfg": TINY_CLIP_CFG["text_cfg"],
+}
+
 
 def make_tiny_dataset(root: Path, n_train: int, n_val: int) -> Path:
     """``root/synthetic`` (generated, seed 3) and ``root/splits/synthetic.json`` (25%, seed 0)."""
@@ -45,13 +59,14 @@ def train_tiny_run(data_root: Path, run_dir: Path, *extra: str) -> Path:
     return run_dir
 
 
-def tiny_clip_weights(folder: Path, name: str) -> Path:
-    """Register a tiny open_clip architecture ``name`` and save random weights for it (no real ones here)."""
+def tiny_clip_weights(folder: Path, name: str, config: dict = TINY_CLIP_CFG) -> Path:
+    """Register a tiny open_clip architecture ``name`` (``config``: a ViT by default) and save random
+    weights for it (no real ones here)."""
     import open_clip
     import torch
 
     cfg_path = folder / f"{name}.json"
-    cfg_path.write_text(json.dumps(TINY_CLIP_CFG))
+    cfg_path.write_text(json.dumps(config))
     open_clip.add_model_config(cfg_path)
     torch.manual_seed(0)
     weights = folder / f"{name}.pt"

@@ -4,6 +4,7 @@ The fusion with the teacher (Eq. 8-9) is ``pseudo_labels.dicc_weight`` / ``dicc_
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import zipfile
@@ -16,6 +17,7 @@ from torchvision.ops import roi_align
 
 from pldc_core.messages import first_sentence
 from pldc_core.method.class_texts import class_prompts, read_class_descriptions
+from pldc_core.method.mask_pool import MaskPoolClassifier
 
 log = logging.getLogger(__name__)
 
@@ -256,20 +258,49 @@ class ClipClassifier:
 
 
 def load_run_clip(pldc_cfg, category_names: Sequence[str], device: str | torch.device = "cpu",
-                  weights: str | None = None) -> ClipClassifier:
-    """The CLIP a run's DICC uses: ``pldc.clip_model`` with ``weights`` (default ``pldc.clip_weights``),
-    texts from ``pldc.class_descriptions`` or ``pldc.clip_template`` encoded for ``category_names``."""
+                  weights: str | None = None, mode: str | None = None):
+    """The CLIP classifier a run's DICC uses: ``pldc.clip_model`` with ``weights`` (default
+    ``pldc.clip_weights``), texts from ``pldc.class_descriptions`` or ``pldc.clip_template``.
+
+    ``mode`` (default: the run's) is ``box`` or ``component`` (a ``ClipClassifier`` cropping
+    that way) or ``mask_pool`` (a ``mask_pool.MaskPoolClassifier``); each has
+    ``probs(image, masks) -> [K, N]``.
+    """
+    mode = mode or run_dicc_mode(pldc_cfg)
+    if mode not in DICC_MODES:
+        raise ValueError(f"unknown DICC mode {mode!r}; known: {', '.join(DICC_MODES)}")
     clip = ClipClassifier.load(pldc_cfg.clip_model, pretrained=weights or pldc_cfg.clip_weights, device=device)
     descriptions_file = getattr(pldc_cfg, "class_descriptions", None)
     descriptions = read_class_descriptions(descriptions_file) if descriptions_file else None
     clip.set_categories(list(category_names), template=pldc_cfg.clip_template, descriptions=descriptions,
                         source=str(descriptions_file))
-    clip.crop_mode = getattr(pldc_cfg, "dicc_crop", "box")
     unseen = unseen_category_words(pldc_cfg.clip_model, category_names)
     if unseen:
         log.warning("DICC: %s. Measure it with `pldc clip-crops`, give a CLIP that knows these words, or set "
                     "pldc.dicc=false.", unseen_words_problem(pldc_cfg.clip_model, unseen))
-    return clip
+    return classifier_for_mode(clip, mode, pldc_cfg.clip_model)
+
+
+# What DICC can classify a mask from: its box crop, its largest part's crop, or pooled dense features
+DICC_MODES = ("box", "component", "mask_pool")
+
+
+def classifier_for_mode(clip: ClipClassifier, mode: str, name: str = "this CLIP"):
+    """``clip`` (categories set) as DICC's classifier in ``mode``; shares its model and text embeddings."""
+    if mode == "mask_pool":
+        return MaskPoolClassifier(clip, name=name)
+    if mode not in ("box", "component"):
+        raise ValueError(f"unknown DICC mode {mode!r}; known: {', '.join(DICC_MODES)}")
+    view = copy.copy(clip)
+    view.crop_mode = mode
+    return view
+
+
+def run_dicc_mode(pldc_cfg) -> str:
+    """The mode a run's DICC uses: ``mask_pool``, or the crop ``pldc.dicc_crop`` names."""
+    if getattr(pldc_cfg, "dicc_mode", "crop") == "mask_pool":
+        return "mask_pool"
+    return getattr(pldc_cfg, "dicc_crop", "box")
 
 
 def unseen_words_problem(clip_model: str, unseen: list[tuple[str, str]]) -> str:
@@ -280,8 +311,8 @@ def unseen_words_problem(clip_model: str, unseen: list[tuple[str, str]]) -> str:
 
 
 def training_clip(pldc_cfg, category_names: Sequence[str], device: str | torch.device = "cpu"
-                  ) -> ClipClassifier | None:
-    """The CLIP that training's DICC uses, or None where DICC is off.
+                  ) -> ClipClassifier | MaskPoolClassifier | None:
+    """The CLIP classifier that training's DICC uses (``load_run_clip``), or None where DICC is off.
 
     DICC is off when ``pldc.dicc`` is, and, with ``pldc.dicc_unseen_words: disable`` (the default),
     when the CLIP's caption vocabulary (known for the embedded CLIP only) misses a word of a class

@@ -152,11 +152,12 @@ def test_new_options_are_validated(override, message):
         load_config(None, [override])
 
 
-def test_the_unimplemented_dicc_variant_is_refused_not_ignored():
+def test_dicc_modes():
     from pldc_core.config import ConfigError, load_config
 
-    with pytest.raises(ConfigError, match=r"pldc\.dicc_mode: 'mask_pool' .* is not implemented yet"):
-        load_config(None, ["pldc.dicc_mode=mask_pool"])
+    assert load_config(None, ["pldc.dicc_mode=mask_pool"]).pldc.dicc_mode == "mask_pool"
+    with pytest.raises(ConfigError, match=r"pldc\.dicc_mode: must be 'crop' or 'mask_pool', got 'pool'"):
+        load_config(None, ["pldc.dicc_mode=pool"])
 
 
 def test_errors_about_the_file_name_it_and_overrides_stay_as_typed(tmp_path):
