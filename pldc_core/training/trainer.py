@@ -97,6 +97,8 @@ class Trainer(TrainerBase):
 
     def summary(self) -> str:
         """What this run trains, on what data, where it goes: the lines ``pldc train`` prints before the first step."""
+        from pldc_core.method.dicc import run_dicc_mode
+
         c, d, t, p, m = self.cfg, self.cfg.data, self.cfg.train, self.cfg.pldc, self.cfg.model
         start = (f"run '{c.name}' resumed at iteration {self.iter}" if self.resume else f"new run '{c.name}'")
         unlabeled = f" + {len(self.data.unlabeled_ids)} unlabeled" if p.enabled else ""
@@ -106,7 +108,7 @@ class Trainer(TrainerBase):
         if p.enabled:
             method = (f"{t.burn_in_iters} supervised burn-in steps, then {t.max_iters - t.burn_in_iters} PL-DC steps "
                       f"({p.filter.upper()} c_t {p.c_t:g} / m_t {p.m_t:g}"
-                      + (f", DICC with {p.clip_weights}" if self.clip is not None else
+                      + (f", DICC ({run_dicc_mode(p)}) with {p.clip_weights}" if self.clip is not None else
                          ", DICC off: the CLIP does not know every class name" if p.dicc else ", no DICC")
                       + (", PMUA)" if p.pmua else ", no PMUA)"))
         else:

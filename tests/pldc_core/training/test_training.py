@@ -199,6 +199,29 @@ def test_dicc_runs_in_training_and_in_the_records(data_root, tmp_path):
     assert (rec.queries.loc[~rec.queries["keep_ddtf"], "corrected_class"] == -1).all()
 
 
+def test_dicc_mask_pool_with_class_descriptions_trains(data_root, tmp_path):
+    """The mask_pool variant in a training run, with a tiny random ConvNeXt CLIP and a descriptions file."""
+    from pldc_core.method.mask_pool import MaskPoolClassifier
+    from pldc_core.records.store import load_records
+    from tests.tiny import TINY_CONVNEXT_CLIP_CFG, tiny_clip_weights
+
+    weights = tiny_clip_weights(tmp_path, "pldc-tiny-pool-clip", TINY_CONVNEXT_CLIP_CFG)
+    descriptions = tmp_path / "classes.json"
+    descriptions.write_text(json.dumps({"disk": ["a round disk", "a filled circle"], "ring": ["a ring"]}))
+    cfg = smoke_cfg(data_root, "pldc.dicc=true", "pldc.dicc_mode=mask_pool", "pldc.clip_model=pldc-tiny-pool-clip",
+                    f"pldc.clip_weights={weights}", f"pldc.class_descriptions={descriptions}",
+                    "train.eval_every=100")
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert isinstance(trainer.clip, MaskPoolClassifier)
+    assert "DICC (mask_pool) with" in trainer.summary()
+    trainer.train()
+    semi = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][4:]
+    assert all(l["n_dicc_changed"] is not None and 0 <= l["n_dicc_changed"] <= l["n_kept"] for l in semi)
+    kept = load_records(tmp_path / "run", 8).queries
+    kept = kept[kept["keep_ddtf"]]
+    assert len(kept) and (kept["corrected_class"] >= 0).all() and kept["clip_top5_probs"].notna().all()
+
+
 def test_dicc_without_weights_stops_with_instructions(data_root, tmp_path):
     proc = _train_cli("--config", str(ROOT / "configs" / "smoke.yaml"), f"data.data_root={data_root}",
                       "data.percent=25", "pldc.dicc=true", "--run-dir", str(tmp_path / "run"))
