@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("pldc_core.eval_command", "evaluate a checkpoint (COCO mask AP, in percent)"),
     "predict": ("pldc_core.predict_command", "a checkpoint's instances on new images, as a COCO results JSON"),
     "pseudo-labels": ("pldc_core.records.command", "record the teacher's pseudo-labels of a checkpoint"),
-    "clip-crops": ("pldc_core.records.clip_crops", "classify a run's GT crops with CLIP alone (Table II)"),
+    "clip-crops": ("pldc_core.records.clip_crops", "classify a run's GT instances with CLIP alone, per DICC mode (Table II)"),
 }
 
 

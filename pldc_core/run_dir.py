@@ -10,7 +10,7 @@ One training run owns one folder::
         eval.jsonl         one JSON line per evaluation
         checkpoints/       ckpt_XXXXXXX.pt and last.json (training.checkpoint)
         records/           iter_XXXXXXX/ pseudo-label records (records.store)
-        clip_gt_crops.parquet   CLIP alone on the GT crops (`pldc clip-crops`)
+        clip_gt_crops.parquet   CLIP alone on the GT instances, per DICC mode (`pldc clip-crops`)
         curation/          edits.jsonl and curated exports (apps)
         train.log, launch.json  written when the app starts the run
 

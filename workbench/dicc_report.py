@@ -1,4 +1,6 @@
-"""What DICC did to the pseudo-label classes, and CLIP's per-class precision/recall (Table II).
+"""What DICC did to the pseudo-label classes, and the CLIP-on-GT-crops table (Table II) read back.
+
+CLIP's per-class precision and recall per mode are ``pldc_core.records.clip_scores``'s (re-exported here).
 
 DICC ran on a row when ``corrected_class >= 0``; it changed the row when
 ``corrected_class != pred_class``. A row is *judged* when it lies on a GT (``iou`` > 0.5, the
@@ -20,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pldc_core.records.clip_scores import (SINGLE_MODE, ClipPrecisionRecall, clip_precision_recall,  # noqa: F401
+                                           clip_precision_recall_by_mode, mode_summary)
 from pldc_core.records.errors import IOU_MATCH
 from workbench.thresholds import select_kept
 
@@ -89,47 +93,17 @@ def dicc_report(queries: pd.DataFrame, kept_by: str | None = None, min_iou: floa
                       has_gt=judged > 0)
 
 
-@dataclass
-class ClipPrecisionRecall:
-    per_class: pd.DataFrame   # class, support (GT crops), predicted, tp, precision, recall
-    accuracy: float           # share of crops CLIP classifies right
-    n: int
-
-
-def clip_precision_recall(table: pd.DataFrame, num_classes: int) -> ClipPrecisionRecall:
-    """CLIP's per-class precision and recall on GT crops, from rows of (gt_class, clip_pred).
-
-    Precision is NaN for a class CLIP never predicts; recall is NaN for a class with no crop.
-    """
-    gt = table["gt_class"].to_numpy(np.int64)
-    pred = table["clip_pred"].to_numpy(np.int64)
-    for name, values in (("gt_class", gt), ("clip_pred", pred)):
-        bad = (values < 0) | (values >= num_classes)
-        if bad.any():
-            raise ValueError(f"clip_precision_recall: {name} {int(values[bad][0])} at row "
-                             f"{int(np.flatnonzero(bad)[0])} outside 0..{num_classes - 1}")
-    support = np.bincount(gt, minlength=num_classes)
-    predicted = np.bincount(pred, minlength=num_classes)
-    tp = np.bincount(gt[gt == pred], minlength=num_classes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), np.nan)
-        recall = np.where(support > 0, tp / np.maximum(support, 1), np.nan)
-    per_class = pd.DataFrame({"class": np.arange(num_classes), "support": support,
-                              "predicted": predicted, "tp": tp, "precision": precision,
-                              "recall": recall})
-    n = int(len(gt))
-    return ClipPrecisionRecall(per_class, float(tp.sum() / n) if n else float("nan"), n)
-
-
 CLIP_TABLE_COLUMNS = ("gt_class", "clip_pred")
 
 
 def read_clip_table(path: str | Path) -> pd.DataFrame:
-    """The ``gt_class, clip_pred`` rows of a CLIP-on-GT-crops table (parquet, as ``pldc clip-crops``
-    writes it, or CSV); ValueError naming the file when a column is missing."""
+    """The ``mode, gt_class, clip_pred`` rows of a CLIP-on-GT-crops table (parquet, as ``pldc
+    clip-crops`` writes it, or CSV); ValueError naming the file when a column is missing. A table
+    from before modes were compared has no ``mode`` column: its rows get ``SINGLE_MODE``."""
     path = Path(path)
     table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     missing = sorted(set(CLIP_TABLE_COLUMNS) - set(table.columns))
     if missing:
         raise ValueError(f"{path}: missing columns {missing}")
-    return table[list(CLIP_TABLE_COLUMNS)]
+    mode = table["mode"].astype(str) if "mode" in table.columns else SINGLE_MODE
+    return table[list(CLIP_TABLE_COLUMNS)].assign(mode=mode)[["mode", *CLIP_TABLE_COLUMNS]]

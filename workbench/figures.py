@@ -293,6 +293,29 @@ def clip_pr_bars(per_class: pd.DataFrame, class_names: list[str] | None = None) 
     return fig
 
 
+def clip_pr_by_mode(by_mode: dict[str, pd.DataFrame], class_names: list[str] | None = None) -> go.Figure:
+    """Table II per DICC mode: ``by_mode`` maps a mode to its ``per_class`` table. One mode is
+    ``clip_pr_bars``; several are compared in two panels, precision and recall, a bar per mode."""
+    if len(by_mode) == 1:
+        return clip_pr_bars(next(iter(by_mode.values())), class_names)
+    title = "CLIP on ground-truth crops, per DICC mode"
+    if not by_mode or all(frame.empty for frame in by_mode.values()):
+        return empty(title, "no ground-truth crop was classified")
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.05,
+                        subplot_titles=["precision", "recall"])
+    for i, (mode, frame) in enumerate(by_mode.items()):
+        labels = class_labels(frame["class"], class_names)
+        for col, column in enumerate(("precision", "recall"), start=1):
+            fig.add_trace(go.Bar(x=labels, y=frame[column].to_numpy(), name=mode, legendgroup=mode,
+                                 showlegend=col == 1, marker_color=SERIES_COLORS[i % len(SERIES_COLORS)]),
+                          row=1, col=col)
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_layout(title=dict(text=title, subtitle=dict(
+        text="no recall bar for a class without ground-truth crops; no precision bar for a class a mode never "
+             "predicts")), barmode="group", height=440)
+    return fig
+
+
 def training_curves(log: pd.DataFrame, columns: list[str], title: str,
                     empty_message: str = "nothing logged") -> go.Figure:
     """One panel per logged column, against the iteration; ``empty_message`` says why there is none."""

@@ -26,8 +26,8 @@ from pldc_core.run_dir import CLIP_TABLE_FILE, RunDir
 from pldc_core.units import format_metrics
 from workbench import figures
 from workbench.confusion import Confusion, confusion_matrix, most_confused
-from workbench.dicc_report import (ClipPrecisionRecall, DiccReport, clip_precision_recall, dicc_report,
-                                   read_clip_table)
+from workbench.dicc_report import (ClipPrecisionRecall, DiccReport, clip_precision_recall_by_mode, dicc_report,
+                                   mode_summary, read_clip_table)
 from workbench.error_breakdown import ErrorBreakdown, dominant_error, error_breakdown
 from workbench.explain import (dicc_reason, error_glossary, error_label, filter_label, no_ground_truth,
                                nothing_kept)
@@ -66,7 +66,7 @@ class ReportData:
     trends: Trends
     metrics: pd.DataFrame
     evals: pd.DataFrame
-    clip: ClipPrecisionRecall | None = None
+    clip: dict[str, ClipPrecisionRecall] | None = None  # per DICC mode (pldc clip-crops)
     n_kept: int = 0             # pseudo-labels the run's filter kept at this checkpoint
     dicc_in_run: bool = True    # DICC was on at some recorded checkpoint of the run
 
@@ -137,7 +137,7 @@ def collect(run_dir: str | Path, iteration: int | None = None,
         dicc=dicc_report(q), scope_kept_by=scope_kept_by, regions=region_means(q, kept_by=scope_kept_by),
         unc_iou=uncertainty_vs_iou(q, kept_by=scope_kept_by), profile=profile,
         trends=trends, metrics=read_jsonl(RunDir(run_dir).metrics), evals=read_jsonl(RunDir(run_dir).evals),
-        clip=clip_precision_recall(clip_table, n_classes) if clip_table is not None else None,
+        clip=clip_precision_recall_by_mode(clip_table, n_classes) if clip_table is not None else None,
         n_kept=n_kept, dicc_in_run=dicc_ran or any(dicc_on))
 
 
@@ -384,10 +384,20 @@ def _confusion_section(d: ReportData) -> tuple[str, str, list]:
             "column; GT instances no pseudo-label matched fill the background row. Rows are normalised.", items)
 
 
+def _clip_items(by_mode: dict[str, ClipPrecisionRecall], names: list[str]) -> list:
+    """CLIP on GT crops: a table of the modes' mean figures (percent) and the per-class bars."""
+    summary = mode_summary(by_mode)
+    for column in ("accuracy_pct", "mean_precision_pct", "mean_recall_pct"):
+        summary[column] = ["n/a" if np.isnan(v) else f"{v:.1f}%" for v in summary[column]]
+    summary.columns = ["DICC mode", "GT crops", "accuracy", "mean precision", "mean recall"]
+    return [("clip_modes", _table(summary)),
+            ("clip_pr", figures.clip_pr_by_mode({m: pr.per_class for m, pr in by_mode.items()}, names))]
+
+
 def _dicc_section(d: ReportData) -> tuple[str, str, list]:
     names = d.class_names
     title = "DICC: class corrections"
-    clip = [("clip_pr", figures.clip_pr_bars(d.clip.per_class, names))] if d.clip is not None else []
+    clip = _clip_items(d.clip, names) if d.clip is not None else []
     if not d.dicc_in_run or not d.dicc.ran:
         return title, dicc_reason(d.dicc_in_run, d.n_kept, d.manifest.get("phase")), clip
     items = [("dicc_summary", _table(pd.DataFrame([d.dicc.summary]))),
@@ -458,7 +468,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint to analyse in detail (default: the latest recorded)")
     parser.add_argument("--no-png", action="store_true", help="write the HTML only")
     parser.add_argument("--clip-table", default=None,
-                        help="parquet or CSV with columns gt_class, clip_pred (CLIP on GT crops, Table II; "
+                        help="parquet or CSV with columns gt_class, clip_pred and optionally mode (CLIP on GT "
+                             "crops per DICC mode, Table II; "
                              "default: RUN/clip_gt_crops.parquet when `pldc clip-crops RUN` wrote it)")
 
 

@@ -389,6 +389,12 @@ def test_dicc_tab_shows_clip_on_gt_crops_when_measured(tmp_path):
     bars = {t.name: t for t in clip.data}
     assert list(bars["precision"].y[:2]) == pytest.approx([1.0, 0.5])
     assert list(bars["recall"].y[:2]) == pytest.approx([2 / 3, 1.0])
+    # a table of several DICC modes: a bar per mode in a precision and a recall panel
+    pd.DataFrame({"mode": ["box"] * 4 + ["mask_pool"] * 4, "gt_class": [0, 0, 0, 1] * 2,
+                  "clip_pred": [0, 0, 1, 1, 1, 1, 1, 1]}).to_parquet(tmp_path / "runs" / "r" / "clip_gt_crops.parquet")
+    clip = bench.dicc.show("r", 500)[-1]
+    assert [t.name for t in clip.data] == ["box", "box", "mask_pool", "mask_pool"]
+    assert list(clip.data[3].y[:2]) == pytest.approx([0.0, 1.0])  # mask_pool's recall
     (tmp_path / "runs" / "r" / "clip_gt_crops.parquet").write_bytes(b"broken")
     assert "clip_gt_crops.parquet" in bench.dicc.show("r", 500)[-1].layout.annotations[0].text
 

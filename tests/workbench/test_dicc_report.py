@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.dicc_report import clip_precision_recall, dicc_report, read_clip_table
+from workbench.dicc_report import (clip_precision_recall, clip_precision_recall_by_mode, dicc_report, mode_summary,
+                                   read_clip_table)
 
 
 def _queries(rows):
@@ -79,12 +80,37 @@ def test_clip_precision_recall_hand_worked():
 
 
 def test_read_clip_table_from_parquet_or_csv_and_missing_columns(tmp_path):
+    # a table from before modes were compared has no mode column: one mode, "crop"
     table = pd.DataFrame({"image_id": [1, 1], "gt_class": [0, 2], "clip_pred": [0, 1]})
     table.to_parquet(tmp_path / "t.parquet")
     table.to_csv(tmp_path / "t.csv", index=False)
     for name in ("t.parquet", "t.csv"):
         got = read_clip_table(tmp_path / name)
-        assert list(got.columns) == ["gt_class", "clip_pred"] and got.to_numpy().tolist() == [[0, 0], [2, 1]]
+        assert list(got.columns) == ["mode", "gt_class", "clip_pred"]
+        assert got.to_numpy().tolist() == [["crop", 0, 0], ["crop", 2, 1]]
+    table.assign(mode=["box", "mask_pool"]).to_parquet(tmp_path / "modes.parquet")
+    assert read_clip_table(tmp_path / "modes.parquet")["mode"].tolist() == ["box", "mask_pool"]
     table.drop(columns="clip_pred").to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ValueError, match=r"bad.csv: missing columns \['clip_pred'\]"):
         read_clip_table(tmp_path / "bad.csv")
+
+
+def test_clip_precision_recall_per_mode_and_the_modes_summary_in_percent():
+    table = pd.DataFrame({"mode": ["box"] * 4 + ["mask_pool"] * 4,
+                          "gt_class": [0, 0, 1, 1] * 2, "clip_pred": [0, 0, 1, 0, 1, 1, 1, 1]})
+    by_mode = clip_precision_recall_by_mode(table, num_classes=3)
+    assert list(by_mode) == ["box", "mask_pool"]  # in the table's order
+    box, pool = by_mode["box"], by_mode["mask_pool"]
+    np.testing.assert_allclose(box.per_class["precision"], [2 / 3, 1.0, np.nan])
+    np.testing.assert_allclose(box.per_class["recall"], [1.0, 0.5, np.nan])
+    # class 0: never predicted by mask_pool (no precision), recall 0; class 1: precision 0.5, recall 1
+    assert box.mean_precision == pytest.approx(5 / 6) and box.mean_recall == pytest.approx(0.75)
+    assert pool.mean_precision == pytest.approx(0.5) and pool.mean_recall == pytest.approx(0.5)
+    summary = mode_summary(by_mode)
+    assert summary["mode"].tolist() == ["box", "mask_pool"] and summary["crops"].tolist() == [4, 4]
+    np.testing.assert_allclose(summary["accuracy_pct"], [75.0, 50.0])
+    np.testing.assert_allclose(summary["mean_precision_pct"], [500 / 6, 50.0])
+    np.testing.assert_allclose(summary["mean_recall_pct"], [75.0, 50.0])
+    single = clip_precision_recall_by_mode(table.drop(columns="mode").iloc[:4], 3)
+    assert list(single) == ["crop"] and single["crop"].accuracy == pytest.approx(0.75)
+    assert np.isnan(clip_precision_recall(table.iloc[:0], 2).mean_precision)

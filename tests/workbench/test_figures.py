@@ -162,6 +162,16 @@ def test_per_class_bars_say_why_a_bar_is_missing(tmp_path):
     assert list(clip.data[0].x) == ["cat", "dog<br><i>no bar: no GT crop</i>",
                                     "horse<br><i>no bar: never predicted</i>"]
     assert _png_ok(png.write_png(clip, tmp_path / "clip.png"))
+    # one mode: the same bars; several: precision and recall panels with a bar per mode
+    assert figures.clip_pr_by_mode({"crop": per_class}, ["cat", "dog", "horse"]).to_dict() == clip.to_dict()
+    modes = figures.clip_pr_by_mode({"box": per_class, "mask_pool": per_class.assign(precision=0.25)},
+                                    ["cat", "dog", "horse"])
+    assert [(t.name, t.xaxis) for t in modes.data] == [("box", "x"), ("box", "x2"), ("mask_pool", "x"),
+                                                       ("mask_pool", "x2")]
+    assert list(modes.data[2].y) == [0.25] * 3 and list(modes.data[3].y) == pytest.approx([2 / 3, np.nan, 0.0],
+                                                                                        nan_ok=True)
+    assert [t.showlegend for t in modes.data] == [True, False, True, False]
+    assert _png_ok(png.write_png(modes, tmp_path / "clip_modes.png"))
 
 
 def test_evaluation_figure_one_marked_trace_per_model_in_percent(tmp_path):

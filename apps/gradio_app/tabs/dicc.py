@@ -12,7 +12,7 @@ from apps.gradio_app.browse import Selection
 from apps.gradio_app.context import NO_RECORDS, TABLE_ROWS, AppContext, Listing, ordered, shown_path
 from pldc_core.run_dir import RunDir
 from workbench import figures
-from workbench.dicc_report import clip_precision_recall, dicc_report, read_clip_table
+from workbench.dicc_report import clip_precision_recall_by_mode, dicc_report, read_clip_table
 from workbench.explain import dicc_reason
 
 CORRECTION_COLUMNS = ["from", "to", "count", "fixed", "broken", "neutral", "unjudged"]
@@ -109,14 +109,14 @@ class DiccTab:
 
 
 def clip_on_gt_figure(ckpt) -> go.Figure:
-    """Table II from the run's ``pldc clip-crops`` output, or how to make it."""
+    """Table II (per DICC mode) from the run's ``pldc clip-crops`` output, or how to make it."""
     path = RunDir(ckpt.run).clip_table
     title = "CLIP on ground-truth crops"
     if not path.is_file():
         return xf.empty(title, f"not measured: pldc clip-crops {shown_path(ckpt.run)} --clip-weights FILE")
     try:
         table = read_clip_table(path)
-        pr = clip_precision_recall(table, len(ckpt.class_names))
+        by_mode = clip_precision_recall_by_mode(table, len(ckpt.class_names))
     except (OSError, ValueError, KeyError) as exc:
         return xf.empty(title, f"{path}: {exc}")
-    return figures.clip_pr_bars(pr.per_class, ckpt.class_names)
+    return figures.clip_pr_by_mode({mode: pr.per_class for mode, pr in by_mode.items()}, ckpt.class_names)

@@ -63,6 +63,13 @@ def test_existing_records_are_kept_unless_overwrite(trained, tmp_path, capsys):
 
 
 def test_own_images_without_annotations_give_gt_free_records(trained, data_root, tmp_path, capsys):
+    assert main(["clip-crops", str(out), "--clip-model", "pldc-tiny-crops-clip", "--clip-weights", str(weights),
+                 "--modes", "mask_pool"]) == 1
+    assert "VisionTransformer" in capsys.readouterr().err  # asked for explicitly: an error
+    assert main(["clip-crops", str(out), "--modes", "box,crop"]) == 1
+    assert "--modes 'box,crop': expected a comma-separated list of box, component, mask_pool" in \
+        capsys.readouterr().err
+
     own = tmp_path / "own"
     own.mkdir()
     for p in sorted((data_root / "synthetic" / "val").iterdir())[:3]:
@@ -131,6 +138,42 @@ def test_dicc_needs_weights_and_records_clip_columns_with_them(trained, tmp_path
     assert load_records(out).manifest["dicc"]["w"] == 0.5
 
 
+def test_clip_crops_compares_mask_pool_with_the_crops(trained, tmp_path, capsys):
+    import torch
+
+    from pldc_core.config import PldcConfig
+    from pldc_core.data.coco import read_image
+    from pldc_core.method.dicc import load_run_clip
+    from pldc_core.records.store import decode_mask
+    from tests.tiny import TINY_CONVNEXT_CLIP_CFG, tiny_clip_weights
+
+    out = tmp_path / "rec"
+    assert _cli("--checkpoint", trained, "--images", 3, "--run-dir", out) == 0
+    capsys.readouterr()
+    weights = tiny_clip_weights(tmp_path, "pldc-tiny-crops-convnext", TINY_CONVNEXT_CLIP_CFG)
+    assert main(["clip-crops", str(out), "--clip-model", "pldc-tiny-crops-convnext", "--clip-weights", str(weights),
+                 "--modes", "mask_pool,box", "--out", str(tmp_path / "modes.parquet")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("  mask_pool  accuracy ") and lines[2].startswith("  box        accuracy ")
+    assert "mean precision" in lines[1] and lines[1].endswith("%") and "pldc report" in lines[3]
+    table = pd.read_parquet(tmp_path / "modes.parquet")
+    rec = load_records(out)
+    assert table["mode"].tolist() == ["mask_pool"] * len(rec.gt) + ["box"] * len(rec.gt)
+    # the mask_pool rows are the mask_pool classifier's classes
+    names = [c["name"] for c in rec.manifest["categories"]]
+    pool = load_run_clip(PldcConfig(clip_model="pldc-tiny-crops-convnext", clip_weights=str(weights),
+                                    dicc_mode="mask_pool"), names)
+    image_id = rec.gt["image_id"].iloc[0]
+    first = rec.gt[rec.gt["image_id"] == image_id]
+    image = read_image(Path(rec.manifest["image_root"]) /
+                       rec.images.set_index("image_id").loc[image_id, "file_name"], 0)
+    probs = pool.probs(image, torch.from_numpy(np.stack([decode_mask(r) for r in first.to_dict("records")])))
+    got = table[(table["mode"] == "mask_pool") & (table["image_id"] == image_id)]
+    assert got["clip_pred"].tolist() == probs.argmax(1).tolist()
+    np.testing.assert_allclose(got["clip_prob_gt"], probs[np.arange(len(first)), first["gt_class"].to_numpy()],
+                               atol=1e-5)
+
+
 def test_clip_on_gt_crops_feeds_the_report(trained, tmp_path, capsys):
     import torch
 
@@ -144,12 +187,17 @@ def test_clip_on_gt_crops_feeds_the_report(trained, tmp_path, capsys):
     assert "--clip-weights" in capsys.readouterr().err
     weights = tiny_clip_weights(tmp_path, "pldc-tiny-crops-clip")
     assert main(["clip-crops", str(out), "--clip-model", "pldc-tiny-crops-clip", "--clip-weights", str(weights)]) == 0
-    assert "GT crops of iter_0000008" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "GT crops of iter_0000008" in captured.out
+    assert "  box        accuracy" in captured.out and "  component  accuracy" in captured.out
+    # a ViT has no feature map to pool: mask_pool is left out of the default comparison, saying why
+    assert "mask_pool left out: mask_pool needs a convolutional CLIP image tower" in captured.err
     table = pd.read_parquet(out / "clip_gt_crops.parquet")
     rec = load_records(out)
-    assert len(table) == len(rec.gt) > 0
-    assert table[["image_id", "gt_id", "gt_class"]].to_numpy().tolist() == \
-        rec.gt[["image_id", "gt_id", "gt_class"]].to_numpy().tolist()
+    assert table["mode"].tolist() == ["box"] * len(rec.gt) + ["component"] * len(rec.gt) and len(rec.gt) > 0
+    for mode in ("box", "component"):
+        assert table.loc[table["mode"] == mode, ["image_id", "gt_id", "gt_class"]].to_numpy().tolist() == \
+            rec.gt[["image_id", "gt_id", "gt_class"]].to_numpy().tolist()
     # the first image's crops, classified directly
     clip = ClipClassifier.load("pldc-tiny-crops-clip", pretrained=str(weights))
     clip.set_categories([c["name"] for c in rec.manifest["categories"]])
@@ -159,12 +207,13 @@ def test_clip_on_gt_crops_feeds_the_report(trained, tmp_path, capsys):
     file_name = rec.images.set_index("image_id").loc[first["image_id"].iloc[0], "file_name"]
     image = read_image(Path(rec.manifest["image_root"]) / file_name, 0)
     probs = clip.probs(image, torch.from_numpy(np.stack([decode_mask(r) for r in first.to_dict("records")])))
-    got = table[table["image_id"] == first["image_id"].iloc[0]]
+    got = table[(table["image_id"] == first["image_id"].iloc[0]) & (table["mode"] == "box")]
     assert got["clip_pred"].tolist() == probs.argmax(1).tolist()
     np.testing.assert_allclose(got["clip_prob"], probs.max(1).values.numpy(), atol=1e-5)
-    # pldc report reads the table from the run folder without being told
+    # pldc report reads the table from the run folder without being told, and compares the modes
     assert main(["report", str(out), "--no-png"]) == 0
-    assert "CLIP on ground-truth crops" in (out / "report" / "report.html").read_text()
+    report = (out / "report" / "report.html").read_text()
+    assert "CLIP on ground-truth crops, per DICC mode" in report and "<th>DICC mode</th>" in report
 
     own = tmp_path / "own"
     own.mkdir()
