@@ -389,7 +389,7 @@ def _clip_items(by_mode: dict[str, ClipPrecisionRecall], names: list[str]) -> li
     summary = mode_summary(by_mode)
     for column in ("accuracy_pct", "mean_precision_pct", "mean_recall_pct"):
         summary[column] = ["n/a" if np.isnan(v) else f"{v:.1f}%" for v in summary[column]]
-    summary.columns = ["DICC mode", "GT crops", "accuracy", "mean precision", "mean recall"]
+    summary.columns = ["DICC mode", "GT crops", "accuracy", "mean precision", "classes predicted", "mean recall"]
     return [("clip_modes", _table(summary)),
             ("clip_pr", figures.clip_pr_by_mode({m: pr.per_class for m, pr in by_mode.items()}, names))]
 

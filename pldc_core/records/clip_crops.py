@@ -138,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     n = len(table) // max(1, len(classifiers))
     print(f"CLIP on {n} GT crops of {rec.path.name} -> {out}")
     for row in mode_summary(clip_precision_recall_by_mode(table, len(names))).itertuples():
-        print(f"  {row.mode:<10} accuracy {_pct(row.accuracy_pct)}, mean precision {_pct(row.mean_precision_pct)}, "
+        print(f"  {row.mode:<10} accuracy {_pct(row.accuracy_pct)}, mean precision {_pct(row.mean_precision_pct)} "
+              f"(over the {row.classes_predicted} of {len(names)} classes it predicts), "
               f"mean recall {_pct(row.mean_recall_pct)}")
     print(f"per class and mode: pldc report {run_dir}")
     return 0

@@ -71,11 +71,14 @@ def clip_precision_recall_by_mode(table: pd.DataFrame, num_classes: int) -> dict
 
 
 def mode_summary(by_mode: dict[str, ClipPrecisionRecall]) -> pd.DataFrame:
-    """One row per mode: ``mode, crops, accuracy_pct, mean_precision_pct, mean_recall_pct`` (percent)."""
+    """One row per mode: ``mode, crops, accuracy_pct, mean_precision_pct, classes_predicted,
+    mean_recall_pct`` (percent). The mean precision is over the ``classes_predicted`` classes the
+    mode predicts at least once; a mode that never predicts a class is marked down in its recall."""
     return pd.DataFrame({
         "mode": list(by_mode),
         "crops": [pr.n for pr in by_mode.values()],
         "accuracy_pct": [100 * pr.accuracy for pr in by_mode.values()],
         "mean_precision_pct": [100 * pr.mean_precision for pr in by_mode.values()],
+        "classes_predicted": [int((pr.per_class["predicted"] > 0).sum()) for pr in by_mode.values()],
         "mean_recall_pct": [100 * pr.mean_recall for pr in by_mode.values()],
     })

@@ -111,6 +111,7 @@ def test_clip_precision_recall_per_mode_and_the_modes_summary_in_percent():
     np.testing.assert_allclose(summary["accuracy_pct"], [75.0, 50.0])
     np.testing.assert_allclose(summary["mean_precision_pct"], [500 / 6, 50.0])
     np.testing.assert_allclose(summary["mean_recall_pct"], [75.0, 50.0])
+    assert summary["classes_predicted"].tolist() == [2, 1]
     single = clip_precision_recall_by_mode(table.drop(columns="mode").iloc[:4], 3)
     assert list(single) == ["crop"] and single["crop"].accuracy == pytest.approx(0.75)
     assert np.isnan(clip_precision_recall(table.iloc[:0], 2).mean_precision)

@@ -155,7 +155,7 @@ def test_clip_crops_compares_mask_pool_with_the_crops(trained, tmp_path, capsys)
                  "--modes", "mask_pool,box", "--out", str(tmp_path / "modes.parquet")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith("  mask_pool  accuracy ") and lines[2].startswith("  box        accuracy ")
-    assert "mean precision" in lines[1] and lines[1].endswith("%") and "pldc report" in lines[3]
+    assert "classes it predicts), mean recall" in lines[1] and lines[1].endswith("%") and "pldc report" in lines[3]
     table = pd.read_parquet(tmp_path / "modes.parquet")
     rec = load_records(out)
     assert table["mode"].tolist() == ["mask_pool"] * len(rec.gt) + ["box"] * len(rec.gt)
