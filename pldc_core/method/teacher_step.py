@@ -60,10 +60,10 @@ def teacher_step(class_logits: torch.Tensor, mask_logits: torch.Tensor, images: 
 
     ``class_logits [B, Q, N+1]`` and ``mask_logits [B, Q, h, w]`` (float) are the teacher's on
     ``images [B, 3, H, W]`` (the canvas the masks cover); ``valid [B, h, w]`` marks image pixels
-    (padding is background, see ``make_pseudo_targets``). ``clip`` (a ``dicc.ClipClassifier``)
-    with Eq. 8's ``w`` turns on DICC: each kept mask, upsampled to the image, is cropped and
-    classified by CLIP, and the fused distribution (Eq. 9) gives the class. ``timed(name)`` is a
-    context manager the trainer uses to time the ``filter`` and ``dicc`` parts.
+    (padding is background, see ``make_pseudo_targets``). ``clip`` (a DICC classifier from
+    ``dicc.load_run_clip``, any mode) with Eq. 8's ``w`` turns on DICC: each kept mask, upsampled
+    to the image, is classified by CLIP, and the fused distribution (Eq. 9) gives the class.
+    ``timed(name)`` is a context manager the trainer uses to time the ``filter`` and ``dicc`` parts.
     ``min_mask_area`` > 0 drops kept pseudo-labels whose mask, at the image's resolution, has at
     most that many pixels (``pldc.mask_area_threshold``), before DICC.
     """
