@@ -1,5 +1,8 @@
 """DICC's CLIP side (docs/METHOD.md, Eq. 6-7): mask crops and zero-shot class probabilities.
 
+``load_run_clip`` builds a run's classifier for its DICC mode: a ``ClipClassifier`` on box or
+component crops, or a ``mask_pool.MaskPoolClassifier`` on pooled dense features.
+
 The fusion with the teacher (Eq. 8-9) is ``pseudo_labels.dicc_weight`` / ``dicc_fuse``.
 """
 from __future__ import annotations
