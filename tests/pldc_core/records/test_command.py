@@ -63,13 +63,6 @@ def test_existing_records_are_kept_unless_overwrite(trained, tmp_path, capsys):
 
 
 def test_own_images_without_annotations_give_gt_free_records(trained, data_root, tmp_path, capsys):
-    assert main(["clip-crops", str(out), "--clip-model", "pldc-tiny-crops-clip", "--clip-weights", str(weights),
-                 "--modes", "mask_pool"]) == 1
-    assert "VisionTransformer" in capsys.readouterr().err  # asked for explicitly: an error
-    assert main(["clip-crops", str(out), "--modes", "box,crop"]) == 1
-    assert "--modes 'box,crop': expected a comma-separated list of box, component, mask_pool" in \
-        capsys.readouterr().err
-
     own = tmp_path / "own"
     own.mkdir()
     for p in sorted((data_root / "synthetic" / "val").iterdir())[:3]:
@@ -214,6 +207,12 @@ def test_clip_on_gt_crops_feeds_the_report(trained, tmp_path, capsys):
     assert main(["report", str(out), "--no-png"]) == 0
     report = (out / "report" / "report.html").read_text()
     assert "CLIP on ground-truth crops, per DICC mode" in report and "<th>DICC mode</th>" in report
+    assert main(["clip-crops", str(out), "--clip-model", "pldc-tiny-crops-clip", "--clip-weights", str(weights),
+                 "--modes", "mask_pool"]) == 1
+    assert "VisionTransformer" in capsys.readouterr().err  # asked for explicitly: an error
+    assert main(["clip-crops", str(out), "--modes", "box,crop"]) == 1
+    assert "--modes 'box,crop': expected a comma-separated list of box, component, mask_pool" in \
+        capsys.readouterr().err
 
     own = tmp_path / "own"
     own.mkdir()
