@@ -163,8 +163,8 @@ def test_clip_crops_compares_mask_pool_with_the_crops(trained, tmp_path, capsys)
     probs = pool.probs(image, torch.from_numpy(np.stack([decode_mask(r) for r in first.to_dict("records")])))
     got = table[(table["mode"] == "mask_pool") & (table["image_id"] == image_id)]
     assert got["clip_pred"].tolist() == probs.argmax(1).tolist()
-    np.testing.assert_allclose(got["clip_prob_gt"], probs[np.arange(len(first)), first["gt_class"].to_numpy()],
-                               atol=1e-5)
+    truth = first["gt_class"].to_numpy(np.int64)
+    np.testing.assert_allclose(got["clip_prob_gt"], probs.numpy()[np.arange(len(first)), truth], atol=1e-5)
 
 
 def test_clip_on_gt_crops_feeds_the_report(trained, tmp_path, capsys):
