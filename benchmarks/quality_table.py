@@ -1,16 +1,20 @@
 """Collect the quality benchmark's results into benchmarks/results/quality.md.
 
-    .venv/bin/python benchmarks/quality_table.py [OUT_DIR]   (default runs/quality)
+    .venv/bin/python benchmarks/quality_table.py [OUT_DIR] [--also LABEL=DIR ...]   (default runs/quality)
 
 Reads OUT_DIR/seedS/<variant>/ as ``bench_quality.py`` leaves them. Mask AP is in percent.
 Headline: supervised-only (student; it has no teacher) against PL-DC (teacher, the EMA model the
-paper evaluates, and student) per split seed, their mean and spread, and the relative gain.
+paper evaluates, and student) per split seed, their mean and spread, the relative gain, and the
+teacher's pseudo-labels right after burn-in (kept per image at the run's thresholds, share `Cor`).
+``--also LABEL=DIR`` adds the same tables for another output folder of the benchmark (e.g. an
+earlier recipe), under its own heading.
 Ablations: every variant on each seed that has them. Pseudo-labels: kept per image by the run's
 own filter and the share that are ``Cor`` (right class, mask IoU > 0.5), from the last records;
 DICC: fixed/broken among the kept pseudo-labels DICC ran on in those records.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -19,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pldc_core.config import load_config  # noqa: E402
 from pldc_core.records.store import list_record_iterations, load_records  # noqa: E402
 from workbench.dicc_report import dicc_report  # noqa: E402
 from workbench.thresholds import what_if, what_if_coupled  # noqa: E402
@@ -88,23 +93,39 @@ def _mean_spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f}% (sd {statistics.stdev(values):.2f}, {min(values):.2f}-{max(values):.2f})"
 
 
+def burn_in_pseudo_labels(seed_dir: Path) -> str:
+    """The burn-in's last records at the PL-DC run's thresholds: kept per image and share ``Cor``."""
+    burn, pldc = seed_dir / "burn_in", seed_dir / "pldc"
+    iterations = list_record_iterations(burn) if (burn / "records").is_dir() else []
+    config = pldc / "config.yaml"
+    if not iterations or not config.exists():
+        return "-"
+    p = load_config(config).pldc
+    rec = load_records(burn, iterations[-1])
+    point = what_if(rec.queries, rec.gt, p.c_t, p.m_t)
+    precision = "-" if point["precision"] != point["precision"] else f"{point['precision']:.0%}"
+    return f"{point['kept'] / max(len(rec.images), 1):.2f} / {precision} Cor @{iterations[-1]}"
+
+
 def headline(out: Path, seeds: list[Path]) -> list[str]:
-    lines = ["| split seed | supervised AP (student) | PL-DC AP (teacher) | PL-DC AP (student) | gain (teacher) | gain (student) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| split seed | supervised AP (student) | PL-DC AP (teacher) | PL-DC AP (student) | gain (teacher) | "
+             "gain (student) | after burn-in: pseudo-labels / image, Cor |",
+             "|---|---|---|---|---|---|---|"]
     sup, tea, stu = [], [], []
     for seed_dir in seeds:
         s = _eval(seed_dir / "supervised", "student")
         t, st = _eval(seed_dir / "pldc", "teacher"), _eval(seed_dir / "pldc", "student")
         gain_t = f"{t['AP'] / s['AP'] - 1:+.0%}" if s and t else "-"
         gain_s = f"{st['AP'] / s['AP'] - 1:+.0%}" if s and st else "-"
-        lines.append(f"| {seed_dir.name[4:]} | {_pct(s)} | {_pct(t)} | {_pct(st)} | {gain_t} | {gain_s} |")
+        lines.append(f"| {seed_dir.name[4:]} | {_pct(s)} | {_pct(t)} | {_pct(st)} | {gain_t} | {gain_s} | "
+                     f"{burn_in_pseudo_labels(seed_dir)} |")
         if s and t and st:
             sup.append(s["AP"])
             tea.append(t["AP"])
             stu.append(st["AP"])
     lines.append(f"| mean (sd, range) | {_mean_spread(sup)} | {_mean_spread(tea)} | {_mean_spread(stu)} | "
                  + (f"{statistics.mean(tea) / statistics.mean(sup) - 1:+.0%} | "
-                    f"{statistics.mean(stu) / statistics.mean(sup) - 1:+.0%} |" if sup else "- | - |"))
+                    f"{statistics.mean(stu) / statistics.mean(sup) - 1:+.0%} | |" if sup else "- | - | |"))
     lines.append("")
     if len(sup) >= 2:
         gain = statistics.mean(tea) / statistics.mean(sup) - 1
@@ -163,19 +184,27 @@ def ablations(seed_dir: Path) -> list[str]:
     return lines
 
 
-def main(out_dir: str) -> str:
+def _seeds(out: Path) -> list[Path]:
+    return sorted((p for p in out.glob("seed*") if p.is_dir()), key=lambda p: int(p.name[4:]))
+
+
+def main(out_dir: str, also: list[tuple[str, str]] = ()) -> str:
     out = Path(out_dir)
-    seeds = sorted((p for p in out.glob("seed*") if p.is_dir()), key=lambda p: int(p.name[4:]))
     lines = ["# Quality on the embedded benchmark (5% labels)", "",
              "Reproduce: `.venv/bin/python benchmarks/bench_quality.py` (config `benchmarks/quality.yaml`; per",
              "split seed one supervised burn-in, then each variant resumes from that burned-in checkpoint with",
              "the same data order, schedule and iteration budget). Mask AP in % (COCO, size ranges scaled to",
              "the image) of the last checkpoint on all 500 val images.", "",
              "## Supervised only vs PL-DC, per split seed", ""]
-    lines += headline(out, seeds)
+    lines += headline(out, _seeds(out))
     lines += ["## Every variant", ""]
-    for seed_dir in seeds:
+    for seed_dir in _seeds(out):
         lines += ablations(seed_dir)
+    for label, other in also:
+        lines += [f"## {label}", "", "### Supervised only vs PL-DC, per split seed", ""]
+        lines += headline(Path(other), _seeds(Path(other)))
+        for seed_dir in _seeds(Path(other)):
+            lines += ["#" + line if line.startswith("### ") else line for line in ablations(seed_dir)]
     text = "\n".join(lines) + "\n"
     print(text)
     return text
@@ -193,4 +222,9 @@ def write(text: str, dest: Path = ROOT / "benchmarks" / "results" / "quality.md"
 
 
 if __name__ == "__main__":
-    write(main(sys.argv[1] if len(sys.argv) > 1 else "runs/quality"))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", nargs="?", default="runs/quality")
+    parser.add_argument("--also", action="append", default=[], metavar="LABEL=DIR",
+                        help="add another output folder's tables under the heading LABEL")
+    args = parser.parse_args()
+    write(main(args.out, [tuple(a.split("=", 1)) for a in args.also]))
