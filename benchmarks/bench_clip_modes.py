@@ -31,7 +31,6 @@ from pldc_core.config import PldcConfig, load_config  # noqa: E402
 from pldc_core.method.dicc import DICC_MODES, classifier_for_mode, load_run_clip  # noqa: E402
 from pldc_core.records.clip_crops import classify_gt_crops  # noqa: E402
 from pldc_core.records.clip_scores import clip_precision_recall_by_mode, mode_summary  # noqa: E402
-from pldc_core.records.schema import Manifest  # noqa: E402
 from pldc_core.records.store import decode_mask, load_records  # noqa: E402
 from pldc_core.run_dir import RunDir  # noqa: E402
 
@@ -73,7 +72,7 @@ def main() -> int:
     if args.clip_model:
         pldc_cfg.clip_model = args.clip_model
     rec = load_records(args.run, args.iteration, columns=["image_id"])
-    names = Manifest.of(rec.manifest).class_names
+    names = rec.info.class_names
     clip = load_run_clip(pldc_cfg, names, "cpu", weights=args.clip_weights, mode="box")
     classifiers = {mode: classifier_for_mode(clip, mode, pldc_cfg.clip_model) for mode in DICC_MODES}
     start = time.perf_counter()

@@ -108,9 +108,10 @@ def export_curated_coco(run_dir: str | os.PathLike, iteration: int, out_path: st
 
     rec = load_records(run_dir, iteration, columns=[
         "image_id", "query", "pred_class", "keep_ddtf", "mask_rle", "height", "width", "area", "bbox", "s"])
-    queries = apply_edits(rec.queries, CurationStore(run_dir).edits(rec.manifest["iteration"]))
+    info = rec.info
+    queries = apply_edits(rec.queries, CurationStore(run_dir).edits(info.iteration))
     chosen = curated_annotations(queries, include_kept=include_kept)
-    categories = rec.manifest["categories"]
+    categories = list(info.categories)
     n = len(categories)
     bad = chosen[(chosen["final_class"] < 0) | (chosen["final_class"] >= n)]
     if len(bad):
@@ -123,11 +124,11 @@ def export_curated_coco(run_dir: str | os.PathLike, iteration: int, out_path: st
         "id": k + 1, "image_id": int(row.image_id), "category_id": int(categories[int(row.final_class)]["id"]),
         "segmentation": {"size": [int(row.height), int(row.width)], "counts": row.mask_rle},
         "area": int(row.area), "bbox": [float(v) for v in row.bbox], "iscrowd": 0,
-        "score": float(row.s), "pldc_source": {"iteration": int(rec.manifest["iteration"]), "query": int(row.query)},
+        "score": float(row.s), "pldc_source": {"iteration": info.iteration, "query": int(row.query)},
     } for k, row in enumerate(chosen.sort_values(["image_id", "query"]).itertuples())]
     coco = {
-        "info": {"description": f"curated pseudo-labels of {rec.manifest['run']} at iteration "
-                                f"{rec.manifest['iteration']}", "image_root": rec.manifest["image_root"]},
+        "info": {"description": f"curated pseudo-labels of {info.run} at iteration {info.iteration}",
+                 "image_root": info.image_root},
         "images": [{"id": int(r.image_id), "file_name": r.file_name, "height": int(r.height), "width": int(r.width)}
                    for r in images.itertuples()],
         "annotations": annotations,

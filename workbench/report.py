@@ -19,7 +19,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from pldc_core.atomic import atomic_dir, write_text
-from pldc_core.method.filters import KEEP_COLUMNS, Thresholds
+from pldc_core.method.filters import KEEP_COLUMNS
 from pldc_core.records.schema import Manifest
 from pldc_core.records.store import RecordError, list_record_iterations, load_records
 from pldc_core.run_dir import CLIP_TABLE_FILE, RunDir
@@ -48,7 +48,7 @@ class ReportData:
 
     run_dir: Path
     iteration: int
-    manifest: dict
+    manifest: Manifest
     class_names: list[str]
     kept_by: str
     n_queries: int
@@ -82,7 +82,7 @@ class ReportData:
 
     def nothing_kept(self, fix: str) -> str:
         """Why a view of the kept pseudo-labels is empty at this checkpoint, with ``fix``."""
-        return nothing_kept(Thresholds.of_manifest(self.manifest), self.iteration, self.best_point, fix)
+        return nothing_kept(self.manifest.thresholds, self.iteration, self.best_point, fix)
 
     @property
     def scope(self) -> str:
@@ -103,10 +103,10 @@ def collect(run_dir: str | Path, iteration: int | None = None,
     if iteration not in available:
         raise ValueError(f"{run_dir}: no records for iteration {iteration} (available: {available})")
     rec = load_records(run_dir, iteration=iteration, columns=ANALYSIS_COLUMNS)
-    q, gt, manifest = rec.queries, rec.gt, rec.manifest
-    n_classes = num_classes_of(manifest, q, gt)
-    names = Manifest.of(manifest).class_names or [str(i) for i in range(n_classes)]
-    kept_by = Thresholds.of_manifest(manifest).kept_by
+    q, gt = rec.queries, rec.gt
+    n_classes = num_classes_of(rec.info, q, gt)
+    names = rec.info.class_names or [str(i) for i in range(n_classes)]
+    kept_by = rec.info.thresholds.kept_by
     dicc_ran = bool((q["corrected_class"] >= 0).any())
     n_kept = int(q[KEEP_COLUMNS[kept_by]].sum())
 
@@ -123,14 +123,14 @@ def collect(run_dir: str | Path, iteration: int | None = None,
     def checkpoints():
         for it in available:
             other = rec if it == iteration else load_records(run_dir, iteration=it, columns=ANALYSIS_COLUMNS)
-            dicc_on.append(Manifest.of(other.manifest).dicc_enabled)
+            dicc_on.append(other.info.dicc_enabled)
             yield it, other
 
     trends = checkpoint_trends(checkpoints())
     return ReportData(
-        run_dir=run_dir, iteration=int(iteration), manifest=manifest, class_names=names, kept_by=kept_by,
+        run_dir=run_dir, iteration=int(iteration), manifest=rec.info, class_names=names, kept_by=kept_by,
         n_queries=len(q), quality=quality_vs_iou(q),
-        thresholds=threshold_study(q, gt, manifest.get("thresholds")),
+        thresholds=threshold_study(q, gt, rec.manifest.get("thresholds")),
         confusion=confusion_matrix(q, gt, n_classes, kept_by=scope_kept_by),
         confusion_dicc=confusion_matrix(q, gt, n_classes, use_dicc=True, kept_by=scope_kept_by) if dicc_ran else None,
         errors_all=error_breakdown(q), errors_kept=error_breakdown(q, kept_by=kept_by),
@@ -172,9 +172,10 @@ def _last_evaluation(evals: pd.DataFrame) -> str:
 def summary_lines(d: ReportData) -> list[str]:
     """The few sentences at the top of the report."""
     filt = d.filter_name
-    lines = [f"Checkpoint {d.iteration:,} of run {html.escape(str(d.manifest.get('run', d.run_dir.name)))} "
-             f"({d.manifest.get('phase', '?')}): {d.n_queries:,} teacher queries on "
-             f"{d.manifest.get('num_images', '?')} images; the run filters with {filt}."]
+    m = d.manifest
+    lines = [f"Checkpoint {d.iteration:,} of run {html.escape(m.run or d.run_dir.name)} ({m.phase or '?'}): "
+             f"{d.n_queries:,} teacher queries on {m.num_images if m.num_images is not None else '?'} images; "
+             f"the run filters with {filt}."]
     last = _last_evaluation(d.evals)
     if last:
         lines.append(last)
@@ -223,7 +224,7 @@ def summary_lines(d: ReportData) -> list[str]:
                      f"(class accuracy {_pct(s['accuracy_before'])} to {_pct(s['accuracy_after'])}).")
         lines.append(text + ("" if d.dicc.has_gt else "."))
     else:
-        lines.append(dicc_reason(True, d.n_kept, d.manifest.get("phase")))
+        lines.append(dicc_reason(True, d.n_kept, d.manifest.phase))
     regions = d.regions.set_index("region")["mean_u"].dropna()
     if len(regions):
         top = regions.idxmax()
@@ -251,7 +252,7 @@ def sections(d: ReportData) -> list[tuple[str, str, list[tuple[str, object]]]]:
     """(title, intro text, [(name, figure or html)]) per report section.
 
     Every view that has nothing to show says why in one line and what to look at instead."""
-    names, t, th = d.class_names, d.trends, d.manifest.get("thresholds") or {}
+    names, t, th = d.class_names, d.trends, d.manifest.thresholds.as_dict()
     out = []
     q = d.quality
     no_gt = no_ground_truth("correlations with IoU")
@@ -399,7 +400,7 @@ def _dicc_section(d: ReportData) -> tuple[str, str, list]:
     title = "DICC: class corrections"
     clip = _clip_items(d.clip, names) if d.clip is not None else []
     if not d.dicc_in_run or not d.dicc.ran:
-        return title, dicc_reason(d.dicc_in_run, d.n_kept, d.manifest.get("phase")), clip
+        return title, dicc_reason(d.dicc_in_run, d.n_kept, d.manifest.phase), clip
     items = [("dicc_summary", _table(pd.DataFrame([d.dicc.summary]))),
              ("dicc_classes", figures.dicc_class_bars(
                  d.dicc.per_class, names, empty_message=f"DICC ran on {d.dicc.summary['n_ran']:,} pseudo-labels "
@@ -420,7 +421,7 @@ h2{margin-top:2em;border-bottom:1px solid #ccc}.intro{color:#555}
 
 def render_html(d: ReportData, secs) -> str:
     """The report page; plotly.js is inlined once in the head."""
-    title = f"PL-DC report: {d.manifest.get('run', d.run_dir.name)}, iteration {d.iteration:,}"
+    title = f"PL-DC report: {d.manifest.run or d.run_dir.name}, iteration {d.iteration:,}"
     body = [f"<h1>{html.escape(title)}</h1>", '<section class="summary"><h2>Summary</h2><ul>']
     body += [f"<li>{line}</li>" for line in summary_lines(d)]
     body.append("</ul></section>")

@@ -2,7 +2,7 @@
 and the run's training logs (``metrics.jsonl``, ``eval.jsonl``) as tables.
 
 ``checkpoint_trends`` takes ``(iteration, record set)`` pairs, where a record set is anything
-with ``.queries``, ``.gt`` and ``.manifest`` (``pldc_core.records.store.RecordSet``); it reads one
+with ``.queries``, ``.gt``, ``.manifest`` and ``.info`` (``pldc_core.records.store.RecordSet``); it reads one
 checkpoint at a time, so a long run never has to fit in memory at once.
 """
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pldc_core.method.filters import Thresholds
 from pldc_core.records.schema import Manifest
 from workbench.confusion import class_accuracy, confusion_matrix, most_confused
 from workbench.dicc_report import dicc_report
@@ -42,9 +41,9 @@ class Trends:
     uncertainty: pd.DataFrame   # iteration, region, mean_u, median_u, n
 
 
-def num_classes_of(manifest: dict, *frames: pd.DataFrame) -> int:
+def num_classes_of(info: Manifest, *frames: pd.DataFrame) -> int:
     """The number of classes: the manifest's categories, else the largest class index seen + 1."""
-    names = Manifest.of(manifest).class_names
+    names = info.class_names
     if names:
         return len(names)
     seen = [int(f[c].max()) for f in frames for c in ("pred_class", "gt_class", "corrected_class")
@@ -53,9 +52,9 @@ def num_classes_of(manifest: dict, *frames: pd.DataFrame) -> int:
 
 
 def _one_checkpoint(iteration: int, rec) -> dict[str, pd.DataFrame]:
-    q, gt, manifest = rec.queries, rec.gt, rec.manifest
-    kept_by = Thresholds.of_manifest(manifest).kept_by
-    n_classes = num_classes_of(manifest, q, gt)
+    q, gt = rec.queries, rec.gt
+    kept_by = rec.info.thresholds.kept_by
+    n_classes = num_classes_of(rec.info, q, gt)
     out = {"quality": correlations(q)}
 
     errors = []
@@ -64,7 +63,7 @@ def _one_checkpoint(iteration: int, rec) -> dict[str, pd.DataFrame]:
         errors.append(table.assign(kept_by=which or "all"))
     out["errors"] = pd.concat(errors, ignore_index=True)
 
-    study = threshold_study(q, gt, manifest.get("thresholds"))
+    study = threshold_study(q, gt, rec.manifest.get("thresholds"))
     points = {"best_ddtf": study.best_ddtf, "run_ddtf": study.run_ddtf,
               "best_coupled": study.best_coupled, "run_coupled": study.run_coupled}
     out["thresholds"] = pd.DataFrame([{"point": k, **{c: v.get(c, np.nan) for c in

@@ -67,8 +67,8 @@ from bson import ObjectId
 from tqdm import tqdm
 
 from apps.fiftyone_app.masks import max_uncertainty, rle_crops
-from pldc_core.method.filters import KEEP_COLUMNS, Thresholds
-from pldc_core.records.schema import ERROR_TYPES, Manifest
+from pldc_core.method.filters import KEEP_COLUMNS
+from pldc_core.records.schema import ERROR_TYPES
 from pldc_core.records.schema import TABLE_FILES
 from pldc_core.records.store import RecordError, list_record_iterations, load_records, records_dir
 from workbench.curation import CurationError, CurationStore, export_curated_coco
@@ -344,14 +344,14 @@ def _show_latest(dataset: "fo.Dataset") -> None:
 
 def _add_checkpoint(dataset: "fo.Dataset", run_dir: Path, iteration: int, evaluate: bool, batch_images: int) -> None:
     rec = load_records(run_dir, iteration, columns=["image_id"])
-    manifest, names = rec.manifest, Manifest.of(rec.manifest).class_names
+    manifest, names, kept_by = rec.manifest, rec.info.class_names, rec.info.thresholds.kept_by
     stamp = _records_stamp(run_dir, iteration, manifest)
     info = dataset.info["pldc"]
     field, heat_field, key = pseudo_field(iteration), heatmap_field(iteration), eval_key(iteration)
     done = info["checkpoints"].get(str(iteration))
     if done is not None and done["records"] == stamp and dataset.has_sample_field(field):
         if evaluate and done.get("evaluated") is False:
-            _evaluate(dataset, iteration, names, Thresholds.of_manifest(manifest).kept_by)
+            _evaluate(dataset, iteration, names, kept_by)
             _mark(dataset, iteration, stamp, evaluated=True)
         return
 
@@ -367,7 +367,7 @@ def _add_checkpoint(dataset: "fo.Dataset", run_dir: Path, iteration: int, evalua
 
         dataset.add_sample_field(heat_field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Heatmap)
 
-    keep_column = KEEP_COLUMNS[Thresholds.of_manifest(manifest).kept_by]
+    keep_column = KEEP_COLUMNS[kept_by]
     num_images = max(1, int(manifest.get("num_images") or len(rec.images)))
     rows = max(1, batch_images * int(manifest.get("num_queries") or len(rec.queries)) // num_images)
     path = rec.path / TABLE_FILES["queries"]
@@ -388,8 +388,8 @@ def _add_checkpoint(dataset: "fo.Dataset", run_dir: Path, iteration: int, evalua
     bar.close()
     _mark(dataset, iteration, stamp, evaluated=False)
     if evaluate:
-        _evaluate(dataset, iteration, names, Thresholds.of_manifest(manifest).kept_by)
-    _save_views(dataset, iteration, KEEP_COLUMNS[Thresholds.of_manifest(manifest).kept_by])
+        _evaluate(dataset, iteration, names, kept_by)
+    _save_views(dataset, iteration, KEEP_COLUMNS[kept_by])
     _mark(dataset, iteration, stamp, evaluated=evaluate)
 
 
@@ -406,7 +406,7 @@ def _add_samples(dataset: "fo.Dataset", rec, names: list[str], batch_images: int
     time; returns image_id -> sample id."""
     import fiftyone as fo
 
-    root = Path(rec.manifest["image_root"])
+    root = Path(rec.info.image_root)
     images = rec.images.set_index("image_id")
     paths = {int(i): str((root / f).resolve()) for i, f in zip(images.index, images["file_name"])}
     existing = dict(zip(*dataset.values(["filepath", "id"]))) if len(dataset) else {}
@@ -525,7 +525,7 @@ def import_curation(dataset: "fo.Dataset", run_dir: str | os.PathLike,
     counts = {"accept": 0, "reject": 0, "relabel": 0, "clear": 0, "unchanged": 0}
     for iteration in wanted:
         rec = load_records(run_dir, iteration, columns=["image_id"])
-        names = Manifest.of(rec.manifest).class_names
+        names = rec.info.class_names
         decisions = curation_decisions(dataset, iteration, names)
         standing = {(int(r.image_id), int(r.query)): r for r in store.edits(iteration).itertuples()}
         groups: dict[tuple[str, int | None], list[tuple[int, int]]] = {}

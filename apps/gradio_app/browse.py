@@ -29,7 +29,6 @@ import pandas as pd
 from pldc_core.method.filters import KEEP_COLUMNS, Thresholds
 from pldc_core.records.errors import IOU_MATCH
 from pldc_core.records.schema import MANIFEST_FILE
-from pldc_core.records.schema import Manifest
 from pldc_core.records.store import list_record_iterations, load_records, records_dir
 from workbench.confusion import BACKGROUND, effective_class
 from workbench.curation import CurationStore, apply_edits
@@ -92,9 +91,10 @@ class Checkpoint:
         self.run, self.iteration, self.stamp = run, int(iteration), stamp
         self.path = rec.path
         self.queries, self.gt, self.images, self.manifest = rec.queries, rec.gt, rec.images, rec.manifest
-        self.num_classes = num_classes_of(self.manifest, self.queries, self.gt)
-        self.class_names = Manifest.of(self.manifest).class_names or [str(i) for i in range(self.num_classes)]
-        self.run_thresholds = Thresholds.of_manifest(self.manifest)
+        self.info = rec.info
+        self.num_classes = num_classes_of(self.info, self.queries, self.gt)
+        self.class_names = self.info.class_names or [str(i) for i in range(self.num_classes)]
+        self.run_thresholds = self.info.thresholds
         self.kept_by = self.run_thresholds.kept_by
         self.c = self.queries["c"].to_numpy(np.float32)
         self.m = self.queries["m"].to_numpy(np.float32)
@@ -309,13 +309,13 @@ class Checkpoint:
 
     def summary(self) -> str:
         """One paragraph about the checkpoint (Markdown)."""
-        m, t = self.manifest, self.run_thresholds
-        dicc = m.get("dicc") or {}
-        w = dicc.get("w")
+        m, t = self.info, self.run_thresholds
+        w = m.dicc_w
         kept = int(self.queries[KEEP_COLUMNS[self.kept_by]].sum())
-        return (f"**{m.get('run', self.run.name)}** at iteration **{self.iteration}** ({m.get('phase', '?')}); "
-                f"{m.get('num_images', len(self.images))} images, {len(self)} queries, {kept} kept by the run "
-                f"({t.describe()}); DICC {'on, w = %.3f' % w if dicc.get('enabled') and w is not None else 'off'}; "
+        return (f"**{m.run or self.run.name}** at iteration **{self.iteration}** ({m.phase or '?'}); "
+                f"{m.num_images if m.num_images is not None else len(self.images)} images, {len(self)} queries, "
+                f"{kept} kept by the run ({t.describe()}); "
+                f"DICC {'on, w = %.3f' % w if m.dicc_enabled and w is not None else 'off'}; "
                 f"ground truth {'known' if self.has_gt else 'unknown'}.")
 
 
@@ -362,12 +362,12 @@ _summaries: dict[tuple[str, int], tuple[int, dict]] = {}
 
 def _one_summary(run: Path, iteration: int) -> dict:
     rec = load_records(run, iteration, columns=_SUMMARY_COLUMNS)
-    kept_by = Thresholds.of_manifest(rec.manifest).kept_by
+    kept_by = rec.info.thresholds.kept_by
     errors = []
     for which in (None, kept_by):
         errors.append(error_breakdown(rec.queries, kept_by=which).table.assign(subset="kept" if which else "all"))
     dicc = dicc_report(rec.queries, kept_by=kept_by).summary
-    dicc["enabled"] = Manifest.of(rec.manifest).dicc_enabled
+    dicc["enabled"] = rec.info.dicc_enabled
     return {"errors": pd.concat(errors, ignore_index=True).assign(iteration=iteration),
             "dicc": pd.DataFrame([dicc]).assign(iteration=iteration)}
 

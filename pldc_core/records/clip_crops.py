@@ -99,7 +99,6 @@ def run(args: argparse.Namespace) -> int:
     from pldc_core.method.dicc import CLI_HOW_TO_SUPPLY, DiccWeightsMissing, classifier_for_mode, load_run_clip
     from pldc_core.method.mask_pool import NotDense
     from pldc_core.records.clip_scores import clip_precision_recall_by_mode, mode_summary
-    from pldc_core.records.schema import Manifest
     from pldc_core.records.store import RecordError, load_records
 
     run_dir = Path(args.run)
@@ -112,10 +111,10 @@ def run(args: argparse.Namespace) -> int:
         if args.class_descriptions:
             pldc_cfg.class_descriptions = args.class_descriptions
         rec = load_records(run_dir, args.iteration, columns=["image_id"])
-        if not rec.manifest.get("has_gt"):
+        if not rec.info.has_gt:
             raise ValueError(f"{rec.path}: these records have no ground truth (records of images without "
                              f"annotations); CLIP's precision and recall need GT instances")
-        names = Manifest.of(rec.manifest).class_names
+        names = rec.info.class_names
         clip = load_run_clip(pldc_cfg, names, pick_device(args.device), weights=args.clip_weights, mode="box")
         classifiers = {}
         for mode in modes:
@@ -125,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                 if args.modes is not None:
                     raise
                 print(f"pldc clip-crops: mask_pool left out: {exc}", file=sys.stderr)
-        table = classify_gt_crops(classifiers, rec.gt, rec.images, rec.manifest["image_root"])
+        table = classify_gt_crops(classifiers, rec.gt, rec.images, rec.info.image_root)
     except DiccWeightsMissing as exc:
         print(f"pldc clip-crops: {exc.problem}\n  {CLI_HOW_TO_SUPPLY}", file=sys.stderr)
         return 1

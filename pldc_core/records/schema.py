@@ -103,7 +103,8 @@ MANIFEST_KEYS = (
 
 @dataclass(frozen=True)
 class Manifest:
-    """A records folder's ``manifest.json`` with types: ``Manifest.of(record_set.manifest)``."""
+    """A records folder's ``manifest.json`` with types (``RecordSet.info``); keys that records written
+    earlier lack take the defaults of ``of``."""
 
     run: str
     iteration: int
@@ -114,6 +115,8 @@ class Manifest:
     thresholds: Thresholds
     dicc_enabled: bool
     dicc_w: float | None
+    num_images: int | None         # None when the manifest does not say
+    has_gt: bool
 
     @classmethod
     def of(cls, manifest: Mapping) -> "Manifest":
@@ -123,7 +126,9 @@ class Manifest:
                    image_root=str(manifest.get("image_root", "")),
                    categories=tuple(manifest.get("categories") or ()),
                    thresholds=Thresholds.of_manifest(manifest), dicc_enabled=bool(dicc.get("enabled", False)),
-                   dicc_w=dicc.get("w"))
+                   dicc_w=dicc.get("w"),
+                   num_images=int(manifest["num_images"]) if manifest.get("num_images") is not None else None,
+                   has_gt=bool(manifest.get("has_gt", False)))
 
     @property
     def class_names(self) -> list[str]:

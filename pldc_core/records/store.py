@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from PIL import Image
 
 from pldc_core.atomic import atomic_dir, remove_abandoned_temporaries
 from pldc_core.records.schema import (GT_SCHEMA, IMAGE_SCHEMA, MANIFEST_FILE, MANIFEST_KEYS, QUERY_SCHEMA,
-                                      TABLE_FILES)
+                                      TABLE_FILES, Manifest)
 from pldc_core.rle import decode_rle
 from pldc_core.run_dir import RECORDS_DIR, RunDir
 
@@ -236,8 +237,13 @@ class RecordSet:
     queries: pd.DataFrame
     gt: pd.DataFrame
     images: pd.DataFrame
-    manifest: dict
+    manifest: dict          # manifest.json as written
     path: Path
+
+    @cached_property
+    def info(self) -> Manifest:
+        """The manifest with types."""
+        return Manifest.of(self.manifest)
 
 
 def list_record_iterations(run_dir: str | os.PathLike) -> list[int]:

@@ -1,13 +1,13 @@
 import argparse
 import re
-from types import SimpleNamespace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from pldc_core.records.fabricated_run import fabricate_run
-from pldc_core.records.store import load_records
+from pldc_core.records.store import RecordSet, load_records
 from workbench import report
 from workbench.trends import checkpoint_trends, read_jsonl
 
@@ -31,7 +31,7 @@ def _record_set(error_types, corrected=(-1, -1, -1)):
         "unc_mean_overlap": np.float32([np.nan, 0.2, np.nan])})
     gt = pd.DataFrame({"image_id": [0, 1], "gt_id": [1, 2], "gt_class": np.int16([0, 1])}) if any(known) \
         else pd.DataFrame({"image_id": [], "gt_id": [], "gt_class": []})
-    return SimpleNamespace(queries=q, gt=gt, manifest=MANIFEST)
+    return RecordSet(queries=q, gt=gt, images=pd.DataFrame(), manifest=MANIFEST, path=Path("."))
 
 
 def test_checkpoint_trends_hand_worked():

@@ -47,7 +47,7 @@ class DiccTab:
                                      "DICC ran on no kept pseudo-label at any recorded checkpoint (the run's "
                                      "filter kept none, or the run was in its burn-in)")
         if not report.ran:
-            reason = dicc_reason(on_in_run, ckpt.run_kept, ckpt.manifest.get("phase"))
+            reason = dicc_reason(on_in_run, ckpt.run_kept, ckpt.info.phase)
             return DiccView(reason, xf.empty("DICC changes per teacher class", reason), trend,
                             pd.DataFrame(columns=CORRECTION_COLUMNS), clip)
         acc = (f"class accuracy of the judged pseudo-labels {s['accuracy_before']:.1%} → **{s['accuracy_after']:.1%}**"
