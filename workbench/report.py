@@ -24,7 +24,14 @@ from pldc_core.records.schema import Manifest
 from pldc_core.records.store import RecordError, list_record_iterations, load_records
 from pldc_core.run_dir import CLIP_TABLE_FILE, RunDir
 from pldc_core.units import format_metrics
-from workbench import figures
+from workbench.figures import confusion as confusion_figures
+from workbench.figures import dicc as dicc_figures
+from workbench.figures import errors as error_figures
+from workbench.figures import quality as quality_figures
+from workbench.figures import thresholds as threshold_figures
+from workbench.figures import training as training_figures
+from workbench.figures import uncertainty as uncertainty_figures
+from workbench.figures.style import class_labels, empty
 from workbench.confusion import Confusion, confusion_matrix, most_confused
 from workbench.dicc_report import (ClipPrecisionRecall, DiccReport, clip_precision_recall_by_mode, dicc_report,
                                    mode_summary, read_clip_table)
@@ -34,7 +41,7 @@ from workbench.explain import (dicc_reason, error_glossary, error_label, filter_
 from workbench.png import write_png
 from workbench.quality import QualityReport, better_predictor, quality_vs_iou
 from workbench.thresholds import ThresholdStudy, threshold_study
-from workbench.trends import ANALYSIS_COLUMNS, Trends, checkpoint_trends, num_classes_of, read_jsonl
+from workbench.trends import ANALYSIS_COLUMNS, Trends, burn_in_of, checkpoint_trends, num_classes_of, read_jsonl
 from workbench.uncertainty import (UncertaintyVsIoU, decoded_maps, distance_profile, region_means,
                                    sample_rows, uncertainty_vs_iou)
 
@@ -69,6 +76,7 @@ class ReportData:
     clip: dict[str, ClipPrecisionRecall] | None = None  # per DICC mode (pldc clip-crops)
     n_kept: int = 0             # pseudo-labels the run's filter kept at this checkpoint
     dicc_in_run: bool = True    # DICC was on at some recorded checkpoint of the run
+    burn_in: int | None = None  # the iteration the run's burn-in ends at (its config.yaml)
 
     @property
     def filter_name(self) -> str:
@@ -138,7 +146,7 @@ def collect(run_dir: str | Path, iteration: int | None = None,
         unc_iou=uncertainty_vs_iou(q, kept_by=scope_kept_by), profile=profile,
         trends=trends, metrics=read_jsonl(RunDir(run_dir).metrics), evals=read_jsonl(RunDir(run_dir).evals),
         clip=clip_precision_recall_by_mode(clip_table, n_classes) if clip_table is not None else None,
-        n_kept=n_kept, dicc_in_run=dicc_ran or any(dicc_on))
+        n_kept=n_kept, dicc_in_run=dicc_ran or any(dicc_on), burn_in=burn_in_of(run_dir))
 
 
 def _pct(x: float) -> str:
@@ -238,7 +246,7 @@ def summary_lines(d: ReportData) -> list[str]:
 def _table(frame: pd.DataFrame, names: list[str] | None = None, class_columns=()) -> str:
     frame = frame.copy()
     for col in class_columns:
-        frame[col] = figures.class_labels(frame[col], names)
+        frame[col] = class_labels(frame[col], names)
     return frame.to_html(index=False, border=0, classes="table", na_rep="n/a",
                          float_format=lambda v: f"{v:.3f}")
 
@@ -259,12 +267,12 @@ def sections(d: ReportData) -> list[tuple[str, str, list[tuple[str, object]]]]:
     out.append(("Quality scores vs IoU (Fig. 2)",
                 "Each point is a teacher query on an image with known annotations; y is the IoU of its mask "
                 "with the best-matching GT; colours are the error types (Fig. 5): " + error_glossary(),
-                [("quality_scatter", figures.quality_scatter(q.scatter, th) if q.has_gt
-                  else figures.empty("Quality scores vs IoU with the best GT", no_gt)),
-                 ("quality_correlation", figures.correlation_bars(q.overall) if q.has_gt
-                  else figures.empty("Correlation with IoU", no_gt)),
-                 ("quality_per_class", figures.class_correlation_bars(q.per_class, names) if q.has_gt
-                  else figures.empty("Correlation with IoU per class", no_gt))]))
+                [("quality_scatter", quality_figures.quality_scatter(q.scatter, th) if q.has_gt
+                  else empty("Quality scores vs IoU with the best GT", no_gt)),
+                 ("quality_correlation", quality_figures.correlation_bars(q.overall) if q.has_gt
+                  else empty("Correlation with IoU", no_gt)),
+                 ("quality_per_class", quality_figures.class_correlation_bars(q.per_class, names) if q.has_gt
+                  else empty("Correlation with IoU per class", no_gt))]))
 
     s = d.thresholds
     compare = pd.DataFrame([{"point": k, **{c: p.get(c, np.nan) for c in
@@ -272,31 +280,31 @@ def sections(d: ReportData) -> list[tuple[str, str, list[tuple[str, object]]]]:
                             for k, p in (("best DDTF", s.best_ddtf), ("run DDTF", s.run_ddtf),
                                          ("best coupled", s.best_coupled), ("run coupled", s.run_coupled))
                             if p is not None])
-    heat = {metric: figures.threshold_heatmap(s.ddtf, metric, s.best_ddtf, s.run_ddtf,
-                                              empty_message=no_ground_truth(metric, plural=False))
+    heat = {metric: threshold_figures.threshold_heatmap(s.ddtf, metric, s.best_ddtf, s.run_ddtf,
+                                                        empty_message=no_ground_truth(metric, plural=False))
             for metric in ("f1", "precision", "recall", "kept")}
     out.append(("Threshold what-if (Table 4a at the pseudo-label level)",
                 f"Precision: share of kept pseudo-labels that are correct (Cor). Recall: share of the {s.num_gt:,} GT "
                 "instances covered by a kept Cor pseudo-label. Class accuracy: kept pseudo-labels on a GT "
                 "(IoU > 0.5) with the right class. Square: the best pair by F1; circle: the run's pair.",
                 [(f"thresholds_{metric}", fig) for metric, fig in heat.items()]
-                + [("thresholds_coupled", figures.threshold_curves(s.coupled, th.get("s_t"))),
+                + [("thresholds_coupled", threshold_figures.threshold_curves(s.coupled, th.get("s_t"))),
                    ("thresholds_table", _table(compare))]))
 
     out.append(_confusion_section(d))
 
     kept_none = d.nothing_kept("the breakdown of all queries is next to this one")
     no_types = no_ground_truth("error types")
-    trend_kept = t.errors[(t.errors["kept_by"] == d.kept_by) & (t.errors["size"] == "all")]
+    trend_kept = t.errors[t.errors["kept_by"] == d.kept_by]
     out.append(("Error breakdown (Fig. 5)",
                 "By object size. " + error_glossary(),
-                [("errors_kept", figures.stacked_shares(
+                [("errors_kept", error_figures.error_bars(
                     d.errors_kept.table, "size", f"Error types of the {d.filter_name}-kept pseudo-labels",
                     empty_message=no_types if not d.errors_all.has_gt else kept_none)),
-                 ("errors_all", figures.stacked_shares(d.errors_all.table, "size", "Error types of all queries",
-                                                       empty_message=no_types)),
-                 ("errors_trend", figures.stacked_shares(
-                     trend_kept, "iteration", "Error types of the kept pseudo-labels across checkpoints",
+                 ("errors_all", error_figures.error_bars(d.errors_all.table, "size", "Error types of all queries",
+                                                         empty_message=no_types)),
+                 ("errors_trend", error_figures.error_trend(
+                     trend_kept, kept=True, current=d.iteration,
                      empty_message=no_types if not t.errors["count"].any() else
                      f"The run's {filter_label(d.kept_by)} kept no pseudo-label with known ground truth at any "
                      "recorded checkpoint: see the breakdown of all queries above."))]))
@@ -308,52 +316,37 @@ def sections(d: ReportData) -> list[tuple[str, str, list[tuple[str, object]]]]:
                 f"Over {d.scope}: mean pixel uncertainty u inside the mask, on its inner boundary band and "
                 "where it overlaps another kept mask; its relation to IoU; and u by distance to the mask edge "
                 f"on a sample of {d.profile.attrs.get('n_masks', 0)} masks.",
-                [("uncertainty_regions", figures.grouped_bars(
-                    d.regions if d.regions["n"].any() else d.regions.iloc[:0], "region", ["mean_u", "median_u"],
-                    "Uncertainty by region", "u", empty_message=no_maps,
-                    no_bar=["" if n else ("no bar: no mask overlaps another" if r == "overlap" else "no bar: no pixel")
-                            for r, n in zip(d.regions["region"], d.regions["n"])])),
-                 ("uncertainty_iou", figures.line_figure(d.unc_iou.curve, "mean_u", "mean_iou", "region",
-                                                         "Mean IoU by uncertainty bin", "mean IoU",
-                                                         "mean u of the bin",
-                                                         empty_message=no_ground_truth("IoUs") if not q.has_gt
-                                                         else no_maps)),
-                 ("uncertainty_profile", figures.line_figure(d.profile, "distance", "mean_u", None,
-                                                             "Uncertainty by distance to the mask edge", "mean u",
-                                                             "pixels from the edge (negative: outside)",
-                                                             empty_message=no_maps))]))
+                [("uncertainty_regions", uncertainty_figures.region_bars(d.regions, no_maps)),
+                 ("uncertainty_iou", uncertainty_figures.iou_by_uncertainty(
+                     d.unc_iou.curve, no_ground_truth("IoUs") if not q.has_gt else no_maps)),
+                 ("uncertainty_profile", uncertainty_figures.distance_profile(d.profile, no_maps))]))
 
     accuracy = t.confusion if d.dicc_in_run else t.confusion[~t.confusion["use_dicc"].astype(bool)]
     accuracy = accuracy.assign(labels=accuracy["use_dicc"].map({False: "teacher", True: "after DICC"}))
     kept_never = (f"the run's {filter_label(d.kept_by)} kept no pseudo-label on a GT at any recorded checkpoint")
     trends = [
-        ("trend_quality", figures.line_figure(t.quality, "iteration", "spearman", "score",
-                                              "Spearman correlation with IoU", "Spearman",
-                                              empty_message=no_gt)),
-        ("trend_thresholds", figures.line_figure(t.thresholds, "iteration", "f1", "point", "F1: best vs the run's",
-                                                 empty_message=no_ground_truth("F1", plural=False))),
-        ("trend_class_accuracy", figures.line_figure(accuracy, "iteration", "class_accuracy", "labels",
-                                                     "Class accuracy of the kept pseudo-labels on a GT",
-                                                     empty_message=no_ground_truth("class accuracy", plural=False)
-                                                     if not q.has_gt else kept_never))]
+        ("trend_quality", quality_figures.correlation_trend(t.quality, no_gt)),
+        ("trend_thresholds", threshold_figures.f1_trend(t.thresholds, no_ground_truth("F1", plural=False))),
+        ("trend_class_accuracy", confusion_figures.class_accuracy_trend(
+            accuracy, no_ground_truth("class accuracy", plural=False) if not q.has_gt else kept_never))]
     if d.dicc_in_run:
-        dicc_long = t.dicc.melt(id_vars="iteration", value_vars=["fixed", "broken", "neutral"],
-                                var_name="outcome", value_name="count")
-        trends.append(("trend_dicc", figures.line_figure(dicc_long, "iteration", "count", "outcome", "DICC outcomes")))
-    trends.append(("trend_uncertainty", figures.line_figure(t.uncertainty, "iteration", "mean_u", "region",
-                                                            "Mean uncertainty of the kept pseudo-labels by region",
-                                                            empty_message=kept_never.replace(" on a GT", ""))))
+        trends.append(("trend_dicc", dicc_figures.dicc_trend(t.dicc, kept_only=False)))
+    trends.append(("trend_uncertainty", uncertainty_figures.uncertainty_trend(
+        t.uncertainty, kept_never.replace(" on a GT", ""))))
     out.append(("Across checkpoints", "" if d.dicc_in_run else dicc_reason(False, d.n_kept), trends))
 
-    losses = [c for c in d.metrics.columns if "loss" in c]
-    counts = [c for c in d.metrics.columns if c.startswith("n_") or c in ("dicc_w", "lr", "sec_per_iter")]
-    no_metrics = "no training log: the run folder has no metrics.jsonl (records made with `pldc pseudo-labels`?)"
-    out.append(("Training", "From metrics.jsonl and eval.jsonl.", [
-        ("training_losses", figures.training_curves(d.metrics, losses, "Losses", empty_message=no_metrics)),
-        ("training_counts", figures.training_curves(d.metrics, counts, "Pseudo-labels, DICC weight, lr, speed",
-                                                    empty_message=no_metrics)),
-        ("training_eval", figures.evaluation_figure(d.evals)),
-    ]))
+    no_log = "no training log: the run folder has no metrics.jsonl (records made with `pldc pseudo-labels`?)"
+    terms = [c for c in d.metrics.columns if "loss" in c and c not in training_figures.LOSSES]
+    items = [("training_losses", training_figures.loss_figure(d.metrics, d.burn_in, no_log))]
+    if terms:
+        items.append(("training_loss_terms", training_figures.training_curves(d.metrics, terms, "Loss terms")))
+    items += [("training_counts", training_figures.count_figure(d.metrics, d.burn_in, no_log)),
+              ("training_settings", training_figures.training_curves(
+                  d.metrics, training_figures.SETTINGS, "DICC weight, learning rate, speed",
+                  training_figures.LOG_NAMES, burn_in=d.burn_in,
+                  empty_message=no_log if d.metrics.empty else "metrics.jsonl logs no DICC weight, lr or time")),
+              ("training_eval", training_figures.evaluation_figure(d.evals))]
+    out.append(("Training", "From metrics.jsonl and eval.jsonl.", items))
     return out
 
 
@@ -366,10 +359,10 @@ def _confusion_section(d: ReportData) -> tuple[str, str, list]:
         scope = f"{d.filter_name}-kept pseudo-labels"
         items = []
     suffix = "" if d.scope_kept_by is not None else " — all queries"
-    items.append(("confusion", figures.confusion_heatmap(d.confusion, names).update_layout(
+    items.append(("confusion", confusion_figures.confusion_heatmap(d.confusion, names).update_layout(
         title_text=f"Confusion: pseudo-label class vs GT class{suffix}")))
     if d.confusion_dicc is not None:
-        items.append(("confusion_dicc", figures.confusion_heatmap(d.confusion_dicc, names).update_layout(
+        items.append(("confusion_dicc", confusion_figures.confusion_heatmap(d.confusion_dicc, names).update_layout(
             title_text=f"Confusion: pseudo-label class vs GT class (after DICC){suffix}")))
     pairs = most_confused(d.confusion, top=10)
     if not d.confusion.has_gt:
@@ -392,7 +385,7 @@ def _clip_items(by_mode: dict[str, ClipPrecisionRecall], names: list[str]) -> li
         summary[column] = ["n/a" if np.isnan(v) else f"{v:.1f}%" for v in summary[column]]
     summary.columns = ["DICC mode", "GT crops", "accuracy", "mean precision", "classes predicted", "mean recall"]
     return [("clip_modes", _table(summary)),
-            ("clip_pr", figures.clip_pr_by_mode({m: pr.per_class for m, pr in by_mode.items()}, names))]
+            ("clip_pr", dicc_figures.clip_pr_by_mode({m: pr.per_class for m, pr in by_mode.items()}, names))]
 
 
 def _dicc_section(d: ReportData) -> tuple[str, str, list]:
@@ -402,7 +395,7 @@ def _dicc_section(d: ReportData) -> tuple[str, str, list]:
     if not d.dicc_in_run or not d.dicc.ran:
         return title, dicc_reason(d.dicc_in_run, d.n_kept, d.manifest.phase), clip
     items = [("dicc_summary", _table(pd.DataFrame([d.dicc.summary]))),
-             ("dicc_classes", figures.dicc_class_bars(
+             ("dicc_classes", dicc_figures.dicc_class_bars(
                  d.dicc.per_class, names, empty_message=f"DICC ran on {d.dicc.summary['n_ran']:,} pseudo-labels "
                                                         "and kept every teacher class"))]
     if len(d.dicc.transitions):

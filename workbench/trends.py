@@ -1,5 +1,5 @@
 """Every analysis across a run's checkpoints, as tidy DataFrames with an ``iteration`` column;
-and the run's training logs (``metrics.jsonl``, ``eval.jsonl``) as tables.
+and the run's training logs (``metrics.jsonl``, ``eval.jsonl``) as tables, with where its burn-in ends.
 
 ``checkpoint_trends`` takes ``(iteration, record set)`` pairs, where a record set is anything
 with ``.queries``, ``.gt``, ``.manifest`` and ``.info`` (``pldc_core.records.store.RecordSet``); it reads one
@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pldc_core.config import ConfigError, load_config
 from pldc_core.records.schema import Manifest
+from pldc_core.run_dir import RunDir
 from workbench.confusion import class_accuracy, confusion_matrix, most_confused
 from workbench.dicc_report import dicc_report
 from workbench.error_breakdown import error_breakdown
@@ -132,3 +134,11 @@ def read_jsonl(path: str | Path) -> pd.DataFrame:
         if key in frame.columns:
             return frame.rename(columns={key: "iteration"}).sort_values("iteration", kind="stable")
     return frame
+
+
+def burn_in_of(run_dir: str | Path) -> int | None:
+    """The iteration the run's burn-in ends at, from its config.yaml (None without a readable one)."""
+    try:
+        return load_config(RunDir(run_dir).config).train.burn_in_iters
+    except (ConfigError, OSError):
+        return None

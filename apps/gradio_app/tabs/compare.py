@@ -7,19 +7,22 @@ import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 
-from apps.gradio_app import explore_figures as xf
 from apps.gradio_app.context import AppContext, ordered, thresholds_of
 from apps.gradio_app.instance_view import image_picture
-from workbench import figures
 from workbench.confusion import confusion_matrix
 from workbench.error_breakdown import error_breakdown
 from workbench.explain import no_ground_truth, nothing_passes
+from workbench.figures.confusion import confusion_heatmap
+from workbench.figures.errors import error_bars_by_checkpoint
+from workbench.figures.keep_scatter import keep_scatter
+from workbench.figures.style import empty
+from workbench.figures.thresholds import what_if_by_checkpoint
 
 KEPT, ALL = "kept at these thresholds", "all queries"
 
 
 # each side's scatter, half as wide as the Pseudo-labels one, draws at most this many points (two of
-# explore_figures.MAX_POINTS took 1-2 s of the tab's first open in a browser)
+# keep_scatter.MAX_POINTS took 1-2 s of the tab's first open in a browser)
 SCATTER_POINTS = 1500
 
 
@@ -55,9 +58,9 @@ class CompareTab:
                 sides[f"{label}: {run_name} @ {it}"] = ckpt
         if len(sides) < 2:
             reason = "choose two checkpoints (A and B)"
-            empty = xf.empty("Compare", reason)
-            return CompareView(empty, empty, empty, empty, empty, empty, gr.Dropdown(choices=[], value=None), None,
-                               None, reason, gr.skip())
+            nothing = empty("Compare", reason)
+            return CompareView(nothing, nothing, nothing, nothing, nothing, nothing,
+                               gr.Dropdown(choices=[], value=None), None, None, reason, gr.skip())
         labels = list(sides)
         points = {k: c.metrics_at(t) for k, c in sides.items()}
         kept = {k: c.keep_mask(t) for k, c in sides.items()}
@@ -70,18 +73,18 @@ class CompareTab:
                 ", or show all queries.", "; showing all queries instead (thresholds: the Pseudo-labels tab)."))
         rows = {k: (kept[k] if subset == KEPT else np.ones(len(c), dtype=bool)) for k, c in sides.items()}
         scope = "the kept pseudo-labels" if subset == KEPT else "all queries"
-        metrics_fig = xf.compare_metrics_figure(points)
-        scatters = [xf.threshold_scatter(c.queries, t, int(points[k]["kept"]), c.class_names,
-                                         max_points=SCATTER_POINTS).update_layout(
+        metrics_fig = what_if_by_checkpoint(points)
+        scatters = [keep_scatter(c.queries, t, int(points[k]["kept"]), c.class_names,
+                                 max_points=SCATTER_POINTS).update_layout(
             title=f"{k}: {int(points[k]['kept']):,} kept", height=440) for k, c in sides.items()]
         no_gt = not any(c.has_gt for c in sides.values())
-        errors_fig = xf.compare_errors_figure(
+        errors_fig = error_bars_by_checkpoint(
             {k: error_breakdown(c.queries[rows[k]]).table for k, c in sides.items()},
             title=f"Error types by object size, {scope}",
             empty_message=no_ground_truth("error types") if no_gt else "none of these queries lies on a GT image")
         confusions = []
         for k, c in sides.items():
-            fig = figures.confusion_heatmap(
+            fig = confusion_heatmap(
                 confusion_matrix(c.queries[rows[k]], c.gt, c.num_classes), c.class_names,
                 empty_message=f"{k}: nothing kept at these thresholds" if subset == KEPT else None)
             confusions.append(fig.update_layout(title=f"{k}: confusion of {scope}", height=460))

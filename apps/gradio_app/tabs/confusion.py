@@ -7,12 +7,12 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from apps.gradio_app import explore_figures as xf
 from apps.gradio_app.browse import Selection
 from apps.gradio_app.context import NO_RECORDS, AppContext, Listing, message, ordered, parse_click
-from workbench import figures
 from workbench.confusion import BACKGROUND, confusion_matrix, most_confused
 from workbench.explain import no_ground_truth, nothing_kept
+from workbench.figures.confusion import confusion_heatmap
+from workbench.figures.style import MODEBAR, empty
 
 PAIR_COLUMNS = ["pseudo-label class", "GT class", "count", "share of row"]
 KEPT, ALL = "kept by the run", "all queries"
@@ -40,7 +40,7 @@ class ConfusionTab:
         ckpt = self.ctx.checkpoint(run_name, iteration)
         title = "Confusion: pseudo-label class vs GT class"
         if ckpt is None:
-            return ConfusionView(xf.empty(title, NO_RECORDS), pd.DataFrame(columns=PAIR_COLUMNS), PAIRS_HEADING,
+            return ConfusionView(empty(title, NO_RECORDS), pd.DataFrame(columns=PAIR_COLUMNS), PAIRS_HEADING,
                                  "", gr.skip())
         notes, switch = [], gr.skip()
         if subset == KEPT and ckpt.has_gt and ckpt.run_kept == 0:
@@ -51,9 +51,9 @@ class ConfusionTab:
         if use_dicc and not ckpt.dicc_ran:
             notes.append("DICC did not run at this checkpoint: the matrix is the teacher's classes.")
         conf = confusion_matrix(ckpt.queries, ckpt.gt, ckpt.num_classes, use_dicc=use_dicc, kept_by=kept_by)
-        fig = figures.confusion_heatmap(conf, ckpt.class_names, normalized=normalized == "row share",
-                                        empty_message="no query of this checkpoint lies on an image with ground truth")
-        fig.update_layout(clickmode="event", modebar=xf.SMALL_PLOT_MODEBAR)
+        fig = confusion_heatmap(conf, ckpt.class_names, normalized=normalized == "row share",
+                                empty_message="no query of this checkpoint lies on an image with ground truth")
+        fig.update_layout(clickmode="event", modebar=MODEBAR)
         pairs = most_confused(conf, top=12, include_background=True)
         table = pd.DataFrame({"pseudo-label class": [ckpt.class_name(k) for k in pairs["pred_class"]],
                               "GT class": [ckpt.class_name(k) for k in pairs["gt_class"]],

@@ -7,10 +7,12 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from apps.gradio_app import explore_figures as xf, runs
+from apps.gradio_app import runs
 from apps.gradio_app.context import NO_RECORDS, AppContext, message, ordered
 from pldc_core.run_dir import RunDir
 from workbench.curation import CurationError, CurationStore, export_curated_coco
+from workbench.figures.curation import decisions_per_class
+from workbench.figures.style import empty
 
 DECISION_COLUMNS = ["image_id", "query", "decision", "new class", "source"]
 
@@ -37,7 +39,7 @@ class CurateTab:
     def show(self, run_name, iteration, state) -> CurateView:
         ckpt = self.ctx.checkpoint(run_name, iteration)
         if ckpt is None:
-            return CurateView(xf.empty("Curation", NO_RECORDS), "", pd.DataFrame(), "")
+            return CurateView(empty("Curation", NO_RECORDS), "", pd.DataFrame(), "")
         counts = ckpt.curation_counts()
         totals = counts.groupby("action")["count"].sum().to_dict() if not counts.empty else {}
         edits = CurationStore(ckpt.run).edits(ckpt.iteration)
@@ -48,7 +50,7 @@ class CurateTab:
         summary = (f"Iteration {ckpt.iteration}: **{totals.get('accept', 0)}** accepted, "
                    f"**{totals.get('relabel', 0)}** relabelled, **{totals.get('reject', 0)}** rejected "
                    f"(saved in `{CurationStore(ckpt.run).path.relative_to(self.ctx.runs_root)}` as they are made).")
-        return CurateView(xf.curation_figure(counts, ckpt.class_names), summary, table, _set_line(state))
+        return CurateView(decisions_per_class(counts, ckpt.class_names), summary, table, _set_line(state))
 
     def apply(self, state, action: str, new_class, run_name, iteration) -> str:
         """Apply one decision to every pseudo-label of the current set."""

@@ -7,13 +7,14 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from apps.gradio_app import browse, explore_figures as xf
+from apps.gradio_app import browse
 from apps.gradio_app.browse import Selection
 from apps.gradio_app.context import NO_RECORDS, TABLE_ROWS, AppContext, Listing, ordered, shown_path
 from pldc_core.run_dir import RunDir
-from workbench import figures
 from workbench.dicc_report import clip_precision_recall_by_mode, dicc_report, read_clip_table
 from workbench.explain import dicc_reason
+from workbench.figures.dicc import clip_pr_by_mode, dicc_class_bars, dicc_trend
+from workbench.figures.style import empty
 
 CORRECTION_COLUMNS = ["from", "to", "count", "fixed", "broken", "neutral", "unjudged"]
 
@@ -36,19 +37,19 @@ class DiccTab:
     def show(self, run_name, iteration) -> DiccView:
         ckpt = self.ctx.checkpoint(run_name, iteration)
         if ckpt is None:
-            return DiccView(NO_RECORDS, xf.empty("DICC", NO_RECORDS), xf.empty("DICC", NO_RECORDS), pd.DataFrame(),
-                            xf.empty("CLIP", NO_RECORDS))
+            return DiccView(NO_RECORDS, empty("DICC", NO_RECORDS), empty("DICC", NO_RECORDS), pd.DataFrame(),
+                            empty("CLIP", NO_RECORDS))
         clip = clip_on_gt_figure(ckpt)
         report = dicc_report(ckpt.queries, kept_by=ckpt.kept_by)
         s = report.summary
         summaries = browse.run_summaries(ckpt.run)["dicc"]
         on_in_run = bool(summaries["enabled"].any()) if "enabled" in summaries else report.ran
-        trend = xf.dicc_trend_figure(summaries, empty_message=dicc_reason(False, 0) if not on_in_run else
-                                     "DICC ran on no kept pseudo-label at any recorded checkpoint (the run's "
-                                     "filter kept none, or the run was in its burn-in)")
+        trend = dicc_trend(summaries, empty_message=dicc_reason(False, 0) if not on_in_run else
+                           "DICC ran on no kept pseudo-label at any recorded checkpoint (the run's "
+                           "filter kept none, or the run was in its burn-in)")
         if not report.ran:
             reason = dicc_reason(on_in_run, ckpt.run_kept, ckpt.info.phase)
-            return DiccView(reason, xf.empty("DICC changes per teacher class", reason), trend,
+            return DiccView(reason, empty("DICC changes per teacher class", reason), trend,
                             pd.DataFrame(columns=CORRECTION_COLUMNS), clip)
         acc = (f"class accuracy of the judged pseudo-labels {s['accuracy_before']:.1%} → **{s['accuracy_after']:.1%}**"
                if s["n_judged"] else "no pseudo-label lies on a GT, so none can be judged")
@@ -63,9 +64,9 @@ class DiccTab:
         if len(tr) > TABLE_ROWS:
             summary += f" The {TABLE_ROWS} most frequent of its {len(tr):,} corrections are listed."
             tr = tr.head(TABLE_ROWS)
-        per_class = figures.dicc_class_bars(report.per_class, ckpt.class_names,
-                                            empty_message=f"DICC ran on {s['n_ran']:,} pseudo-labels and kept "
-                                                          "every teacher class")
+        per_class = dicc_class_bars(report.per_class, ckpt.class_names,
+                                    empty_message=f"DICC ran on {s['n_ran']:,} pseudo-labels and kept "
+                                                  "every teacher class")
         table = pd.DataFrame({"from": [ckpt.class_name(k) for k in tr["from_class"]],
                               "to": [ckpt.class_name(k) for k in tr["to_class"]],
                               **{k: tr[k].to_numpy() for k in ("count", "fixed", "broken", "neutral", "unjudged")}})
@@ -113,10 +114,10 @@ def clip_on_gt_figure(ckpt) -> go.Figure:
     path = RunDir(ckpt.run).clip_table
     title = "CLIP on ground-truth crops"
     if not path.is_file():
-        return xf.empty(title, f"not measured: pldc clip-crops {shown_path(ckpt.run)} --clip-weights FILE")
+        return empty(title, f"not measured: pldc clip-crops {shown_path(ckpt.run)} --clip-weights FILE")
     try:
         table = read_clip_table(path)
         by_mode = clip_precision_recall_by_mode(table, len(ckpt.class_names))
     except (OSError, ValueError, KeyError) as exc:
-        return xf.empty(title, f"{path}: {exc}")
-    return figures.clip_pr_by_mode({mode: pr.per_class for mode, pr in by_mode.items()}, ckpt.class_names)
+        return empty(title, f"{path}: {exc}")
+    return clip_pr_by_mode({mode: pr.per_class for mode, pr in by_mode.items()}, ckpt.class_names)

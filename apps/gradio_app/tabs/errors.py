@@ -7,12 +7,14 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from apps.gradio_app import browse, explore_figures as xf
+from apps.gradio_app import browse
 from apps.gradio_app.browse import Selection
 from apps.gradio_app.context import NO_RECORDS, AppContext, Listing, ordered, parse_click
 from pldc_core.records.schema import ERROR_TYPES
 from workbench.error_breakdown import SIZES, error_breakdown
 from workbench.explain import no_ground_truth, nothing_kept
+from workbench.figures.errors import error_bars, error_trend
+from workbench.figures.style import empty
 
 KEPT, ALL = "kept by the run", "all queries"
 CLICK_HINT = "Click a bar to list its pseudo-labels."
@@ -38,7 +40,7 @@ class ErrorsTab:
         checkpoint where the run kept none switches to all queries and says so."""
         ckpt = self.ctx.checkpoint(run_name, iteration)
         if ckpt is None:
-            return ErrorsView(xf.empty("Error types", NO_RECORDS), xf.empty("Error types", NO_RECORDS),
+            return ErrorsView(empty("Error types", NO_RECORDS), empty("Error types", NO_RECORDS),
                               pd.DataFrame(columns=["size", *ERROR_TYPES]), "", gr.skip())
         notes, switch = [], gr.skip()
         if subset == KEPT and ckpt.has_gt and ckpt.run_kept == 0:
@@ -47,11 +49,12 @@ class ErrorsTab:
         key = "kept" if subset == KEPT else "all"
         why = no_ground_truth("error types") if not ckpt.has_gt else \
             "none of these pseudo-labels lies on an image with ground truth"
-        summaries = browse.run_summaries(ckpt.run)
-        trend = xf.error_trend_figure(summaries["errors"], key, current=ckpt.iteration, empty_message=why)
+        errors = browse.run_summaries(ckpt.run)["errors"]
+        trend = error_trend(errors[errors["subset"] == key] if not errors.empty else errors, kept=key == "kept",
+                            current=ckpt.iteration, empty_message=why)
         current = error_breakdown(ckpt.queries, kept_by=ckpt.kept_by if key == "kept" else None)
-        counts = xf.error_counts_figure(current.table, f"Iteration {ckpt.iteration} by object size (click a bar)",
-                                        empty_message=why)
+        counts = error_bars(current.table, "size", f"Iteration {ckpt.iteration} by object size (click a bar)",
+                            value="count", empty_message=why)
         table = current.table.pivot(index="size", columns="error_type", values="count").reindex(
             index=["all", *SIZES], columns=list(ERROR_TYPES)).reset_index()
         if current.n:

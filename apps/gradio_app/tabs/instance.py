@@ -7,11 +7,12 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from apps.gradio_app import explore_figures as xf
 from apps.gradio_app.context import AppContext, message, ordered, parse_click
 from apps.gradio_app.instance_view import Layers, class_probabilities, instance_picture
 from workbench.curation import CurationError, CurationStore
 from workbench.explain import ERROR_TYPE_RULES
+from workbench.figures.dicc import class_probability_bars
+from workbench.figures.style import empty
 
 LAYER_CHOICES = ["pseudo mask", "GT", "uncertainty"]
 NOTHING_OPEN = ("No instance open yet: click a row of a table (Pseudo-labels, Confusion, Errors, DICC, Curate) or a "
@@ -95,7 +96,7 @@ class InstanceTab:
         """The open instance of ``state`` drawn with ``layers``; ``switch`` shows this tab."""
         tab = gr.Tabs(selected="instance") if switch else gr.skip()
         if not state or state.get("keys") is None or not len(state["keys"]):
-            return InstanceView(tab, None, "", xf.empty("Classes", NO_CLASSES, 260), NOTHING_OPEN, gr.skip(),
+            return InstanceView(tab, None, "", empty("Classes", NO_CLASSES, 260), NOTHING_OPEN, gr.skip(),
                                 state)
         ckpt = self.ctx.checkpoint(state["run"], state["iteration"])
         image_id, query = (int(v) for v in state["keys"][state["pos"]])
@@ -110,7 +111,7 @@ class InstanceTab:
         title = f"teacher: {ckpt.class_name(row['pred_class'])}"
         if corrected >= 0:
             title += f" → DICC: {ckpt.class_name(corrected)} (w = {w:.3f})"
-        fig = xf.class_probability_figure(probs, ckpt.class_names, title)
+        fig = class_probability_bars(probs, ckpt.class_names, title)
         decision, final = ckpt.curation()
         position = ckpt.positions([(image_id, query)])[0]
         current = decision[position] if position >= 0 else None
@@ -154,7 +155,7 @@ class InstanceTab:
                 self.layers = gr.CheckboxGroup(LAYER_CHOICES, value=["pseudo mask", "GT"], label="layers",
                                                elem_id="in-layers")
                 self.facts = gr.Markdown(elem_id="in-facts")
-                self.classes = gr.Plot(xf.empty("Classes", NO_CLASSES, 260), elem_id="in-classes",
+                self.classes = gr.Plot(empty("Classes", NO_CLASSES, 260), elem_id="in-classes",
                                        show_label=False)
         with gr.Row():
             self.accept = gr.Button("Accept", variant="primary", elem_id="in-accept")

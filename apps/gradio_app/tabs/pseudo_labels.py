@@ -17,13 +17,16 @@ from typing import NamedTuple
 import gradio as gr
 import plotly.graph_objects as go
 
-from apps.gradio_app import browse, explore_figures as xf
+from apps.gradio_app import browse
 from apps.gradio_app.browse import Selection
 from apps.gradio_app.context import (ANY, NO_RECORDS, AppContext, Listing, choice, int_choice, ordered,
                                      thresholds_of)
 from pldc_core.method.filters import Thresholds
 from pldc_core.records.schema import ERROR_TYPES
 from workbench.explain import error_label
+from workbench.figures.keep_scatter import ddtf_marks, keep_scatter, scatter_title
+from workbench.figures.style import empty
+from workbench.figures.thresholds import what_if_figure
 
 STATUS_LABELS = {"all": "all queries", "kept": "kept at these thresholds", "filtered": "filtered out at these thresholds",
                  "run_kept": "kept by the run", "unreviewed": "not reviewed", "reviewed": "reviewed",
@@ -86,13 +89,13 @@ class PseudoLabelsTab:
         switches, tab openings, filter and colour changes come here; slider steps go to ``move``)."""
         ckpt = self.ctx.checkpoint(run_name, iteration)
         if ckpt is None:
-            empty = self.ctx.empty_listing(NO_RECORDS)
-            return PseudoLabelsView(_sent(xf.empty("Class quality c vs mask quality m", NO_RECORDS)),
-                                    _sent(xf.empty("What-if", NO_RECORDS)), *empty)
+            listing = self.ctx.empty_listing(NO_RECORDS)
+            return PseudoLabelsView(_sent(empty("Class quality c vs mask quality m", NO_RECORDS)),
+                                    _sent(empty("What-if", NO_RECORDS)), *listing)
         t = thresholds_of(filter_name, c_t, m_t, s_t)
         point = ckpt.metrics_at(t)
-        scatter = xf.threshold_scatter(ckpt.queries, t, int(point["kept"]), ckpt.class_names,
-                                       color_by="error" if color_by == "error type" else "iou")
+        scatter = keep_scatter(ckpt.queries, t, int(point["kept"]), ckpt.class_names,
+                               color_by="error" if color_by == "error type" else "iou")
         listing = self.ctx.listing(ckpt, _selection(cls, err, status), t, sort_by, descending)
         return PseudoLabelsView(_sent(scatter), _sent(_what_if(ckpt, t, point)), *listing)
 
@@ -107,7 +110,7 @@ class PseudoLabelsTab:
             return ThresholdMove(view.scatter, view.what_if, gr.skip(), view.table, view.info, view.state)
         point = ckpt.metrics_at(t)
         step = (f'{{"sent": {time.time_ns()}, '  # each step differs, so the textbox's change always fires
-                f'"scatter": {json.dumps(xf.threshold_scatter_update(t, int(point["kept"])))}, '
+                f'"scatter": {json.dumps(scatter_update(t, int(point["kept"])))}, '
                 f'"what_if": {_what_if(ckpt, t, point).to_json()}}}')
         sel = _selection(cls, err, status)
         listing = (self.ctx.listing(ckpt, sel, t, sort_by, descending) if sel.status in ("kept", "filtered")
@@ -207,8 +210,15 @@ def _what_if(ckpt, t: Thresholds, point: dict) -> go.Figure:
     """The what-if at ``t`` (metrics ``point``), with the run's own thresholds marked."""
     run_t = ckpt.run_thresholds
     run_point = ckpt.metrics_at(Thresholds(t.filter, run_t.c_t, run_t.m_t, run_t.s_t))
-    return xf.what_if_figure(ckpt.curves_at(t), point, run_point, has_gt=ckpt.has_gt,
-                             best=ckpt.best_point(t.filter) if not point["kept"] else None)
+    return what_if_figure(ckpt.curves_at(t), point, run_point, has_gt=ckpt.has_gt,
+                          best=ckpt.best_point(t.filter) if not point["kept"] else None)
+
+
+def scatter_update(t: Thresholds, kept: int) -> dict:
+    """What a move of the DDTF thresholds changes in ``keep_scatter``'s figure, as a ``Plotly.relayout`` update
+    of the figure on screen: the shaded areas, the labelled lines, the title. The points stay: redrawing
+    ~1,000 SVG markers for every slider step cost more than everything else of the step."""
+    return {"shapes": ddtf_marks(float(t.c_t), float(t.m_t)), "title.text": scatter_title(t, kept)}
 
 
 def _selection(cls, err, status) -> Selection:

@@ -7,11 +7,14 @@ from typing import NamedTuple
 import gradio as gr
 import plotly.graph_objects as go
 
-from apps.gradio_app import explore_figures as xf, launch, runs
+from apps.gradio_app import launch, runs
 from apps.gradio_app.context import AppContext, message, ordered
 from pldc_core.config import ConfigError, load_config
 from pldc_core.run_dir import EVAL_FILE, METRICS_FILE, RunDir
 from pldc_core.units import format_ap
+from workbench.figures.style import empty
+from workbench.figures.training import count_figure, evaluation_figure, loss_figure
+from workbench.trends import burn_in_of
 
 
 class TrainForm(NamedTuple):
@@ -180,20 +183,18 @@ class TrainTab:
         """The selected run's progress line, its three live figures, the end of its log, and Stop / Resume
         enabled only when they apply."""
         if not run_name:
-            empty = xf.empty("Training", "no run selected", 300)
+            nothing = empty("Training", "no run selected", 300)
             off = gr.Button(interactive=False)
-            return LiveView("Select a run in the list, or start one.", empty, empty, empty, "", off, off)
+            return LiveView("Select a run in the list, or start one.", nothing, nothing, nothing, "", off, off)
         run = self.ctx.run_path(run_name)
         info = runs.run_info(run)
         metrics, _ = runs.read_log(run, METRICS_FILE)
         evals, _ = runs.read_log(run, EVAL_FILE)
-        burn_in = None
-        try:
-            burn_in = load_config(RunDir(run).config).train.burn_in_iters
-        except ConfigError:
-            pass
-        losses, counts, ap = xf.training_figures(metrics, evals, burn_in)
-        return LiveView(progress_html(info), losses, counts, ap, runs.log_tail(run, 12),
+        burn_in = burn_in_of(run)
+        ap = evaluation_figure(evals, ("AP", "AP50", "AP75"), panels=False, title="Mask AP (%)",
+                               empty_message="no evaluation yet (eval.jsonl is written at each evaluation)")
+        return LiveView(progress_html(info), loss_figure(metrics, burn_in), count_figure(metrics, burn_in), ap,
+                        runs.log_tail(run, 12),
                         gr.Button(interactive=launch.can_stop(info)),
                         gr.Button(interactive=launch.can_resume(run, info)))
 
