@@ -1,7 +1,7 @@
-"""PNG export of the plotly figures of ``figures`` (and any like them), drawn with matplotlib.
+"""PNG export of the plotly figures of ``workbench.figures`` (and any like them), drawn with matplotlib.
 
 ``write_png`` reads the plotly figure itself (scatter, bar and heatmap traces, subplot domains,
-shapes, annotations), so each figure kind has a single builder whether it ends up interactive in
+shapes, annotations, tick formats), so each figure kind has a single builder whether it ends up interactive in
 HTML or as a PNG. plotly's own exporter, kaleido, needs a Chrome binary that these machines
 lack. matplotlib is imported only when a PNG is written.
 """
@@ -86,10 +86,24 @@ class _PngAxes:
             self.ax.set_ylim(*yl.range)
         if xl.visible is False:
             self.ax.set_axis_off()
+        for axis, layout in ((self.ax.xaxis, xl), (self.ax.yaxis, yl)):
+            _format_ticks(axis, layout)
         self.reversed_y = yl.autorange == "reversed"
         self.categories: list[str] = []
         self.stack: dict[str, float] = {}
         self.bar_traces = 0
+
+
+def _format_ticks(axis, layout) -> None:
+    """plotly's tick labels on a matplotlib axis: hidden, in percent (a tickformat ending in '%'), with a suffix."""
+    from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+    if layout.showticklabels is False:
+        axis.set_tick_params(labelleft=False, labelbottom=False)
+    elif (layout.tickformat or "").endswith("%"):
+        axis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    elif layout.ticksuffix:
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}{layout.ticksuffix}"))
 
 
 def _label(trace) -> str:
