@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from workbench.figures.style import class_labels, empty, legend_below
+from workbench.figures.style import MARGIN, MODEBAR, class_labels, empty, legend_below
 
 ACTIONS = {"accept": ("accepted", "#2ca02c"), "reject": ("rejected", "#d62728"),
            "relabel": ("relabelled to", "#1f77b4")}
@@ -22,5 +22,5 @@ def decisions_per_class(counts: pd.DataFrame, class_names: list[str]) -> go.Figu
             fig.add_trace(go.Bar(x=class_labels(sel["class"], class_names), y=sel["count"].to_numpy(), name=name,
                                  marker_color=color))
     fig.update_layout(title=title, barmode="group", height=320, yaxis_title="pseudo-labels", xaxis_title="class",
-                      legend=legend_below(), margin=dict(l=60, r=20, t=60, b=40))
+                      legend=legend_below(), margin=MARGIN, modebar=MODEBAR)
     return fig

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from workbench.figures.charts import grouped_bars
-from workbench.figures.style import SERIES_COLORS, class_labels, empty, legend_below
+from workbench.figures.style import MARGIN, MODEBAR, SERIES_COLORS, class_labels, empty, legend_below
 
 FRACTION_AXIS = "precision / recall (0 to 1)"
 
@@ -31,7 +31,7 @@ def dicc_trend(dicc: pd.DataFrame, kept_only: bool = True,
     """Fixed, broken, neutral and net class changes of DICC at each checkpoint (columns iteration, n_ran,
     fixed, broken, neutral, net), of the pseudo-labels the run kept (``kept_only``) or of all queries;
     ``empty_message`` says why there are none."""
-    title = "DICC across checkpoints" + (" (pseudo-labels kept by the run)" if kept_only else "")
+    title = "DICC across checkpoints"
     if dicc.empty or dicc["n_ran"].sum() == 0:
         return empty(title, empty_message)
     dicc = dicc.sort_values("iteration", kind="stable")
@@ -40,8 +40,10 @@ def dicc_trend(dicc: pd.DataFrame, kept_only: bool = True,
         fig.add_trace(go.Scatter(x=dicc["iteration"].to_numpy(), y=dicc[column].to_numpy(), mode="lines+markers",
                                  name="net (fixed - broken)" if column == "net" else column,
                                  line=dict(color=SERIES_COLORS[color], dash="dot" if column == "net" else "solid")))
-    fig.update_layout(title=title, xaxis_title="iteration", yaxis_title="pseudo-labels", height=360,
-                      legend=legend_below(-0.25), margin=dict(l=60, r=20, t=60, b=40))
+    scope = "the pseudo-labels kept by the run" if kept_only else "all queries"
+    fig.update_layout(title=dict(text=title, subtitle=dict(text=scope)), xaxis_title="iteration",
+                      yaxis_title="pseudo-labels", height=360,
+                      legend=legend_below(-0.25), margin=dict(MARGIN, t=70), modebar=MODEBAR)
     return fig
 
 
@@ -104,5 +106,6 @@ def class_probability_bars(frame: pd.DataFrame, class_names: list[str], title: s
                                  marker_color=colors[column], hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
     fig.update_layout(title=dict(text=title, font_size=13), barmode="group", height=80 + 45 * len(frame),
                       xaxis=dict(title="probability (0 to 1)", range=[0, 1]), yaxis=dict(autorange="reversed"),
-                      legend=legend_below(-0.3), margin=dict(l=90, r=20, t=50, b=40))
+                      legend=legend_below(-0.3), margin=dict(MARGIN, l=90, t=50),
+                      modebar=MODEBAR)
     return fig

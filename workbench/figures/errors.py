@@ -8,7 +8,7 @@ from pldc_core.records.schema import ERROR_TYPES
 from workbench.error_breakdown import ALL, SIZES
 from workbench.explain import error_label, error_rule, no_ground_truth
 from workbench.figures.charts import axes_row
-from workbench.figures.style import ERROR_COLORS, SHARE_AXIS, empty, legend_below
+from workbench.figures.style import ERROR_COLORS, MARGIN, MODEBAR, SHARE_AXIS, empty, legend_below
 
 X_TITLES = {"size": "object size", "iteration": "iteration"}
 
@@ -32,7 +32,7 @@ def error_bars(table: pd.DataFrame, x: str, title: str, value: str = "share",
                              hovertemplate=f"{etype}, %{{x}}: {shown}<br>{error_rule(etype)}<extra></extra>"))
     yaxis = SHARE_AXIS if value == "share" else dict(title=dict(text="pseudo-labels"))
     fig.update_layout(title=title, barmode="stack", height=400, yaxis=yaxis, xaxis_title=X_TITLES.get(x),
-                      legend=legend_below(), margin=dict(l=60, r=20, t=60, b=40))
+                      legend=dict(legend_below(), traceorder="normal"), margin=MARGIN, modebar=MODEBAR)
     return fig
 
 
@@ -69,7 +69,8 @@ def error_trend(errors: pd.DataFrame, kept: bool, current: int | None = None,
                                hovertemplate=f"{etype}, {size}, iteration %{{x}}: %{{y:.1%}} (%{{text}})<br>"
                                              f"{error_rule(etype)}<extra></extra>"))
     layout.update(title=dict(text=title + (" (kept by the run's filter)" if kept else " (all queries)")),
-                  barmode="stack", height=420, legend=legend_below(-0.25), margin=dict(l=60, r=20, t=70, b=40))
+                  barmode="stack", height=420, legend=legend_below(-0.25), margin=dict(MARGIN, t=70),
+                  modebar=MODEBAR)
     return go.Figure(dict(data=traces, layout=layout))
 
 

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from pldc_core.records.schema import ERROR_TYPES
 from workbench.explain import ERROR_TYPE_NAMES, error_label
 from workbench.figures.charts import subsample
-from workbench.figures.style import ERROR_COLORS, empty
+from workbench.figures.style import ERROR_COLORS, MODEBAR, empty
 
 MAX_POINTS = 3000
 SHADE = "rgba(110, 110, 110, 0.22)"
@@ -79,7 +79,8 @@ def keep_scatter(queries: pd.DataFrame, thresholds, kept: int, class_names: list
                   xaxis=dict(axis, title=dict(text="class quality c")),
                   yaxis=dict(axis, title=dict(text="mask quality m")),
                   shapes=shapes, plot_bgcolor="white", height=520, uirevision="scatter",
-                  legend=dict(orientation="h", y=-0.15), margin=dict(l=60, r=40, t=80, b=40), clickmode="event")
+                  legend=dict(orientation="h", y=-0.15), margin=dict(l=60, r=60, t=80, b=40), modebar=MODEBAR,
+                  clickmode="event")
     return go.Figure(dict(data=traces, layout=layout))
 
 

@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 
 from workbench.explain import best_thresholds
 from workbench.figures.charts import axes_row, line_figure
-from workbench.figures.style import SERIES_COLORS, empty, legend_below, number
+from workbench.figures.style import MARGIN, MODEBAR, SERIES_COLORS, empty, legend_below, number
 
 CURRENT = "#d62728"
 FRACTION_AXIS = "fraction (0 to 1)"
@@ -123,7 +123,7 @@ def what_if_figure(curves: dict[str, pd.DataFrame], point: dict, run_point: dict
                                           bgcolor="rgba(255,255,255,0.85)", font=dict(size=12)))
     layout.update(title=dict(text=title, font=dict(size=14), subtitle=dict(text=subtitle, font=dict(size=11))),
                   height=350, uirevision="whatif", legend=dict(orientation="h", y=-0.25),
-                  margin=dict(l=60, r=20, t=90, b=40))
+                  margin=dict(MARGIN, t=90), modebar=MODEBAR)
     return go.Figure(dict(data=traces, layout=layout))
 
 
@@ -145,7 +145,7 @@ def what_if_by_checkpoint(points: dict[str, dict]) -> go.Figure:
     subtitle = (f"{' and '.join(nothing)}: nothing kept at these thresholds, so no precision, class accuracy or "
                 "mean IoU to draw" if nothing else "")
     fig.update_layout(title=dict(text=title, subtitle=dict(text=subtitle)), barmode="group", height=340,
-                      legend=legend_below(-0.2), margin=dict(l=60, r=20, t=70, b=40))
+                      legend=legend_below(-0.2), margin=dict(MARGIN, t=70), modebar=MODEBAR)
     return fig
 
 

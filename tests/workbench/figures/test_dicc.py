@@ -41,8 +41,8 @@ def test_dicc_trend_fixed_broken_and_net(tmp_path):
     assert [t.name for t in fig.data] == ["fixed", "broken", "neutral", "net (fixed - broken)"]
     assert list(fig.data[0].x) == [500, 1000] and list(fig.data[3].y) == [1, 2]
     assert fig.layout.yaxis.title.text == "pseudo-labels" and fig.layout.xaxis.title.text == "iteration"
-    assert "kept by the run" in fig.layout.title.text
-    assert "kept" not in figures.dicc_trend(dicc, kept_only=False).layout.title.text
+    assert fig.layout.title.subtitle.text == "the pseudo-labels kept by the run"
+    assert figures.dicc_trend(dicc, kept_only=False).layout.title.subtitle.text == "all queries"
     assert "DICC was off" in figures.dicc_trend(dicc.assign(n_ran=0), empty_message="DICC was off in this run"
                                                 ).layout.annotations[0].text
     assert _png_ok(png.write_png(fig, tmp_path / "dicc_trend.png"))
