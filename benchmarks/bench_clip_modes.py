@@ -45,7 +45,7 @@ def crop_control(clip, pool, rec) -> tuple[float, float]:
     side = clip.image_size
     whole = torch.ones(1, side, side, dtype=torch.bool)
     for image_id, rows in rec.gt.groupby("image_id", sort=True):
-        image = read_image(Path(rec.manifest["image_root"]) / files[image_id], int(image_id))
+        image = read_image(Path(rec.info.image_root) / files[image_id], int(image_id))
         masks = torch.from_numpy(np.stack([decode_mask(r) for r in rows.to_dict("records")]))
         crops = clip.crops(image, masks)
         embedded = F.normalize(clip.model.encode_image(crops).float(), dim=-1)
@@ -76,14 +76,14 @@ def main() -> int:
     clip = load_run_clip(pldc_cfg, names, "cpu", weights=args.clip_weights, mode="box")
     classifiers = {mode: classifier_for_mode(clip, mode, pldc_cfg.clip_model) for mode in DICC_MODES}
     start = time.perf_counter()
-    table = classify_gt_crops(classifiers, rec.gt, rec.images, rec.manifest["image_root"])
+    table = classify_gt_crops(classifiers, rec.gt, rec.images, rec.info.image_root)
     by_mode = clip_precision_recall_by_mode(table, len(names))
     tower, pooled = crop_control(clip, classifiers["mask_pool"], rec)
     command = " ".join(["benchmarks/bench_clip_modes.py", args.run]
                        + [f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
                           if k not in ("run", "out") and v is not None])
     n = len(table) // len(classifiers)
-    lines = [f"# CLIP alone on the {n} GT instances of {args.run} @ {rec.manifest['iteration']}, per DICC mode",
+    lines = [f"# CLIP alone on the {n} GT instances of {args.run} @ {rec.info.iteration}, per DICC mode",
              f"command: .venv/bin/python {command}",
              machine_line(time.perf_counter() - start),
              f"CLIP {pldc_cfg.clip_model} with {args.clip_weights or pldc_cfg.clip_weights}; texts: "
