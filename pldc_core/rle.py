@@ -94,6 +94,37 @@ def rle_run_lengths(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return counts, runs
 
 
+def rle_strings(counts: np.ndarray, runs: np.ndarray) -> list[str]:
+    """COCO compressed RLE strings from run lengths: the inverse of ``rle_run_lengths``.
+
+    ``counts`` holds the run lengths of all masks one after the other (zeros first, alternating,
+    as pycocotools counts them) and ``runs`` how many belong to each mask. Vectorised like the
+    reader, with the writer's format (pycocotools ``rleToString``).
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    runs = np.asarray(runs, dtype=np.int64)
+    if len(counts) == 0:
+        return [""] * len(runs)
+    first = np.repeat(np.cumsum(runs) - runs, runs)
+    j = np.arange(len(counts)) - first
+    x = counts.copy()
+    later = j > 2
+    x[later] -= counts[np.flatnonzero(later) - 2]
+    chars, alive = [], np.ones(len(x), dtype=bool)
+    while alive.any():  # one 5-bit chunk of every number per pass, least significant first
+        c = x & 0x1F
+        x = x >> 5
+        more = np.where(c & 0x10, x != -1, x != 0) & alive
+        chars.append(np.where(alive, (c | (more << 5)) + 48, 0).astype(np.uint8))
+        alive = more
+    table = np.stack(chars, axis=1)  # [number, chunk], 0 past a number's last chunk
+    text = table[table != 0].tobytes().decode("ascii")
+    per_string = np.bincount(np.repeat(np.arange(len(runs)), runs), weights=(table != 0).sum(1),
+                             minlength=len(runs)).astype(np.int64)
+    ends = np.cumsum(per_string)
+    return [text[e - n:e] for e, n in zip(ends.tolist(), per_string.tolist())]
+
+
 def _as_rles(masks, what: str) -> list[dict]:
     """COCO RLEs from a bool array ``[K, H, W]``, a sequence of ``[H, W]`` arrays, or RLE dicts."""
     if isinstance(masks, np.ndarray) or hasattr(masks, "numpy"):
