@@ -105,24 +105,22 @@ def rle_strings(counts: np.ndarray, runs: np.ndarray) -> list[str]:
     runs = np.asarray(runs, dtype=np.int64)
     if len(counts) == 0:
         return [""] * len(runs)
-    first = np.repeat(np.cumsum(runs) - runs, runs)
-    j = np.arange(len(counts)) - first
-    x = counts.copy()
-    later = j > 2
-    x[later] -= counts[np.flatnonzero(later) - 2]
-    chars, alive = [], np.ones(len(x), dtype=bool)
-    while alive.any():  # one 5-bit chunk of every number per pass, least significant first
-        c = x & 0x1F
-        x = x >> 5
-        more = np.where(c & 0x10, x != -1, x != 0) & alive
-        chars.append(np.where(alive, (c | (more << 5)) + 48, 0).astype(np.uint8))
-        alive = more
-    table = np.stack(chars, axis=1)  # [number, chunk], 0 past a number's last chunk
-    text = table[table != 0].tobytes().decode("ascii")
-    per_string = np.bincount(np.repeat(np.arange(len(runs)), runs), weights=(table != 0).sum(1),
-                             minlength=len(runs)).astype(np.int64)
-    ends = np.cumsum(per_string)
-    return [text[e - n:e] for e, n in zip(ends.tolist(), per_string.tolist())]
+    j = np.arange(len(counts)) - np.repeat(np.cumsum(runs) - runs, runs)
+    x = counts - np.where(j > 2, np.r_[0, 0, counts[:-2]], 0)
+    # Chunks per number: enough 5-bit groups that the last one's 0x10 bit is the sign.
+    magnitude = np.where(x < 0, ~x, x)
+    n = np.ones(len(x), dtype=np.int64)
+    for k in range(1, 13):
+        n += magnitude >= (1 << (5 * k - 1))
+    k = np.arange(int(n.max()))
+    chunk = (x[:, None] >> (5 * k)) & 0x1F
+    chunk |= (k < n[:, None] - 1) << 5   # 0x20: more chunks follow
+    chars = (chunk + 48).astype(np.uint8)[k < n[:, None]]
+    text = chars.tobytes().decode("ascii")
+    ends = np.cumsum(np.bincount(np.repeat(np.arange(len(runs)), runs), weights=n, minlength=len(runs)))
+    ends = ends.astype(np.int64)
+    starts = np.r_[0, ends[:-1]]
+    return [text[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
 
 
 def _as_rles(masks, what: str) -> list[dict]:
