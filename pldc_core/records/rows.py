@@ -247,10 +247,14 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
     rles = [{"size": [H, W], "counts": r} for r in masks()]
     area, bbox = rle_area_bbox(rles)
 
+    # Training drops kept pseudo-labels whose mask has at most mask_area_threshold pixels; the
+    # records' flags say the same of the stored mask (area). Training measures the mask upsampled
+    # to its input view, so right at the threshold the two can disagree by a pixel or two.
     run = Thresholds.of(thresholds)
-    keep_ddtf = ddtf_keep(c, m, run.c_t, run.m_t)
-    keep_coupled = coupled_keep(c, m, run.s_t)
-    unc_overlap = maps.overlap(run.keep(c, m))  # the masks of the run's pseudo-labels
+    big = area > run.mask_area_threshold
+    keep_ddtf = ddtf_keep(c, m, run.c_t, run.m_t) & big
+    keep_coupled = coupled_keep(c, m, run.s_t) & big
+    unc_overlap = maps.overlap(run.keep(c, m) & big)  # the masks of the run's pseudo-labels
 
     return {
         "image_id": np.full(Q, image_id, dtype=np.int64),
@@ -292,7 +296,8 @@ def build_query_table(image_id: int, class_logits, mask_logits, image_hw: tuple[
     teacher's low-resolution masks cropped to exactly the image extent, no padding), torch or
     numpy, any device. ``image_hw`` is the image size the masks are upsampled to.
     ``thresholds``: ``c_t``, ``m_t``, ``s_t`` and optionally ``filter`` (the run's filter, one of
-    ``filters.FILTERS``, default ``"ddtf"``: its kept masks define the overlap regions).
+    ``filters.FILTERS``, default ``"ddtf"``: its kept masks define the overlap regions) and
+    ``mask_area_threshold`` (default 0: a mask with at most that many pixels is not kept).
     ``supercategory`` (class index -> name) is needed with ``gt``. Without ``gt`` every GT
     column is empty (-1 / NaN / None). ``dicc``: what DICC decided, for all or some queries.
     For many images, ``query_columns`` + ``queries_table`` convert to arrow once (faster).

@@ -2,7 +2,7 @@
 
 This is how ``rows.query_columns`` computed the dense columns before the work moved into each
 query's box (OpenCV upsampling of every map to the image, whole-map sigmoid, erosion and means,
-one PNG per map).
+one PNG per map), plus the mask-area rule of the run's thresholds applied to the keep flags.
 """
 from __future__ import annotations
 
@@ -77,9 +77,10 @@ def reference_query_columns(image_id, class_logits, mask_logits, image_hw, *, th
     masks = upsampled_masks(mask_logits, (H, W))
     rles = encode_masks(masks)
     area, bbox = rle_area_bbox(rles)
-    keep_ddtf = ddtf_keep(c, m, run.c_t, run.m_t).numpy()
-    keep_coupled = coupled_keep(c, m, run.s_t).numpy()
-    kept = run.keep(c, m).numpy()
+    big = torch.from_numpy(area > run.mask_area_threshold)
+    keep_ddtf = (ddtf_keep(c, m, run.c_t, run.m_t) & big).numpy()
+    keep_coupled = (coupled_keep(c, m, run.s_t) & big).numpy()
+    kept = (run.keep(c, m) & big).numpy()
     c, m, labels = c.numpy(), m.numpy(), labels.numpy()
     top_classes, top_probs = rows._top_k(probs[:, :N].numpy(), min(top_k, N))
     unc_inside, unc_boundary, unc_overlap = uncertainty_summaries(u, low_res_masks, kept)

@@ -128,6 +128,19 @@ def test_overlap_follows_the_runs_filter():
     assert frame["unc_mean_overlap"][1] == pytest.approx(0.4, abs=1e-5)
 
 
+def test_masks_at_most_the_run_s_area_threshold_are_not_kept():
+    # areas at image resolution: q0 572, q1 480, q2 0; DDTF keeps q0 and q1, the coupled filter q0
+    for area_t, ddtf, coupled in [(0, [True, True, False], [True, False, False]),
+                                  (480, [True, False, False], [True, False, False]),
+                                  (572, [False, False, False], [False, False, False])]:
+        frame = store.to_frame(_table(thresholds={**THRESHOLDS, "mask_area_threshold": area_t}))
+        assert frame["area"].tolist() == [572, 480, 0]
+        assert frame["keep_ddtf"].tolist() == ddtf and frame["keep_coupled"].tolist() == coupled
+    # q1 is no pseudo-label any more: q0 overlaps no kept mask, q1 still overlaps q0
+    frame = store.to_frame(_table(thresholds={**THRESHOLDS, "mask_area_threshold": 480}))
+    assert np.isnan(frame["unc_mean_overlap"][0]) and frame["unc_mean_overlap"][1] == pytest.approx(0.4, abs=1e-5)
+
+
 def test_gt_columns():
     frame = store.to_frame(_table())
     # q0 = GT 77 but its 4 corners -> Cor. q1 (rows 0..14) vs GT 78 (rows 0..7): 256 / 480 -> Cor on 78;
