@@ -147,15 +147,22 @@ def _box_png(maps: BoxMaps, q: int) -> bytes:
 
 
 def _start_pngs(maps: BoxMaps) -> Callable[[], list[bytes]]:
-    """Start encoding every query's uncertainty PNG; the returned function gives them, in order."""
+    """Start encoding every query's uncertainty PNG; the returned function gives them, in order.
+
+    Two thirds go to worker threads now; the caller's thread encodes the last third when it
+    asks for the result (it has its own work until then, so all threads stay busy).
+    """
     Q = len(maps.offsets) - 1
     pool = _pool() if maps.offsets[-1] >= _THREADED_PIXELS else None
     if pool is None:
-        pngs = [_box_png(maps, q) for q in range(Q)]
-        return lambda: pngs
-    parts = [pool.submit(lambda idx: [_box_png(maps, q) for q in idx], idx)
-             for idx in np.array_split(np.arange(Q), 2) if len(idx)]
-    return lambda: [png for part in parts for png in part.result()]
+        return lambda: [_box_png(maps, q) for q in range(Q)]
+    *others, own = np.array_split(np.arange(Q), 3)
+    parts = [pool.submit(lambda idx: [_box_png(maps, q) for q in idx], idx) for idx in others]
+
+    def result() -> list[bytes]:
+        last = [_box_png(maps, q) for q in own]
+        return [png for part in parts for png in part.result()] + last
+    return result
 
 
 def _start(fn: Callable, *args, threaded: bool) -> Callable:
@@ -244,6 +251,7 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
     pngs = _start_pngs(maps)
     m = maps.mask_quality()
     unc_inside, unc_boundary = maps.inside_and_boundary()
+    unc_pngs = pngs()
     rles = [{"size": [H, W], "counts": r} for r in masks()]
     area, bbox = rle_area_bbox(rles)
 
@@ -274,7 +282,7 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
         "keep_coupled": keep_coupled,
         **_match_columns(image_id, labels, rles, gt, supercategory, (H, W)),
         **_dicc_columns(image_id, dicc, Q, N, top_k),
-        "unc_png": pngs(),
+        "unc_png": unc_pngs,
         "unc_mean_inside": unc_inside,
         "unc_mean_boundary": unc_boundary,
         "unc_mean_overlap": unc_overlap,
