@@ -94,6 +94,35 @@ def rle_run_lengths(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return counts, runs
 
 
+def rle_strings(counts: np.ndarray, runs: np.ndarray) -> list[str]:
+    """COCO compressed RLE strings from run lengths: the inverse of ``rle_run_lengths``.
+
+    ``counts`` holds the run lengths of all masks one after the other (zeros first, alternating,
+    as pycocotools counts them) and ``runs`` how many belong to each mask. Vectorised like the
+    reader, with the writer's format (pycocotools ``rleToString``).
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    runs = np.asarray(runs, dtype=np.int64)
+    if len(counts) == 0:
+        return [""] * len(runs)
+    j = np.arange(len(counts)) - np.repeat(np.cumsum(runs) - runs, runs)
+    x = counts - np.where(j > 2, np.r_[0, 0, counts[:-2]], 0)
+    # Chunks per number: enough 5-bit groups that the last one's 0x10 bit is the sign.
+    magnitude = np.where(x < 0, ~x, x)
+    n = np.ones(len(x), dtype=np.int64)
+    for k in range(1, 13):
+        n += magnitude >= (1 << (5 * k - 1))
+    k = np.arange(int(n.max()))
+    chunk = (x[:, None] >> (5 * k)) & 0x1F
+    chunk |= (k < n[:, None] - 1) << 5   # 0x20: more chunks follow
+    chars = (chunk + 48).astype(np.uint8)[k < n[:, None]]
+    text = chars.tobytes().decode("ascii")
+    ends = np.cumsum(np.bincount(np.repeat(np.arange(len(runs)), runs), weights=n, minlength=len(runs)))
+    ends = ends.astype(np.int64)
+    starts = np.r_[0, ends[:-1]]
+    return [text[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
+
+
 def _as_rles(masks, what: str) -> list[dict]:
     """COCO RLEs from a bool array ``[K, H, W]``, a sequence of ``[H, W]`` arrays, or RLE dicts."""
     if isinstance(masks, np.ndarray) or hasattr(masks, "numpy"):

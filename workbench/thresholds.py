@@ -1,7 +1,9 @@
 """Threshold what-if at the pseudo-label level (the paper's Table 4a without retraining).
 
 For a threshold pair, the pseudo-labels kept are the queries with ``c >= c_t and m >= m_t``
-(DDTF) or ``s >= s_t`` (coupled). For the kept set:
+(DDTF) or ``s >= s_t`` (coupled) whose mask has more than the run's ``mask_area_threshold``
+pixels (the manifest's thresholds; 0, no such rule, in records written before it existed). For
+the kept set:
 
 - ``kept``: how many are kept (needs no GT); ``kept_with_gt``: of those, rows with known GT;
 - ``precision``: share of ``kept_with_gt`` whose error type is ``Cor``;
@@ -66,7 +68,7 @@ class _Rows:
     has_gt: bool
 
     @classmethod
-    def of(cls, queries: pd.DataFrame, gt: pd.DataFrame) -> "_Rows":
+    def of(cls, queries: pd.DataFrame, gt: pd.DataFrame, mask_area_threshold: int = 0) -> "_Rows":
         iou = queries["iou"].to_numpy(np.float32, na_value=np.nan)
         known = ~np.isnan(iou)
         matched = iou > IOU_MATCH
@@ -76,7 +78,9 @@ class _Rows:
         gt_ids = pd.Index(pd.unique(gt["gt_id"].to_numpy(np.int64)))  # hash lookups, no sorting
         cor_rows = np.flatnonzero(cor)
         position = gt_ids.get_indexer(queries["gt_id"].to_numpy(np.int64)[cor_rows])
-        return cls(c=_scores(queries, "c"), m=_scores(queries, "m"), s=_scores(queries, "s"),
+        # A mask too small for the run is never kept: no score passes a threshold.
+        small = queries["area"].to_numpy(np.int64) <= mask_area_threshold if mask_area_threshold else None
+        return cls(c=_scores(queries, "c", small), m=_scores(queries, "m", small), s=_scores(queries, "s", small),
                    known=known, cor=cor, matched=matched, class_ok=matched & (pred == gt_class),
                    iou=np.where(known, iou, 0).astype(np.float64),
                    cor_rows=cor_rows[position >= 0], cor_gt=position[position >= 0],
@@ -115,8 +119,9 @@ def _point(rows: _Rows, keep: np.ndarray) -> dict:
     return {k: (v.item() if isinstance(v, np.ndarray) else v) for k, v in out.items()}
 
 
-def _scores(queries: pd.DataFrame, column: str) -> np.ndarray:
-    return queries[column].to_numpy(np.float32, na_value=np.nan)
+def _scores(queries: pd.DataFrame, column: str, small: np.ndarray | None = None) -> np.ndarray:
+    scores = queries[column].to_numpy(np.float32, na_value=np.nan)
+    return scores if small is None else np.where(small, np.float32(np.nan), scores)
 
 
 def _what_if(rows: _Rows, c_t: float, m_t: float) -> dict:
@@ -128,14 +133,14 @@ def _what_if_coupled(rows: _Rows, s_t: float) -> dict:
     return {"filter": "coupled", "s_t": float(s_t), **_point(rows, rows.s >= np.float32(s_t))}
 
 
-def what_if(queries: pd.DataFrame, gt: pd.DataFrame, c_t: float, m_t: float) -> dict:
+def what_if(queries: pd.DataFrame, gt: pd.DataFrame, c_t: float, m_t: float, mask_area_threshold: int = 0) -> dict:
     """The metrics of the DDTF pair ``(c_t, m_t)`` (one slider position)."""
-    return _what_if(_Rows.of(queries, gt), c_t, m_t)
+    return _what_if(_Rows.of(queries, gt, mask_area_threshold), c_t, m_t)
 
 
-def what_if_coupled(queries: pd.DataFrame, gt: pd.DataFrame, s_t: float) -> dict:
+def what_if_coupled(queries: pd.DataFrame, gt: pd.DataFrame, s_t: float, mask_area_threshold: int = 0) -> dict:
     """The metrics of the coupled threshold ``s_t``."""
-    return _what_if_coupled(_Rows.of(queries, gt), s_t)
+    return _what_if_coupled(_Rows.of(queries, gt, mask_area_threshold), s_t)
 
 
 def _grid(values, name: str) -> np.ndarray:
@@ -159,14 +164,15 @@ def _suffix_sum_2d(h: np.ndarray) -> np.ndarray:
 
 
 def sweep_ddtf(queries: pd.DataFrame, gt: pd.DataFrame, m_grid=DEFAULT_M_GRID,
-               c_grid=DEFAULT_C_GRID) -> pd.DataFrame:
+               c_grid=DEFAULT_C_GRID, mask_area_threshold: int = 0) -> pd.DataFrame:
     """The metrics of every (m_t, c_t) pair of the two grids: one row per pair."""
-    return _sweep_ddtf(_Rows.of(queries, gt), m_grid, c_grid)
+    return _sweep_ddtf(_Rows.of(queries, gt, mask_area_threshold), m_grid, c_grid)
 
 
-def sweep_coupled(queries: pd.DataFrame, gt: pd.DataFrame, s_grid=DEFAULT_S_GRID) -> pd.DataFrame:
+def sweep_coupled(queries: pd.DataFrame, gt: pd.DataFrame, s_grid=DEFAULT_S_GRID,
+                  mask_area_threshold: int = 0) -> pd.DataFrame:
     """The metrics of every coupled threshold ``s_t`` of the grid: one row per threshold."""
-    return _sweep_coupled(_Rows.of(queries, gt), s_grid)
+    return _sweep_coupled(_Rows.of(queries, gt, mask_area_threshold), s_grid)
 
 
 def _sweep_ddtf(rows: _Rows, m_grid, c_grid) -> pd.DataFrame:
@@ -248,8 +254,9 @@ class ThresholdStudy:
 def threshold_study(queries: pd.DataFrame, gt: pd.DataFrame, run_thresholds: dict | None = None,
                     m_grid=DEFAULT_M_GRID, c_grid=DEFAULT_C_GRID,
                     s_grid=DEFAULT_S_GRID) -> ThresholdStudy:
-    """Sweep both filters and compare with the run's thresholds (the manifest's ``thresholds``)."""
-    rows = _Rows.of(queries, gt)
+    """Sweep both filters and compare with the run's thresholds (the manifest's ``thresholds``, whose
+    ``mask_area_threshold`` applies to every point)."""
+    rows = _Rows.of(queries, gt, int((run_thresholds or {}).get("mask_area_threshold") or 0))
     ddtf, coupled = _sweep_ddtf(rows, m_grid, c_grid), _sweep_coupled(rows, s_grid)
     run_thresholds = run_thresholds or {}
     run_ddtf = run_coupled = None

@@ -7,7 +7,8 @@ slider move or click without recomputing from scratch:
 - ``metrics_at(thresholds)``: the threshold what-if (``workbench.thresholds``) of one slider
   position. The DDTF sweep over a 0.00..1.00 grid in steps of 0.01 (both axes) and the coupled
   sweep over the same grid are computed once per checkpoint; a position on that grid is a
-  lookup, any other position is computed exactly with ``thresholds.what_if``;
+  lookup, any other position is computed exactly with ``thresholds.what_if`` (both with the
+  run's mask-area threshold, which the sliders do not move);
 - ``select(Selection, thresholds)``: the rows of a filtered set (class, GT class, error type,
   size, kept or not at the given thresholds, curation decision, DICC change, confusion cell);
 - ``table(rows, ...)``: those rows as a display table with class names.
@@ -142,14 +143,16 @@ class Checkpoint:
         """``sweep_ddtf`` over ``GRID`` x ``GRID`` (computed once)."""
         with self._lock:
             if self._ddtf_grid is None:
-                self._ddtf_grid = sweep_ddtf(self.queries, self.gt, m_grid=GRID, c_grid=GRID)
+                self._ddtf_grid = sweep_ddtf(self.queries, self.gt, m_grid=GRID, c_grid=GRID,
+                                             mask_area_threshold=self.run_thresholds.mask_area_threshold)
             return self._ddtf_grid
 
     def coupled_grid(self) -> pd.DataFrame:
         """``sweep_coupled`` over ``GRID`` (computed once)."""
         with self._lock:
             if self._coupled_grid is None:
-                self._coupled_grid = sweep_coupled(self.queries, self.gt, s_grid=GRID)
+                self._coupled_grid = sweep_coupled(self.queries, self.gt, s_grid=GRID,
+                                                   mask_area_threshold=self.run_thresholds.mask_area_threshold)
             return self._coupled_grid
 
     @staticmethod
@@ -162,11 +165,11 @@ class Checkpoint:
         if t.filter == "coupled":
             i = self._grid_index(t.s_t)
             if i is None:
-                return what_if_coupled(self.queries, self.gt, t.s_t)
+                return what_if_coupled(self.queries, self.gt, t.s_t, self.run_thresholds.mask_area_threshold)
             return {"filter": "coupled", **self.coupled_grid().iloc[i].to_dict(), "s_t": float(t.s_t)}
         i, j = self._grid_index(t.m_t), self._grid_index(t.c_t)
         if i is None or j is None:
-            return what_if(self.queries, self.gt, t.c_t, t.m_t)
+            return what_if(self.queries, self.gt, t.c_t, t.m_t, self.run_thresholds.mask_area_threshold)
         row = self.ddtf_grid().iloc[i * len(GRID) + j].to_dict()
         return {"filter": "ddtf", **row, "c_t": float(t.c_t), "m_t": float(t.m_t)}
 
@@ -181,10 +184,12 @@ class Checkpoint:
         return {"c": grid.iloc[i * n:(i + 1) * n], "m": grid.iloc[j::n]}
 
     def keep_mask(self, t: Thresholds) -> np.ndarray:
-        """Which rows the setting keeps (float32 comparisons, as the records' own flags)."""
+        """Which rows the setting keeps (float32 comparisons, as the records' own flags), with the
+        run's mask-area threshold (the sliders do not move it)."""
+        big = self.queries["area"].to_numpy(np.int64) > self.run_thresholds.mask_area_threshold
         if t.filter == "coupled":
-            return self.s >= np.float32(t.s_t)
-        return (self.c >= np.float32(t.c_t)) & (self.m >= np.float32(t.m_t))
+            return (self.s >= np.float32(t.s_t)) & big
+        return (self.c >= np.float32(t.c_t)) & (self.m >= np.float32(t.m_t)) & big
 
     # ------------------------------------------------------------------ rows
     def positions(self, keys) -> np.ndarray:

@@ -31,6 +31,9 @@ class Thresholds:
     c_t: float = 0.85
     m_t: float = 0.9
     s_t: float = 0.765
+    # After the filter, a pseudo-label whose mask at image resolution has at most this many
+    # pixels is dropped (pldc.mask_area_threshold; 0: none is).
+    mask_area_threshold: int = 0
 
     def __post_init__(self) -> None:
         if self.filter not in FILTERS:
@@ -38,9 +41,11 @@ class Thresholds:
 
     @classmethod
     def of(cls, values: Mapping) -> "Thresholds":
-        """From a mapping with ``filter``, ``c_t``, ``m_t``, ``s_t`` (a records manifest's or the config's)."""
+        """From a mapping with ``filter``, ``c_t``, ``m_t``, ``s_t`` and ``mask_area_threshold`` (a
+        records manifest's or the config's; manifests written before it existed lack it: 0)."""
         return cls(filter=values.get("filter", "ddtf"), c_t=float(values.get("c_t", 0.85)),
-                   m_t=float(values.get("m_t", 0.9)), s_t=float(values.get("s_t", 0.765)))
+                   m_t=float(values.get("m_t", 0.9)), s_t=float(values.get("s_t", 0.765)),
+                   mask_area_threshold=int(values.get("mask_area_threshold") or 0))
 
     @classmethod
     def of_manifest(cls, manifest: Mapping) -> "Thresholds":
@@ -50,11 +55,13 @@ class Thresholds:
     @classmethod
     def of_config(cls, pldc) -> "Thresholds":
         """The thresholds of a ``config.PldcConfig``."""
-        return cls(filter=pldc.filter, c_t=pldc.c_t, m_t=pldc.m_t, s_t=pldc.s_t)
+        return cls(filter=pldc.filter, c_t=pldc.c_t, m_t=pldc.m_t, s_t=pldc.s_t,
+                   mask_area_threshold=pldc.mask_area_threshold)
 
     def as_dict(self) -> dict:
-        """``{"filter", "c_t", "m_t", "s_t"}``, as the records manifest stores them."""
-        return {"filter": self.filter, "c_t": self.c_t, "m_t": self.m_t, "s_t": self.s_t}
+        """``{"filter", "c_t", "m_t", "s_t", "mask_area_threshold"}``, as the records manifest stores them."""
+        return {"filter": self.filter, "c_t": self.c_t, "m_t": self.m_t, "s_t": self.s_t,
+                "mask_area_threshold": self.mask_area_threshold}
 
     @property
     def kept_by(self) -> str:
@@ -75,7 +82,6 @@ class Thresholds:
         return c == c  # "none": every query (False only for NaN, which no quality is)
 
     def describe(self) -> str:
-        """The rule in words, e.g. ``c >= 0.85 and m >= 0.90``."""
-        if self.filter == "coupled":
-            return f"s >= {self.s_t:.2f}"
-        return f"c >= {self.c_t:.2f} and m >= {self.m_t:.2f}"
+        """The rule in words, e.g. ``c >= 0.85 and m >= 0.90`` (``, mask > 5 px`` with an area threshold)."""
+        rule = f"s >= {self.s_t:.2f}" if self.filter == "coupled" else f"c >= {self.c_t:.2f} and m >= {self.m_t:.2f}"
+        return rule + (f", mask > {self.mask_area_threshold} px" if self.mask_area_threshold else "")

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from pldc_core.distributed import pick_device
     from pldc_core.eval_command import load_trained_model
     from pldc_core.method.dicc import CLI_HOW_TO_SUPPLY, DiccWeightsMissing, load_run_clip
+    from pldc_core.method.filters import Thresholds
     from pldc_core.method.teacher_step import dicc_w_at
     from pldc_core.records.recorder import record_pseudo_labels, sample_record_images
     from pldc_core.records.store import list_record_iterations, records_dir
@@ -98,7 +99,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     n = args.images or cfg.records.num_images
     ids = sample_record_images(candidates, n, cfg.records.seed if args.seed is None else args.seed)
-    p = cfg.pldc
     manifest = {"run": cfg.name, "phase": state.get("phase", "semi"), "config_hash": cfg.hash(),
                 "dataset": str(args.image_dir) if args.image_dir else cfg.data.dataset}
     w = None
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         w = args.dicc_w if args.dicc_w is not None else dicc_w_at(cfg, iteration)
     path = record_pseudo_labels(model, index, ids, run_dir=run_dir, iteration=iteration,
                                 manifest=manifest, image_size=cfg.data.image_size, device=device,
-                                thresholds={"filter": p.filter, "c_t": p.c_t, "m_t": p.m_t, "s_t": p.s_t},
+                                thresholds=Thresholds.of_config(cfg.pldc).as_dict(),
                                 clip=clip, dicc_w=w)
     dicc = f", DICC with w = {w:.3f}" if clip is not None else ""
     print(f"recorded {len(ids)} images x {cfg.model.num_queries} queries{dicc} -> {path}")

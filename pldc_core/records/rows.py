@@ -1,12 +1,14 @@
 """Building the pseudo-label record rows of one image from the teacher's outputs (torch, OpenCV).
 
-The columns are ``schema``'s; ``store`` writes the tables. This is the only records module that
-needs torch: reading and analysis import ``store`` alone.
+The columns are ``schema``'s; ``store`` writes the tables. Reading and analysis import ``store``
+alone, never this module. The dense per-query work is done inside each query's box:
+``box_maps`` at mask-logit resolution, ``mask_rles`` at image resolution, ``band_png`` for the
+uncertainty PNGs (on a second thread while the rest is computed).
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -14,15 +16,14 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pldc_core.method import pseudo_labels as pl
 from pldc_core.method.filters import FILTERS, Thresholds, coupled_keep, ddtf_keep
+from pldc_core.records.band_png import band_png
+from pldc_core.records.box_maps import BoxMaps
 from pldc_core.records.errors import classify_errors
+from pldc_core.records.mask_rles import mask_rle_strings
 from pldc_core.records.schema import ERROR_TYPES, GT_SCHEMA, IMAGE_SCHEMA, QUERY_SCHEMA
 from pldc_core.records.store import RecordError
 from pldc_core.rle import encode_masks, mask_iou_matrix, rle_area_bbox
-
-# Width in mask-logit pixels (1/4 of the input) of the inner boundary band of a mask.
-BOUNDARY_WIDTH = 2
 
 
 # --------------------------------------------------------------------------- inputs
@@ -112,102 +113,66 @@ def list_array(values: np.ndarray, value_type: pa.DataType, valid: np.ndarray | 
                                     mask=pa.array(~valid))
 
 
+def _softmax_rows(logits: torch.Tensor) -> np.ndarray:
+    """``logits.softmax(-1)`` row by row: torch runs a softmax of several rows on its thread pool,
+    which on a busy machine waits ~10 ms for a thread; one row at a time it does not (same values)."""
+    return torch.stack([row.softmax(-1) for row in logits]).numpy()
+
+
 def _top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the ``k`` largest entries per row, descending (stable on ties)."""
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return order, np.take_along_axis(probs, order, axis=1)
 
 
-def _png(u8: np.ndarray) -> bytes:
-    """An 8-bit grayscale PNG. OpenCV's encoder: half of Pillow's time on these small maps, which
-    adds up at 20-100 queries per recorded image (imported here to keep it off the analysis path)."""
-    import cv2
-
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(u8), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise RecordError(f"could not PNG-encode an uncertainty map of shape {u8.shape}")
-    return buf.tobytes()
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (owner pid, pool): a forked child makes its own
+_THREADED_PIXELS = 1 << 16  # below this many box pixels per image, threads cost more than they save
 
 
-_PNG_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (owner pid, pool): a forked child makes its own
-_PNG_PARALLEL_PIXELS = 1 << 18  # below this many pixels per image, threads cost more than they save
+def _pool() -> ThreadPoolExecutor | None:
+    """Threads for the rows' other work (numpy, OpenCV and zlib release the GIL); None on one CPU."""
+    global _POOL
+    workers = min(4, os.cpu_count() or 1)
+    if workers < 2:
+        return None
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pldc-rows"))
+    return _POOL[1]
 
 
-def _pngs(u8: np.ndarray) -> list[bytes]:
-    """``_png`` of each map of ``u8 [Q, h, w]``, in order. Large batches (the paper's 100 queries at
-    256 px) are split over a few threads: OpenCV releases the GIL while it encodes."""
-    global _PNG_POOL
-    workers = min(8, os.cpu_count() or 1)
-    if workers < 2 or u8.size < _PNG_PARALLEL_PIXELS or len(u8) < 2:
-        return [_png(x) for x in u8]
-    if _PNG_POOL is None or _PNG_POOL[0] != os.getpid():
-        _PNG_POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pldc-png"))
-    chunks = np.array_split(np.arange(len(u8)), min(workers, len(u8)))
-    parts = _PNG_POOL[1].map(lambda idx: [_png(u8[i]) for i in idx], chunks)
-    return [b for part in parts for b in part]
+def _box_png(maps: BoxMaps, q: int) -> bytes:
+    """The PNG of query ``q``'s ``round(255 u)`` map: its box, zero elsewhere."""
+    h, w = maps.map_hw
+    return band_png(maps.box(q, maps.u8), int(maps.rows[q, 0]), h, int(maps.cols[q, 0]), w)
 
 
+def _start_pngs(maps: BoxMaps) -> Callable[[], list[bytes]]:
+    """Start encoding every query's uncertainty PNG; the returned function gives them, in order.
 
-def _upsampled_masks(mask_logits: torch.Tensor, image_hw: tuple[int, int]) -> np.ndarray:
-    """Binary masks ``[Q, H, W]`` of the logits bilinearly upsampled to ``image_hw`` (half-pixel
-    centres, as ``F.interpolate(align_corners=False)``), thresholded at logit 0 (``sigma > 0.5``).
-
-    OpenCV resizes each query's transposed logits (10x faster than torch here) and the threshold
-    writes straight into a ``[Q, W, H]`` array, so the result is a view that is column-major per
-    mask: the layout pycocotools encodes without another copy.
+    Two thirds go to worker threads now; the caller's thread encodes the last third when it
+    asks for the result (it has its own work until then, so all threads stay busy).
     """
-    import cv2
+    Q = len(maps.offsets) - 1
+    pool = _pool() if maps.offsets[-1] >= _THREADED_PIXELS else None
+    if pool is None:
+        return lambda: [_box_png(maps, q) for q in range(Q)]
+    *others, own = np.array_split(np.arange(Q), 3)
+    parts = [pool.submit(lambda idx: [_box_png(maps, q) for q in idx], idx) for idx in others]
 
-    logits_t = np.ascontiguousarray(mask_logits.detach().float().cpu().numpy().transpose(0, 2, 1))  # [Q, w, h]
-    H, W = int(image_hw[0]), int(image_hw[1])
-    out = np.empty((len(logits_t), W, H), dtype=bool)
-    for q, lt in enumerate(logits_t):  # dsize is (width, height) of the result: (H, W) here, transposed
-        np.greater(cv2.resize(lt, (H, W), interpolation=cv2.INTER_LINEAR), 0, out=out[q])
-    return out.transpose(0, 2, 1)
-
-
-def _masked_means(u: np.ndarray, regions: np.ndarray) -> np.ndarray:
-    """Mean of ``u`` over each region ``[Q, h, w]``; NaN for an empty region."""
-    count = regions.sum(axis=(1, 2))
-    total = (u * regions).sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+    def result() -> list[bytes]:
+        last = [_box_png(maps, q) for q in own]
+        return [png for part in parts for png in part.result()] + last
+    return result
 
 
-def _eroded(masks: np.ndarray, width: int) -> np.ndarray:
-    """``masks [Q, h, w]`` bool eroded ``width`` times by a 3x3 square, outside the map counting as mask.
-
-    ``width`` 3x3 erosions are one erosion by a ``(2 width + 1)``-square, which OpenCV does per mask
-    25x faster than scipy's iterated ``binary_erosion`` (same result, tested).
-    """
-    import cv2
-
-    if masks.size == 0 or width <= 0:
-        return masks.copy()
-    kernel = np.ones((2 * width + 1, 2 * width + 1), dtype=np.uint8)
-    src = np.ascontiguousarray(masks).view(np.uint8)
-    out = np.empty_like(src)
-    for q, m in enumerate(src):
-        out[q] = cv2.erode(m, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=1)
-    return out.view(bool)
-
-
-def uncertainty_summaries(u: np.ndarray, masks: np.ndarray, kept: np.ndarray,
-                          boundary_width: int = BOUNDARY_WIDTH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean uncertainty inside each mask, on its inner boundary band, and where it overlaps a kept mask.
-
-    ``u`` ``[Q, h, w]`` float, ``masks`` ``[Q, h, w]`` bool (both at mask-logit resolution), ``kept``
-    ``[Q]`` bool. The boundary band is the mask minus its erosion by ``boundary_width`` pixels (3x3
-    square): it lies inside the pseudo-mask, so "boundary" and "interior" split the pixels the
-    pseudo-label claims, and it does not depend on what lies outside (a neighbour, padding). The
-    image border is not a boundary (erosion treats outside the image as mask). The overlap region of
-    query k is its mask where some *other* kept query's mask is set too.
-    """
-    band = masks & ~_eroded(masks, boundary_width)
-    kept_masks = masks & kept[:, None, None]
-    others = kept_masks.sum(axis=0, dtype=np.int32)[None] - kept_masks
-    overlap = masks & (others > 0)
-    return _masked_means(u, masks), _masked_means(u, band), _masked_means(u, overlap)
+def _start(fn: Callable, *args, threaded: bool) -> Callable:
+    """``fn(*args)`` on another thread when ``threaded`` (and there is more than one CPU); the
+    returned function gives its result."""
+    pool = _pool() if threaded else None
+    if pool is None:
+        result = fn(*args)
+        return lambda: result
+    return pool.submit(fn, *args).result
 
 
 # Columns of a table that hold a fixed-length list per row: given to ``_to_table`` as a 2-D array,
@@ -274,24 +239,30 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
     # keep_ddtf is the decision training makes. (evaluation.py scores masks upsampled to the
     # image instead; the two m differ slightly.) The upsampled mask stored as RLE may differ
     # from the low-resolution one by a few boundary pixels.
-    c, labels = pl.class_quality(class_logits)
-    probs = class_logits.softmax(-1)
-    sigma = mask_logits.sigmoid()
-    m = pl.mask_quality_from_probs(sigma)
-    keep_ddtf = ddtf_keep(c, m, thresholds["c_t"], thresholds["m_t"]).numpy()
-    keep_coupled = coupled_keep(c, m, thresholds["s_t"]).numpy()
-    kept = Thresholds.of(thresholds).keep(c, m).numpy()  # the run's filter: its masks define the overlaps
-    u = pl.uncertainty_from_probs(sigma).numpy()
-    low_res_masks = (sigma > 0.5).numpy()
-    c, m, labels = c.numpy(), m.numpy(), labels.numpy()
-    top_classes, top_probs = _top_k(probs[:, :N].numpy(), min(top_k, N))
+    probs = _softmax_rows(class_logits)
+    c, labels = probs[:, :N].max(1), probs[:, :N].argmax(1)  # pseudo_labels.class_quality, on these probs
+    top_classes, top_probs = _top_k(probs[:, :N], min(top_k, N))
 
-    masks = _upsampled_masks(mask_logits, (H, W))
-    rles = encode_masks(masks)
+    # The masks at image resolution and the PNGs are made on other threads meanwhile.
+    logits = np.ascontiguousarray(mask_logits.numpy())
+    row_max, col_max = logits.max(axis=2), logits.max(axis=1)
+    masks = _start(mask_rle_strings, logits, (H, W), row_max, col_max, threaded=logits.size >= _THREADED_PIXELS)
+    maps = BoxMaps.of(logits, row_max, col_max)
+    pngs = _start_pngs(maps)
+    m = maps.mask_quality()
+    unc_inside, unc_boundary = maps.inside_and_boundary()
+    unc_pngs = pngs()
+    rles = [{"size": [H, W], "counts": r} for r in masks()]
     area, bbox = rle_area_bbox(rles)
 
-    unc_inside, unc_boundary, unc_overlap = uncertainty_summaries(u, low_res_masks, kept)
-    u8 = np.rint(u * 255).astype(np.uint8)
+    # Training drops kept pseudo-labels whose mask has at most mask_area_threshold pixels; the
+    # records' flags say the same of the stored mask (area). Training measures the mask upsampled
+    # to its input view, so right at the threshold the two can disagree by a pixel or two.
+    run = Thresholds.of(thresholds)
+    big = area > run.mask_area_threshold
+    keep_ddtf = ddtf_keep(c, m, run.c_t, run.m_t) & big
+    keep_coupled = coupled_keep(c, m, run.s_t) & big
+    unc_overlap = maps.overlap(run.keep(c, m) & big)  # the masks of the run's pseudo-labels
 
     return {
         "image_id": np.full(Q, image_id, dtype=np.int64),
@@ -311,7 +282,7 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
         "keep_coupled": keep_coupled,
         **_match_columns(image_id, labels, rles, gt, supercategory, (H, W)),
         **_dicc_columns(image_id, dicc, Q, N, top_k),
-        "unc_png": _pngs(u8),
+        "unc_png": unc_pngs,
         "unc_mean_inside": unc_inside,
         "unc_mean_boundary": unc_boundary,
         "unc_mean_overlap": unc_overlap,
@@ -333,7 +304,8 @@ def build_query_table(image_id: int, class_logits, mask_logits, image_hw: tuple[
     teacher's low-resolution masks cropped to exactly the image extent, no padding), torch or
     numpy, any device. ``image_hw`` is the image size the masks are upsampled to.
     ``thresholds``: ``c_t``, ``m_t``, ``s_t`` and optionally ``filter`` (the run's filter, one of
-    ``filters.FILTERS``, default ``"ddtf"``: its kept masks define the overlap regions).
+    ``filters.FILTERS``, default ``"ddtf"``: its kept masks define the overlap regions) and
+    ``mask_area_threshold`` (default 0: a mask with at most that many pixels is not kept).
     ``supercategory`` (class index -> name) is needed with ``gt``. Without ``gt`` every GT
     column is empty (-1 / NaN / None). ``dicc``: what DICC decided, for all or some queries.
     For many images, ``query_columns`` + ``queries_table`` convert to arrow once (faster).

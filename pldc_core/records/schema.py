@@ -41,8 +41,9 @@ QUERY_SCHEMA = pa.schema([
     ("width", pa.int32()),
     ("area", pa.int64()),                # pixels of the binary mask (sigma > 0.5)
     ("bbox", pa.list_(pa.float32())),    # COCO [x, y, w, h] of the mask; [0,0,0,0] when empty
-    ("keep_ddtf", pa.bool_()),           # c >= c_t and m >= m_t at the run's thresholds
-    ("keep_coupled", pa.bool_()),        # s >= s_t
+    ("keep_ddtf", pa.bool_()),           # c >= c_t and m >= m_t at the run's thresholds, and area >
+                                         # the run's mask_area_threshold (as training drops smaller masks)
+    ("keep_coupled", pa.bool_()),        # s >= s_t, and the same area rule
     ("gt_id", pa.int64()),               # annotation id of the GT that decided error_type (see
                                          # records.errors.classify_errors); -1 for BG, or GT unknown
     ("gt_class", pa.int16()),            # class index of that GT, -1 when none
@@ -61,7 +62,7 @@ QUERY_SCHEMA = pa.schema([
     ("unc_mean_boundary", pa.float32()), # mean u on the mask's inner boundary band: the mask minus its
                                          # erosion by 2 pixels (NaN for an empty mask)
     ("unc_mean_overlap", pa.float32()),  # mean u where this mask overlaps another query's mask kept by
-                                         # the run's filter (thresholds.filter) (NaN if none)
+                                         # the run's filter (thresholds.filter, with the area rule) (NaN if none)
 ])
 
 GT_SCHEMA = pa.schema([
@@ -92,7 +93,8 @@ MANIFEST_KEYS = (
     "dataset",        # dataset name
     "image_root",     # absolute folder the images' file_name is relative to
     "categories",     # [{"id", "name", "supercategory"}] in class-index order
-    "thresholds",     # {"filter": "ddtf"|"coupled", "c_t", "m_t", "s_t"}
+    "thresholds",     # {"filter": "ddtf"|"coupled", "c_t", "m_t", "s_t", "mask_area_threshold"} (the last
+                      # absent in records written before it: no area rule, 0)
     "dicc",           # {"enabled": bool, "w": float|None}
     "num_images",     # rows of images.parquet  } filled in by records.store's writer
     "num_queries",    # rows of queries.parquet } when left out

@@ -390,7 +390,7 @@ class Trainer(TrainerBase):
         w = dicc_w_at(self.cfg, self.iter)
         labels = teacher_step(class_logits, mask_logits, weak, thresholds=self.thresholds, clip=self.clip, w=w,
                               valid=small_valid, timed=self._timed,
-                              min_mask_area=self.cfg.pldc.mask_area_threshold)
+                              min_mask_area=self.thresholds.mask_area_threshold)
         stats = {"n_queries": int(class_logits.shape[0] * class_logits.shape[1]),
                  "n_kept": sum(len(p) for p in labels),
                  "n_kept_ddtf": sum(p.kept.n_ddtf for p in labels),

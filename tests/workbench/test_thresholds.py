@@ -150,3 +150,20 @@ def test_grids_must_increase_and_select_kept_checks_its_argument():
     with pytest.raises(ValueError, match="kept_by"):
         select_kept(_queries(ROWS), "ddft")
     assert len(select_kept(_queries(ROWS), "ddtf")) == 4
+
+
+def test_the_run_s_mask_area_threshold_drops_small_masks_everywhere():
+    q = _queries(ROWS)
+    q["area"] = np.array([3, 500, 500, 500, 5, 6, 500], dtype=np.int64)  # r0 and r4: at most 5 px
+    plain, small = what_if(q, GT, c_t=0.5, m_t=0.5), what_if(q, GT, c_t=0.5, m_t=0.5, mask_area_threshold=5)
+    assert (plain["kept"], small["kept"]) == (7, 5)
+    assert small["n_cor"] == plain["n_cor"] - 2
+    assert what_if_coupled(q, GT, 0.3, mask_area_threshold=5)["kept"] == what_if_coupled(q, GT, 0.3)["kept"] - 2
+    sweep = sweep_ddtf(q, GT, m_grid=[0.5, 0.8], c_grid=[0.5, 0.8], mask_area_threshold=5)
+    for row in sweep.itertuples():
+        assert row.kept == what_if(q, GT, row.c_t, row.m_t, mask_area_threshold=5)["kept"]
+    # the study takes it from the manifest's thresholds; records written before it existed lack it
+    with_area = threshold_study(q, GT, {"filter": "ddtf", "c_t": 0.5, "m_t": 0.5, "s_t": 0.3, "mask_area_threshold": 5})
+    without = threshold_study(q, GT, {"filter": "ddtf", "c_t": 0.5, "m_t": 0.5, "s_t": 0.3})
+    assert (with_area.run_ddtf["kept"], without.run_ddtf["kept"]) == (5, 7)
+    assert with_area.run_coupled["kept"] == without.run_coupled["kept"] - 2

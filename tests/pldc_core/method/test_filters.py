@@ -21,10 +21,26 @@ def test_thresholds_keep_the_filters_queries_on_tensors_and_arrays():
 def test_thresholds_of_a_manifest_and_the_run_s_keep_column():
     t = Thresholds.of_manifest({"thresholds": {"filter": "coupled", "c_t": 0.5, "m_t": 0.6, "s_t": 0.3}})
     assert (t.kept_by, t.keep_column, t.describe()) == ("coupled", "keep_coupled", "s >= 0.30")
-    assert t.as_dict() == {"filter": "coupled", "c_t": 0.5, "m_t": 0.6, "s_t": 0.3}
+    # written before the mask-area filter existed: no area threshold (0)
+    assert t.as_dict() == {"filter": "coupled", "c_t": 0.5, "m_t": 0.6, "s_t": 0.3, "mask_area_threshold": 0}
     default = Thresholds.of_manifest({})
-    assert (default.filter, default.c_t, default.m_t, default.s_t) == ("ddtf", 0.85, 0.9, 0.765)
+    assert (default.filter, default.c_t, default.m_t, default.s_t, default.mask_area_threshold) == (
+        "ddtf", 0.85, 0.9, 0.765, 0)
     assert Thresholds("none").kept_by == "ddtf"  # records hold keep_ddtf and keep_coupled only
+
+
+def test_thresholds_carry_the_mask_area_threshold():
+    from pathlib import Path
+
+    from pldc_core.config import load_config
+
+    t = Thresholds.of_manifest({"thresholds": {"filter": "ddtf", "c_t": 0.5, "m_t": 0.6, "s_t": 0.3,
+                                               "mask_area_threshold": 5}})
+    assert t.mask_area_threshold == 5 and Thresholds.of(t.as_dict()) == t
+    assert t.describe() == "c >= 0.50 and m >= 0.60, mask > 5 px"
+    assert Thresholds.of({"mask_area_threshold": None}).mask_area_threshold == 0
+    cfg = load_config(Path(__file__).resolve().parents[3] / "configs" / "paper.yaml")
+    assert Thresholds.of_config(cfg.pldc).mask_area_threshold == cfg.pldc.mask_area_threshold == 5
 
 
 def test_typed_manifest():

@@ -45,6 +45,10 @@ def test_records_a_checkpoint_on_its_unlabeled_images_with_gt(trained, data_root
     unlabeled = load_split(data_root / "splits" / "synthetic.json", 25, 0)[1]
     assert set(rec.images["image_id"]) <= set(unlabeled)  # never the labeled images
     assert rec.queries["error_type"].notna().all() and rec.queries["corrected_class"].eq(-1).all()
+    # the manifest holds the run's mask-area threshold, and the keep flags apply it
+    area_t = rec.manifest["thresholds"]["mask_area_threshold"]
+    assert area_t == smoke_cfg(data_root).pldc.mask_area_threshold
+    assert not (rec.queries["keep_ddtf"] & (rec.queries["area"] <= area_t)).any()
     # the same seed samples the same images; another seed others
     assert _cli("--checkpoint", trained, "--images", 5, "--run-dir", out, "--overwrite") == 0
     assert load_records(out).images["image_id"].tolist() == rec.images["image_id"].tolist()

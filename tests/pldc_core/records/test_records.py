@@ -128,6 +128,19 @@ def test_overlap_follows_the_runs_filter():
     assert frame["unc_mean_overlap"][1] == pytest.approx(0.4, abs=1e-5)
 
 
+def test_masks_at_most_the_run_s_area_threshold_are_not_kept():
+    # areas at image resolution: q0 572, q1 480, q2 0; DDTF keeps q0 and q1, the coupled filter q0
+    for area_t, ddtf, coupled in [(0, [True, True, False], [True, False, False]),
+                                  (480, [True, False, False], [True, False, False]),
+                                  (572, [False, False, False], [False, False, False])]:
+        frame = store.to_frame(_table(thresholds={**THRESHOLDS, "mask_area_threshold": area_t}))
+        assert frame["area"].tolist() == [572, 480, 0]
+        assert frame["keep_ddtf"].tolist() == ddtf and frame["keep_coupled"].tolist() == coupled
+    # q1 is no pseudo-label any more: q0 overlaps no kept mask, q1 still overlaps q0
+    frame = store.to_frame(_table(thresholds={**THRESHOLDS, "mask_area_threshold": 480}))
+    assert np.isnan(frame["unc_mean_overlap"][0]) and frame["unc_mean_overlap"][1] == pytest.approx(0.4, abs=1e-5)
+
+
 def test_gt_columns():
     frame = store.to_frame(_table())
     # q0 = GT 77 but its 4 corners -> Cor. q1 (rows 0..14) vs GT 78 (rows 0..7): 256 / 480 -> Cor on 78;
@@ -501,15 +514,18 @@ def test_upsampling_and_boxes_agree_with_torch_and_dense_masks():
     import torch
     import torch.nn.functional as F
 
+    from pldc_core.records.mask_rles import mask_rle_strings
+
     gen = torch.Generator().manual_seed(0)
     for q, h, w, H, W in [(1, 8, 8, 32, 32), (7, 20, 17, 80, 70), (300, 6, 5, 23, 21), (3, 1, 5, 4, 19)]:
         logits = torch.randn(q, h, w, generator=gen) * 3
-        masks = rows._upsampled_masks(logits, (H, W))
-        expected = (F.interpolate(logits[None], size=(H, W), mode="bilinear", align_corners=False)[0] > 0).numpy()
-        assert masks.shape == (q, H, W)
-        assert (masks != expected).mean() < 1e-4  # float rounding exactly at a logit of 0
+        L = logits.numpy()
+        strings = mask_rle_strings(L, (H, W), L.max(axis=2), L.max(axis=1))
+        masks = np.stack([rle.decode_rle(s, H, W) for s in strings])
+        expected = (F.interpolate(logits.double()[None], size=(H, W), mode="bilinear", align_corners=False)[0] > 0)
+        np.testing.assert_array_equal(masks, expected.numpy())
         # 300 masks: past the 255 RLEs that one pycocotools area/toBbox call can count
-        area, bbox = rle.rle_area_bbox(rle.encode_masks(masks))
+        area, bbox = rle.rle_area_bbox([{"size": [H, W], "counts": s} for s in strings])
         assert area.tolist() == masks.sum(axis=(1, 2)).tolist()
         np.testing.assert_array_equal(bbox, _dense_boxes(masks))
     area, bbox = rle.rle_area_bbox(rle.encode_masks(np.zeros((2, 4, 4), dtype=bool)))
@@ -517,31 +533,21 @@ def test_upsampling_and_boxes_agree_with_torch_and_dense_masks():
     assert rle.rle_area_bbox([])[1].shape == (0, 4)
 
 
-def test_boundary_erosion_equals_iterated_3x3_erosion():
-    from scipy import ndimage
-
-    rng = np.random.default_rng(0)
-    masks = rng.random((6, 23, 17)) > 0.25
-    masks[0] = True           # touches every border: the border is not a boundary
-    masks[1] = False          # empty
-    masks[2, 5:15, 3:12] = True
-    for width in (1, 2, 3):
-        expected = ndimage.binary_erosion(masks, structure=np.ones((1, 3, 3), dtype=bool), iterations=width,
-                                          border_value=1)
-        np.testing.assert_array_equal(rows._eroded(masks, width), expected)
-    assert rows._eroded(masks, 2)[0].all() and not rows._eroded(masks, 2)[1].any()
-    assert rows._eroded(np.zeros((0, 4, 4), dtype=bool), 2).shape == (0, 4, 4)
-
-
 def test_uncertainty_pngs_of_a_large_image_are_encoded_in_order():
+    from pldc_core.records.box_maps import BoxMaps
+
     rng = np.random.default_rng(1)
-    u8 = rng.integers(0, 256, size=(11, 256, 128), dtype=np.uint8)  # past the threshold for threads
-    pngs = rows._pngs(u8)
-    assert pngs == [rows._png(x) for x in u8]
-    for data, expected in zip(pngs, u8):
-        np.testing.assert_array_equal(np.rint(store.decode_uncertainty({"unc_png": data, "image_id": 0}) * 255), expected)
+    logits = (rng.standard_normal((11, 256, 128)) * 4).astype(np.float32)  # past the threshold for threads
+    logits[3] = -20                                                         # an all-zero map
+    maps = BoxMaps.of(logits, logits.max(axis=2), logits.max(axis=1))
+    pngs = rows._start_pngs(maps)()
+    assert pngs == [rows._box_png(maps, q) for q in range(len(logits))]
+    sigma = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    for data, expected in zip(pngs, np.rint(255 * (1 - 2 * np.abs(sigma - 0.5)))):
+        decoded = np.rint(store.decode_uncertainty({"unc_png": data, "image_id": 0}) * 255)
+        assert np.abs(decoded - expected).max() <= 1  # float32 vs float64 rounding
     if hasattr(os, "fork"):  # a forked child (e.g. a data-loader worker) must not wait on the parent's threads
         pid = os.fork()
         if pid == 0:
-            os._exit(0 if rows._pngs(u8) == pngs else 3)
+            os._exit(0 if rows._start_pngs(maps)() == pngs else 3)
         assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
