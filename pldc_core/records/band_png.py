@@ -44,8 +44,9 @@ def _adler_of_zeros(adler: int, n: int) -> int:
 
 
 class BandPngs:
-    """Writes the PNGs of several maps with one zlib compressor: setting one up costs ~50 us, more
-    than compressing a band. A full flush after each map keeps its data independent of the others'."""
+    """Writes the PNGs of several maps with one zlib compressor (each sets up ~0.4 MB of state). A
+    full flush after each map keeps its data independent of the others': each PNG is the same
+    bytes as a fresh compressor's."""
 
     def __init__(self) -> None:
         self._z = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_RLE)
