@@ -3,7 +3,7 @@
 The columns are ``schema``'s; ``store`` writes the tables. Reading and analysis import ``store``
 alone, never this module. The dense per-query work is done inside each query's box:
 ``box_maps`` at mask-logit resolution, ``mask_rles`` at image resolution, ``band_png`` for the
-uncertainty PNGs; a worker thread makes the masks and shares the PNGs with the caller's thread.
+uncertainty PNGs, which a worker thread encodes while the caller's thread does the rest.
 """
 from __future__ import annotations
 
@@ -132,8 +132,7 @@ _THREADED_PIXELS = 1 << 16  # below this many box pixels per image, threads cost
 
 
 def _pool() -> ThreadPoolExecutor | None:
-    """Threads for the rows' other work (numpy, OpenCV and zlib release the GIL), one fewer than the
-    CPUs as the caller's thread works too; None on one CPU."""
+    """Threads for the PNGs, one fewer than the CPUs as the caller's thread works too; None on one CPU."""
     global _POOL
     workers = min(3, (os.cpu_count() or 1) - 1)
     if workers < 1:
@@ -173,14 +172,6 @@ class _PngJobs:
 
     def pngs(self) -> list[bytes]:
         return [png for part in self._done for png in part]
-
-
-def _masks_then_pngs(jobs: _PngJobs, *args) -> list[str]:
-    """A worker's share: the masks' RLE strings (``mask_rle_strings(*args)``), then PNG chunks."""
-    try:
-        return mask_rle_strings(*args)
-    finally:
-        jobs.work()
 
 
 # Columns of a table that hold a fixed-length list per row: given to ``_to_table`` as a 2-D array,
@@ -242,14 +233,14 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
     if gt is not None and supercategory is None:
         raise RecordError(f"image {image_id}: supercategory map is needed to classify errors against GT")
 
-    # A worker thread makes the masks at image resolution, then helps with the PNGs (started after
-    # the box maps: the two slow each other down more than they gain side by side).
+    # A worker thread encodes the uncertainty PNGs (zlib, which leaves the GIL) while this one does
+    # the rest and then helps with what is left of them.
     logits = np.ascontiguousarray(mask_logits.numpy())
     row_max, col_max = row_col_max(logits)
     maps = BoxMaps.of(logits, row_max, col_max)
     jobs = _PngJobs(maps)
     pool = _pool() if logits.size >= _THREADED_PIXELS else None
-    worker = pool.submit(_masks_then_pngs, jobs, logits, (H, W), row_max, col_max) if pool else None
+    worker = pool.submit(jobs.work) if pool else None
 
     # c and the top-k come from the softmax over all N+1 logits (Eq. 3). m is computed on the
     # low-resolution logits, as training's DDTF does (pseudo_labels.make_pseudo_targets), so
@@ -261,8 +252,10 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
     top_classes, top_probs = _top_k(probs[:, :N], min(top_k, N))
     m = maps.mask_quality()
     unc_inside, unc_boundary = maps.inside_and_boundary()
-    jobs.work()
-    strings = worker.result() if worker else mask_rle_strings(logits, (H, W), row_max, col_max)
+    strings = mask_rle_strings(logits, (H, W), row_max, col_max)
+    jobs.work()  # what the worker has not taken yet
+    if worker:
+        worker.result()
     unc_pngs = jobs.pngs()
     rles = [{"size": [H, W], "counts": r} for r in strings]
     area, bbox = rle_area_bbox(rles)
