@@ -1,11 +1,11 @@
 """The queries' maps at mask-logit resolution, computed inside each query's box only.
 
-What the records keep at the resolution of the mask logits (the mask quality ``m`` of Eq. 4,
-the uncertainty ``u`` of Eq. 10 as ``round(255 u)`` for the PNG, and the means of ``u`` inside a
-mask, on its inner boundary and where it overlaps a kept mask) depends only on the pixels whose
-logit is above ``LOGIT_FLOOR``: below it a pixel is background and ``round(255 u)`` is 0. Each
-query's maps are therefore computed on the box of those pixels, grown by the boundary width so
-that the erosion sees what surrounds the mask; outside the box they are known to be zero.
+What the records keep at the resolution of the mask logits depends on few pixels of each map:
+the mask quality ``m`` (Eq. 4) and the means of the uncertainty ``u`` (Eq. 10) inside a mask, on
+its inner boundary and where it overlaps a kept mask on the mask (logit > 0) and, for the
+erosion, on what surrounds it by the boundary width; the PNG's ``round(255 u)`` is 0 where the
+logit is at most ``LOGIT_FLOOR``. So each query's maps are computed on the box of the pixels that
+matter (``BoxMaps.of`` with a floor and a margin); outside it they are known.
 """
 from __future__ import annotations
 
@@ -100,11 +100,14 @@ class BoxMaps:
     mask: np.ndarray      # flat bool
 
     @classmethod
-    def of(cls, logits: np.ndarray, row_max: np.ndarray, col_max: np.ndarray) -> "BoxMaps":
-        """The maps of ``logits [Q, h, w]`` (float32); ``row_max``/``col_max``: each row's and column's largest logit."""
+    def of(cls, logits: np.ndarray, row_max: np.ndarray, col_max: np.ndarray, *, floor: float = 0.0,
+           margin: int = BOUNDARY_WIDTH) -> "BoxMaps":
+        """The maps of ``logits [Q, h, w]`` (float32) in the box of each query's logits above ``floor``,
+        grown by ``margin`` (the defaults: the mask and what its erosion sees; ``LOGIT_FLOOR`` and 0:
+        where ``round(255 u)`` is not 0). ``row_max``/``col_max``: as ``row_col_max`` gives them."""
         Q, h, w = logits.shape
-        r0, r1 = _bounds(row_max > LOGIT_FLOOR, BOUNDARY_WIDTH)
-        c0, c1 = _bounds(col_max > LOGIT_FLOOR, BOUNDARY_WIDTH)
+        r0, r1 = _bounds(row_max > floor, margin)
+        c0, c1 = _bounds(col_max > floor, margin)
         offsets = np.concatenate([[0], np.cumsum((r1 - r0) * (c1 - c0))])
         flat = np.concatenate([logits[q, a:b, c:d].reshape(-1) for q, (a, b, c, d) in
                                enumerate(zip(r0.tolist(), r1.tolist(), c0.tolist(), c1.tolist()))])

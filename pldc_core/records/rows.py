@@ -20,7 +20,7 @@ import torch
 
 from pldc_core.method.filters import FILTERS, Thresholds, coupled_keep, ddtf_keep
 from pldc_core.records.band_png import BandPngs
-from pldc_core.records.box_maps import BoxMaps, row_col_max
+from pldc_core.records.box_maps import LOGIT_FLOOR, BoxMaps, row_col_max
 from pldc_core.records.errors import classify_errors
 from pldc_core.records.mask_rles import mask_rle_strings
 from pldc_core.records.schema import ERROR_TYPES, GT_SCHEMA, IMAGE_SCHEMA, QUERY_SCHEMA
@@ -150,19 +150,25 @@ def _box_pngs(maps: BoxMaps, queries) -> list[bytes]:
 
 
 class _PngJobs:
-    """The uncertainty PNGs of ``maps``' queries in chunks that whichever thread is free encodes:
-    ``work()`` (any thread, any number of them) encodes chunks until none is left; ``pngs()``,
-    once every ``work()`` returned, gives them in query order."""
+    """The queries' uncertainty PNGs in chunks that whichever thread is free encodes: ``work()``
+    (any thread, any number of them) encodes chunks until none is left; ``pngs()``, once every
+    ``work()`` returned, gives them in query order. The first ``work()`` makes the maps: each
+    query's box of logits above ``LOGIT_FLOOR`` (``round(255 u)`` is 0 elsewhere)."""
 
     CHUNKS = 8
 
-    def __init__(self, maps: BoxMaps) -> None:
-        chunks = np.array_split(np.arange(len(maps.offsets) - 1), self.CHUNKS)
-        self._maps, self._done = maps, [[] for _ in chunks]
+    def __init__(self, logits: np.ndarray, row_max: np.ndarray, col_max: np.ndarray) -> None:
+        self._logits, self._row_max, self._col_max = logits, row_max, col_max
+        chunks = np.array_split(np.arange(len(logits)), self.CHUNKS)
+        self._done = [[] for _ in chunks]
         self._todo = deque(enumerate(chunks))
-        self._lock = threading.Lock()
+        self._lock, self._maps_lock = threading.Lock(), threading.Lock()
+        self._maps: BoxMaps | None = None
 
     def work(self) -> None:
+        with self._maps_lock:
+            if self._maps is None:
+                self._maps = BoxMaps.of(self._logits, self._row_max, self._col_max, floor=LOGIT_FLOOR, margin=0)
         while True:
             with self._lock:
                 if not self._todo:
@@ -237,10 +243,10 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
     # the rest and then helps with what is left of them.
     logits = np.ascontiguousarray(mask_logits.numpy())
     row_max, col_max = row_col_max(logits)
-    maps = BoxMaps.of(logits, row_max, col_max)
-    jobs = _PngJobs(maps)
+    jobs = _PngJobs(logits, row_max, col_max)
     pool = _pool() if logits.size >= _THREADED_PIXELS else None
     worker = pool.submit(jobs.work) if pool else None
+    maps = BoxMaps.of(logits, row_max, col_max)  # the masks' boxes
 
     # c and the top-k come from the softmax over all N+1 logits (Eq. 3). m is computed on the
     # low-resolution logits, as training's DDTF does (pseudo_labels.make_pseudo_targets), so

@@ -534,13 +534,13 @@ def test_upsampling_and_boxes_agree_with_torch_and_dense_masks():
 
 
 def test_uncertainty_pngs_of_a_large_image_are_encoded_in_order():
-    from pldc_core.records.box_maps import BoxMaps
+    from pldc_core.records.box_maps import BoxMaps, row_col_max
 
     rng = np.random.default_rng(1)
     logits = (rng.standard_normal((11, 256, 128)) * 4).astype(np.float32)  # past the threshold for threads
     logits[3] = -20                                                         # an all-zero map
     class_logits = rng.standard_normal((11, 3)).astype(np.float32)
-    maps = BoxMaps.of(logits, logits.max(axis=2), logits.max(axis=1))
+    maps = BoxMaps.of(logits, logits.max(axis=2), logits.max(axis=1), floor=-7.0, margin=0)
     expected = rows._box_pngs(maps, range(len(logits)))
 
     def pngs():
@@ -552,7 +552,7 @@ def test_uncertainty_pngs_of_a_large_image_are_encoded_in_order():
         decoded = np.rint(store.decode_uncertainty({"unc_png": data, "image_id": 0}) * 255)
         assert np.abs(decoded - u8).max() <= 1  # float32 vs float64 rounding
     # chunks taken by several threads at once come out in query order
-    jobs = rows._PngJobs(maps)
+    jobs = rows._PngJobs(logits, *row_col_max(logits))
     threads = [threading.Thread(target=jobs.work) for _ in range(3)]
     for t in threads:
         t.start()
