@@ -3,7 +3,8 @@
 The columns are ``schema``'s; ``store`` writes the tables. Reading and analysis import ``store``
 alone, never this module. The dense per-query work is done inside each query's box:
 ``box_maps`` at mask-logit resolution, ``mask_rles`` at image resolution, ``band_png`` for the
-uncertainty PNGs, which a worker thread encodes while the caller's thread does the rest.
+uncertainty PNGs, which a worker thread encodes (then the uncertainty means) while the caller's
+thread does the rest.
 """
 from __future__ import annotations
 
@@ -180,6 +181,12 @@ class _PngJobs:
         return [png for part in self._done for png in part]
 
 
+def _pngs_then_means(jobs: _PngJobs, maps: BoxMaps) -> tuple[np.ndarray, np.ndarray]:
+    """The worker thread's share: PNG chunks, then the uncertainty means inside and on the boundary."""
+    jobs.work()
+    return maps.inside_and_boundary()
+
+
 # Columns of a table that hold a fixed-length list per row: given to ``_to_table`` as a 2-D array,
 # with an optional ``<name>_valid`` bool array (rows where it is False are null).
 _LIST_COLUMNS = {"top5_classes": pa.int16(), "top5_probs": pa.float32(), "bbox": pa.float32(),
@@ -239,14 +246,15 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
     if gt is not None and supercategory is None:
         raise RecordError(f"image {image_id}: supercategory map is needed to classify errors against GT")
 
-    # A worker thread encodes the uncertainty PNGs (zlib, which leaves the GIL) while this one does
-    # the rest and then helps with what is left of them.
+    # A worker thread encodes the uncertainty PNGs (zlib leaves the GIL) and then computes the
+    # uncertainty means, while this one does the rest and helps with the PNGs left.
     logits = np.ascontiguousarray(mask_logits.numpy())
     row_max, col_max = row_col_max(logits)
     jobs = _PngJobs(logits, row_max, col_max)
-    pool = _pool() if logits.size >= _THREADED_PIXELS else None
-    worker = pool.submit(jobs.work) if pool else None
     maps = BoxMaps.of(logits, row_max, col_max)  # the masks' boxes
+    m = maps.mask_quality()  # (before two threads read the maps' cached mask pixels)
+    pool = _pool() if logits.size >= _THREADED_PIXELS else None
+    worker = pool.submit(_pngs_then_means, jobs, maps) if pool else None
 
     # c and the top-k come from the softmax over all N+1 logits (Eq. 3). m is computed on the
     # low-resolution logits, as training's DDTF does (pseudo_labels.make_pseudo_targets), so
@@ -256,12 +264,9 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
     probs = _softmax_rows(class_logits)
     c, labels = probs[:, :N].max(1), probs[:, :N].argmax(1)  # pseudo_labels.class_quality, on these probs
     top_classes, top_probs = _top_k(probs[:, :N], min(top_k, N))
-    m = maps.mask_quality()
-    unc_inside, unc_boundary = maps.inside_and_boundary()
     strings = mask_rle_strings(logits, (H, W), row_max, col_max)
     jobs.work()  # what the worker has not taken yet
-    if worker:
-        worker.result()
+    unc_inside, unc_boundary = worker.result() if worker else maps.inside_and_boundary()
     unc_pngs = jobs.pngs()
     rles = [{"size": [H, W], "counts": r} for r in strings]
     area, bbox = rle_area_bbox(rles)
