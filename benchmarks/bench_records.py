@@ -13,7 +13,8 @@ Two measurements, both on the same images in the same batches of 8:
   a whole 500-image pass drifts by up to 30% between passes, more than the cost being measured.
 - whole calls: ``record_pseudo_labels`` against a forward-only pass, alternating per round.
 Last, the rows alone at the paper's sizes (100 queries, 256 px mask logits, 640 x 480 images) on
-fabricated logits: the CPU time per image that a GPU run pays on top of its forward passes.
+fabricated logits: the CPU time per image that a GPU run pays on top of its forward passes (wall
+time of ``query_columns``, which uses worker threads, and the CPU time of all its threads).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from pldc_core.config import load_config  # noqa: E402
 from pldc_core.data.coco import load_coco  # noqa: E402
 from pldc_core.data.registry import get_dataset  # noqa: E402
 from pldc_core.data.splits import load_split  # noqa: E402
+from pldc_core.method.filters import Thresholds  # noqa: E402
 from pldc_core.model.inference import predict_images  # noqa: E402
 from pldc_core.model.mask2former import build_model  # noqa: E402
 from pldc_core.records.recorder import (record_batch, record_pseudo_labels, records_manifest,  # noqa: E402
@@ -44,30 +46,34 @@ from pldc_core.records.recorder import (record_batch, record_pseudo_labels, reco
 from pldc_core.records.store import RecordWriter  # noqa: E402
 
 
-def paper_scale_rows_ms(images: int = 20) -> float:
-    """Milliseconds to build one image's query rows (CPU) at the paper's sizes, from fabricated blob-like logits."""
+def paper_scale_rows_ms(images: int = 20) -> tuple[float, float]:
+    """Milliseconds (wall, CPU of all threads) to build one image's query rows at the paper's sizes,
+    from fabricated blob-like logits (medians)."""
     from pldc_core.records.rows import GroundTruth, query_columns
 
     gen = torch.Generator().manual_seed(0)
     Q, h, w, H, W = 100, 256, 192, 640, 480
-    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    # The logits are made with numpy: a multi-threaded torch op just before the timed call would
+    # leave torch's idle threads spinning, taking a core from the rows' own threads.
+    yy, xx = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
     gt_masks = np.zeros((5, H, W), dtype=bool)
     for k in range(5):
         gt_masks[k, 60 * k:60 * k + 100, 80 * k:80 * k + 90] = True
     gt = GroundTruth(gt_masks, np.arange(5), np.arange(5))
-    thresholds = {"filter": "ddtf", "c_t": 0.5, "m_t": 0.75, "s_t": 0.3}
+    thresholds = {"filter": "ddtf", "c_t": 0.5, "m_t": 0.75, "s_t": 0.3, "mask_area_threshold": 5}
     supercategory = {i: str(i % 12) for i in range(80)}
-    times = []
+    times, cpu = [], []
     for i in range(images + 1):
-        cy, cx = torch.rand(Q, generator=gen) * h, torch.rand(Q, generator=gen) * w
-        radius = 10 + torch.rand(Q, generator=gen) * 50
-        logits = (radius[:, None, None] - ((yy - cy[:, None, None]) ** 2 + (xx - cx[:, None, None]) ** 2).sqrt()) / 3
+        cy, cx = (torch.rand(Q, generator=gen) * h).numpy(), (torch.rand(Q, generator=gen) * w).numpy()
+        radius = (10 + torch.rand(Q, generator=gen) * 50).numpy()
+        logits = (radius[:, None, None] - np.sqrt((yy - cy[:, None, None]) ** 2 + (xx - cx[:, None, None]) ** 2)) / 3
         class_logits = torch.randn(Q, 81, generator=gen)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         query_columns(i, class_logits, logits, (H, W), thresholds=thresholds, gt=gt, supercategory=supercategory)
         if i:  # the first warms up
             times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+            cpu.append(time.process_time() - start_cpu)
+    return statistics.median(times) * 1000, statistics.median(cpu) * 1000
 
 
 def main() -> None:
@@ -93,8 +99,7 @@ def main() -> None:
     index = load_coco(spec.train_json, spec.image_root_train)
     unlabeled = load_split(ROOT / "data" / "splits" / f"{cfg.data.dataset}.json", cfg.data.percent, 0)[1]
     ids = sample_record_images(unlabeled, args.images, 0)
-    p = cfg.pldc
-    thresholds = {"filter": p.filter, "c_t": p.c_t, "m_t": p.m_t, "s_t": p.s_t}
+    thresholds = Thresholds.of_config(cfg.pldc).as_dict()
     device = torch.device("cpu")
     manifest = {"run": "bench", "phase": "semi", "config_hash": cfg.hash(), "dataset": cfg.data.dataset}
     batches = [ids[i:i + 8] for i in range(0, len(ids), 8)]
@@ -140,6 +145,7 @@ def main() -> None:
     ratios = sorted(g / f for f, g in zip(interleaved_f, interleaved_r))
     fi, gi = statistics.median(interleaved_f), statistics.median(interleaved_r)
     f, g = statistics.median(forward), statistics.median(full)
+    paper_ms, paper_cpu_ms = paper_scale_rows_ms()
     text = (f"bench_records: {len(ids)} unlabeled images of the embedded benchmark, {cfg.model.num_queries} queries each, "
             f"{source}, {args.rounds} rounds (median)\n"
             f"machine: {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
@@ -154,7 +160,8 @@ def main() -> None:
             f"  record_pseudo_labels:               {g:7.2f} s\n"
             f"  ratio: {g / f:.2f}\n\n"
             f"rows alone at the paper's scale (fabricated: 100 queries, 81 logits, 256 x 192 mask logits,\n"
-            f"a 640 x 480 image with 5 GT instances; median of 20 images): {paper_scale_rows_ms():.0f} ms per image\n")
+            f"a 640 x 480 image with 5 GT instances; median of 20 images): {paper_ms:.0f} ms per image\n"
+            f"(CPU time of its threads: {paper_cpu_ms:.0f} ms; load average now {os.getloadavg()[0]:.2f})\n")
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)

@@ -107,15 +107,15 @@ def rle_strings(counts: np.ndarray, runs: np.ndarray) -> list[str]:
         return [""] * len(runs)
     j = np.arange(len(counts)) - np.repeat(np.cumsum(runs) - runs, runs)
     x = counts - np.where(j > 2, np.r_[0, 0, counts[:-2]], 0)
-    # Chunks per number: enough 5-bit groups that the last one's 0x10 bit is the sign.
+    # Chunks per number: enough 5-bit groups that the last one's 0x10 bit is the sign, i.e.
+    # ceil((bit length + 1) / 5) of the magnitude (~x for negative numbers).
     magnitude = np.where(x < 0, ~x, x)
-    n = np.ones(len(x), dtype=np.int64)
-    for k in range(1, 13):
-        n += magnitude >= (1 << (5 * k - 1))
+    n = (np.frexp(magnitude.astype(np.float64))[1] + 5) // 5
     k = np.arange(int(n.max()))
     chunk = (x[:, None] >> (5 * k)) & 0x1F
     chunk |= (k < n[:, None] - 1) << 5   # 0x20: more chunks follow
-    chars = (chunk + 48).astype(np.uint8)[k < n[:, None]]
+    chunk += 48
+    chars = chunk.astype(np.uint8)[k < n[:, None]]
     text = chars.tobytes().decode("ascii")
     ends = np.cumsum(np.bincount(np.repeat(np.arange(len(runs)), runs), weights=n, minlength=len(runs)))
     ends = ends.astype(np.int64)

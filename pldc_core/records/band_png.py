@@ -43,33 +43,45 @@ def _adler_of_zeros(adler: int, n: int) -> int:
     return ((b + n * a) % _ADLER_BASE) << 16 | a
 
 
-def band_png(band: np.ndarray, top: int, height: int, left: int = 0, width: int | None = None) -> bytes:
-    """The PNG of a ``height`` x ``width`` uint8 map that is zero except ``band`` at (``top``, ``left``).
+class BandPngs:
+    """Writes the PNGs of several maps with one zlib compressor (each sets up ~0.4 MB of state). A
+    full flush after each map keeps its data independent of the others': each PNG is the same
+    bytes as a fresh compressor's."""
 
-    ``band`` is ``[rows, cols]`` uint8; ``width`` defaults to its number of columns.
-    """
-    rows, cols = band.shape
-    width = cols if width is None else width
-    if not (0 <= top and top + rows <= height and 0 <= left and left + cols <= width):
-        raise ValueError(f"band_png: a {rows}x{cols} band at ({top}, {left}) does not fit {height}x{width}")
-    line = width + 1                        # a filter byte before each row
-    above, below = top * line, (height - top - rows) * line
-    # The band's rows use PNG's "Up" filter (the difference to the row above, which is zero for
-    # the first): smooth maps leave small values and runs, which zlib's RLE strategy packs fast.
-    raw = np.zeros((rows, line), dtype=np.uint8)
-    raw[:, 0] = 2
-    raw[:1, 1 + left:1 + left + cols] = band[:1]
-    np.subtract(band[1:], band[:-1], out=raw[1:, 1 + left:1 + left + cols])
-    adler = _adler_of_zeros(1, above)
-    parts = [_ZLIB_HEADER]
-    if above:
-        parts.append(_zeros(above, last=False))
-    if rows:
-        z = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_RLE)
-        parts += [z.compress(raw), z.flush(zlib.Z_SYNC_FLUSH if below else zlib.Z_FINISH)]
-        adler = zlib.adler32(raw, adler)
-    if below or not rows:
+    def __init__(self) -> None:
+        self._z = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_RLE)
+
+    def __call__(self, band: np.ndarray, top: int, height: int, left: int = 0, width: int | None = None) -> bytes:
+        """The PNG of a ``height`` x ``width`` uint8 map that is zero except ``band`` at (``top``, ``left``).
+
+        ``band`` is ``[rows, cols]`` uint8; ``width`` defaults to its number of columns.
+        """
+        rows, cols = band.shape
+        width = cols if width is None else width
+        if not (0 <= top and top + rows <= height and 0 <= left and left + cols <= width):
+            raise ValueError(f"band_png: a {rows}x{cols} band at ({top}, {left}) does not fit {height}x{width}")
+        line = width + 1                        # a filter byte before each row
+        above, below = top * line, (height - top - rows) * line
+        # The band's rows use PNG's "Up" filter (the difference to the row above, which is zero for
+        # the first): smooth maps leave small values and runs, which zlib's RLE strategy packs
+        # ~20% faster than its default (the files are ~15% larger).
+        raw = np.zeros((rows, line), dtype=np.uint8)
+        raw[:, 0] = 2
+        raw[:1, 1 + left:1 + left + cols] = band[:1]
+        np.subtract(band[1:], band[:-1], out=raw[1:, 1 + left:1 + left + cols])
+        adler = _adler_of_zeros(1, above)
+        parts = [_ZLIB_HEADER]
+        if above:
+            parts.append(_zeros(above, last=False))
+        if rows:
+            parts += [self._z.compress(raw), self._z.flush(zlib.Z_FULL_FLUSH)]
+            adler = zlib.adler32(raw, adler)
         parts.append(_zeros(below, last=True))
-    adler = _adler_of_zeros(adler, below)
-    parts.append(struct.pack(">I", adler))
-    return _head(height, width) + _chunk(b"IDAT", b"".join(parts)) + _TAIL
+        adler = _adler_of_zeros(adler, below)
+        parts.append(struct.pack(">I", adler))
+        return _head(height, width) + _chunk(b"IDAT", b"".join(parts)) + _TAIL
+
+
+def band_png(band: np.ndarray, top: int, height: int, left: int = 0, width: int | None = None) -> bytes:
+    """One map's PNG (see ``BandPngs``, which is faster for several)."""
+    return BandPngs()(band, top, height, left, width)

@@ -1,11 +1,11 @@
 """The queries' maps at mask-logit resolution, computed inside each query's box only.
 
-What the records keep at the resolution of the mask logits (the mask quality ``m`` of Eq. 4,
-the uncertainty ``u`` of Eq. 10 as ``round(255 u)`` for the PNG, and the means of ``u`` inside a
-mask, on its inner boundary and where it overlaps a kept mask) depends only on the pixels whose
-logit is above ``LOGIT_FLOOR``: below it a pixel is background and ``round(255 u)`` is 0. Each
-query's maps are therefore computed on the box of those pixels, grown by the boundary width so
-that the erosion sees what surrounds the mask; outside the box they are known to be zero.
+What the records keep at the resolution of the mask logits depends on few pixels of each map:
+the mask quality ``m`` (Eq. 4) and the means of the uncertainty ``u`` (Eq. 10) inside a mask, on
+its inner boundary and where it overlaps a kept mask on the mask (logit > 0) and, for the
+erosion, on what surrounds it by the boundary width; the PNG's ``round(255 u)`` is 0 where the
+logit is at most ``LOGIT_FLOOR``. So each query's maps are computed on the box of the pixels that
+matter (``BoxMaps.of`` with a floor and a margin); outside it they are known.
 """
 from __future__ import annotations
 
@@ -19,18 +19,37 @@ import torch
 LOGIT_FLOOR = -7.0
 # Width in mask-logit pixels (1/4 of the input) of the inner boundary band of a mask.
 BOUNDARY_WIDTH = 2
-# Sigmoid in pieces below torch's grain size (32768): one thread, no waiting on a busy pool; a
+# Torch ops in pieces below its grain size (32768): one thread, no waiting on a busy pool; a
 # multiple of 64 so that every piece but the last takes torch's vectorised path, as a whole map does.
-_SIGMOID_PIECE = 32704
+_TORCH_PIECE = 32704
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     """``torch.sigmoid`` of a flat float32 array (torch's, as training computes sigma)."""
     out = np.empty_like(x)
     src, dst = torch.from_numpy(x), torch.from_numpy(out)
-    for start in range(0, len(x), _SIGMOID_PIECE):
-        torch.sigmoid(src[start:start + _SIGMOID_PIECE], out=dst[start:start + _SIGMOID_PIECE])
+    for start in range(0, len(x), _TORCH_PIECE):
+        torch.sigmoid(src[start:start + _TORCH_PIECE], out=dst[start:start + _TORCH_PIECE])
     return out
+
+
+def row_col_max(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The largest logit of each row ``[Q, h]`` and of each column ``[Q, w]`` of ``logits [Q, h, w]``.
+
+    Columns are searched in the rows that hold a logit above ``LOGIT_FLOOR`` only (-inf when none
+    does): every box lies within them. The rows' maxima come from torch in pieces (faster than
+    numpy's reduction along rows, and off torch's thread pool).
+    """
+    Q, h, w = logits.shape
+    rows = torch.from_numpy(logits).reshape(Q * h, w)
+    n = max(1, _TORCH_PIECE // w)
+    row_max = torch.cat([rows[i:i + n].amax(1) for i in range(0, Q * h, n)]).reshape(Q, h).numpy()
+    r0, r1 = _bounds(row_max > LOGIT_FLOOR, 0)
+    col_max = np.full((Q, w), -np.inf, dtype=np.float32)
+    for q, a, b in zip(range(Q), r0.tolist(), r1.tolist()):
+        if b > a:
+            logits[q, a:b].max(axis=0, out=col_max[q])
+    return row_max, col_max
 
 
 def _bounds(live: np.ndarray, grow: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,16 +100,17 @@ class BoxMaps:
     mask: np.ndarray      # flat bool
 
     @classmethod
-    def of(cls, logits: np.ndarray, row_max: np.ndarray, col_max: np.ndarray) -> "BoxMaps":
-        """The maps of ``logits [Q, h, w]`` (float32); ``row_max``/``col_max``: each row's and column's largest logit."""
+    def of(cls, logits: np.ndarray, row_max: np.ndarray, col_max: np.ndarray, *, floor: float = 0.0,
+           margin: int = BOUNDARY_WIDTH) -> "BoxMaps":
+        """The maps of ``logits [Q, h, w]`` (float32) in the box of each query's logits above ``floor``,
+        grown by ``margin`` (the defaults: the mask and what its erosion sees; ``LOGIT_FLOOR`` and 0:
+        where ``round(255 u)`` is not 0). ``row_max``/``col_max``: as ``row_col_max`` gives them."""
         Q, h, w = logits.shape
-        r0, r1 = _bounds(row_max > LOGIT_FLOOR, BOUNDARY_WIDTH)
-        c0, c1 = _bounds(col_max > LOGIT_FLOOR, BOUNDARY_WIDTH)
+        r0, r1 = _bounds(row_max > floor, margin)
+        c0, c1 = _bounds(col_max > floor, margin)
         offsets = np.concatenate([[0], np.cumsum((r1 - r0) * (c1 - c0))])
-        flat = np.empty(int(offsets[-1]), dtype=np.float32)
-        for q in np.flatnonzero(offsets[1:] > offsets[:-1]).tolist():
-            flat[offsets[q]:offsets[q + 1]].reshape(r1[q] - r0[q], c1[q] - c0[q])[...] = \
-                logits[q, r0[q]:r1[q], c0[q]:c1[q]]
+        flat = np.concatenate([logits[q, a:b, c:d].reshape(-1) for q, (a, b, c, d) in
+                               enumerate(zip(r0.tolist(), r1.tolist(), c0.tolist(), c1.tolist()))])
         sigma = _sigmoid(flat)
         # u = 1 - 2 |sigma - 0.5| and round(255 u), in float32 with the same operations as torch's
         u = np.subtract(sigma, np.float32(0.5))
@@ -101,10 +121,16 @@ class BoxMaps:
         return cls(map_hw=(h, w), rows=np.stack([r0, r1], 1), cols=np.stack([c0, c1], 1), offsets=offsets,
                    sigma=sigma, u=u, u8=u8, mask=sigma > 0.5)
 
+    @cached_property
+    def _spans(self) -> list[tuple[int, int, int, int]]:
+        """Per query: start and end in the flat arrays, and the box's rows and columns (Python ints)."""
+        return list(zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist(),
+                        (self.rows[:, 1] - self.rows[:, 0]).tolist(), (self.cols[:, 1] - self.cols[:, 0]).tolist()))
+
     def box(self, q: int, flat: np.ndarray) -> np.ndarray:
         """Query ``q``'s part of a flat array, as its ``[rows, cols]`` box."""
-        (r0, r1), (c0, c1) = self.rows[q], self.cols[q]
-        return flat[self.offsets[q]:self.offsets[q + 1]].reshape(r1 - r0, c1 - c0)
+        start, end, rows, cols = self._spans[q]
+        return flat[start:end].reshape(rows, cols)
 
     @cached_property
     def mask_pixels(self) -> tuple[np.ndarray, np.ndarray]:

@@ -5,8 +5,9 @@ A query's mask is its logits upsampled bilinearly (half-pixel centres, as
 in double precision. Nothing is upsampled whole. An output pixel lies in a *cell* of four logits
 (two rows, two columns) and is a weighted mean of them; in an output column, consecutive pixels
 lie in the same or in vertically adjacent cells, which share a row of logits. So along a column
-the sign can change only inside a cell whose logits are not all of one sign: only those cells'
-pixels are evaluated, and the sign changes found there are the RLE's run boundaries.
+the sign can change only inside a cell whose logits are not all of one sign, and there at most
+once (the column's values go linearly from the cell's upper row to its lower one): only those
+cells' pixels are evaluated, and each change found is a run boundary of the RLE.
 """
 from __future__ import annotations
 
@@ -53,9 +54,9 @@ def mask_rle_strings(logits: np.ndarray, image_hw: tuple[int, int], row_max: np.
                      col_max: np.ndarray) -> list[str]:
     """COCO RLE ``counts`` strings of the masks of ``logits [Q, h, w]`` (float32) at ``image_hw``.
 
-    ``row_max [Q, h]`` and ``col_max [Q, w]`` are the largest logit of each row and column (the
-    caller computes them once for all of its boxes). A query without a positive logit gets the
-    empty mask without any work.
+    ``row_max [Q, h]`` and ``col_max [Q, w]`` are the largest logit of each row and column (at
+    least of the columns within the rows holding a positive logit, as ``box_maps.row_col_max``
+    gives them). A query without a positive logit gets the empty mask without any work.
     """
     Q, h, w = logits.shape
     H, W = int(image_hw[0]), int(image_hw[1])
@@ -68,10 +69,10 @@ def mask_rle_strings(logits: np.ndarray, image_hw: tuple[int, int], row_max: np.
     Y0, Y1 = np.searchsorted(ay.tap0, pr0 - 1, "left"), np.searchsorted(ay.tap0, pr1 - 1, "right")
     todo = np.flatnonzero(rows.any(1) & (X1 > X0) & (Y1 > Y0))
     if ay.stepwise and w >= 2:
-        pixels, runs = _edge_cells(logits, todo, pr0, pr1, pc0, pc1, ay, ax)
+        edges = _cell_edges(logits, todo, pr0, pr1, pc0, pc1, ay, ax, H)
     else:  # an output column may skip logit rows (downsampling), or cells need two columns: evaluate it all
-        pixels, runs = _window(logits, todo, X0, X1, Y0, Y1, ay, ax)
-    return _strings(*_edges(pixels, runs, ay, H), Q, H * W)
+        edges = _window_edges(logits, todo, X0, X1, Y0, Y1, ay, ax, H)
+    return _strings(*edges, Q, H * W)
 
 
 def _b(logits: np.ndarray, q: np.ndarray, rows: np.ndarray, x: np.ndarray, ax: _Axis) -> np.ndarray:
@@ -85,11 +86,12 @@ def _b(logits: np.ndarray, q: np.ndarray, rows: np.ndarray, x: np.ndarray, ax: _
     return np.where((rows >= 0) & (rows < h), value, -1.0)
 
 
-def _edge_cells(logits, todo, pr0, pr1, pc0, pc1, ay: _Axis, ax: _Axis):
-    """The output pixels of the cells an output column's sign changes in, grouped in runs of cells.
+def _cell_edges(logits, todo, pr0, pr1, pc0, pc1, ay: _Axis, ax: _Axis, H: int):
+    """The queries and column-major positions of the run boundaries, found in the cells where an
+    output column changes sign (in query, column, row order).
 
-    Returns ``(pixels, runs)`` as ``_edges`` takes them. Cells -1 and h - 1 stand for the rows
-    above and below the map (logit -1): they have no pixels but bound the runs at the border.
+    Cells -1 and h - 1 stand for the rows above and below the map (logit -1): they have no pixels
+    but make the boundary at the border of the image.
     """
     Q, h, w = logits.shape
     # The logit rows and columns the window taps, plus a non-positive row outside the map where
@@ -133,67 +135,46 @@ def _edge_cells(logits, todo, pr0, pr1, pc0, pc1, ay: _Axis, ax: _Axis):
     q, r = q[cell], r[cell]
     x = ax.start[j[cell] + 1] + kx
 
-    # Keep the cells the column's sign changes in; runs of consecutive ones share their bounds.
+    # The cells the column's sign changes in; there it changes at its first pixel past the
+    # point where the values cross 0 (at the cell's end if none of its pixels is past it).
     b_upper, b_lower = _b(logits, q, np.stack([r, r + 1]), x, ax)
     change = np.flatnonzero((b_upper > 0) != (b_lower > 0))
     q, r, x, b_upper, b_lower = (v.take(change) for v in (q, r, x, b_upper, b_lower))
-    new = np.r_[True, (q[1:] != q[:-1]) | (x[1:] != x[:-1]) | (r[1:] != r[:-1] + 1)] if len(q) else np.zeros(0, bool)
-    run = np.cumsum(new) - 1
-    first = np.flatnonzero(new)
-    last = np.r_[first[1:], len(q)] - 1
-    # The pixels of those cells; before a run, the last pixel of the cell above has the sign of
-    # the run's upper row (that cell does not change sign), after it likewise.
-    n_pix = ay.stop[r + 1] - ay.start[r + 1]
-    pixel = np.repeat(np.arange(len(q)), n_pix)
-    y = ay.start[r + 1][pixel] + np.arange(len(pixel)) - np.repeat(np.cumsum(n_pix) - n_pix, n_pix)
-    pixels = (run[pixel], y, b_upper[pixel], b_lower[pixel])
-    runs = (q[first], x[first], ay.start[r[first] + 1], ay.stop[r[last] + 1], b_upper[first] > 0, b_lower[last] > 0)
-    return pixels, runs
+    y0, n_pix = ay.start[r + 1], ay.stop[r + 1] - ay.start[r + 1]
+    y = y0[:, None] + np.arange(int(n_pix.max(initial=0)))
+    w1 = ay.w1[np.minimum(y, H - 1)]
+    before = ((b_upper[:, None] * (1 - w1) + b_lower[:, None] * w1 > 0) == (b_upper > 0)[:, None])
+    before &= y < (y0 + n_pix)[:, None]
+    return q, x * H + y0 + before.sum(1)
 
 
-def _window(logits, todo, X0, X1, Y0, Y1, ay: _Axis, ax: _Axis):
-    """Every output pixel of every query's window, one run per column (as ``_edge_cells``)."""
+def _window_edges(logits, todo, X0, X1, Y0, Y1, ay: _Axis, ax: _Axis, H: int):
+    """The run boundaries of every output pixel of every query's window, column by column (as
+    ``_cell_edges``); the pixels just outside a window interpolate non-positive logits."""
     q = np.repeat(todo, X1[todo] - X0[todo])
     x = np.concatenate([np.arange(X0[k], X1[k]) for k in todo]) if len(todo) else np.zeros(0, np.int64)
-    n_pix = Y1[q] - Y0[q]
-    pixel = np.repeat(np.arange(len(q)), n_pix)
-    y = Y0[q][pixel] + np.arange(len(pixel)) - np.repeat(np.cumsum(n_pix) - n_pix, n_pix)
-    b_upper, b_lower = _b(logits, q[pixel], np.stack([ay.tap0[y], ay.tap1[y]]), x[pixel], ax)
-    none = np.zeros(len(q), dtype=bool)  # the pixels just outside a window interpolate non-positive logits
-    return (pixel, y, b_upper, b_lower), (q, x, Y0[q], Y1[q], none, none)
-
-
-def _edges(pixels, runs, ay: _Axis, H: int) -> tuple[np.ndarray, np.ndarray]:
-    """The queries and column-major positions of the sign changes along the runs.
-
-    ``pixels``: ``(run, y, b_upper, b_lower)``, a run's output rows in order with the two logit
-    rows interpolated at its column; ``runs``: ``(query, column, y0, y1, before, after)``, the
-    run's pixels ``y0..y1 - 1`` and the signs of the pixels just before and after them. A sign
-    change is a run boundary of the mask at the later pixel's position.
-    """
-    run, y, b_upper, b_lower = pixels
-    q, x, y0, y1, before, after = runs
-    w1 = ay.w1[y]
-    length = y1 - y0 + 2
-    at = np.cumsum(length) - length                  # each run's "before", then pixels, then "after"
-    positive = np.empty(int(length.sum()), dtype=bool)
-    positive[at] = before
-    positive[at + length - 1] = after
-    positive[at[run] + 1 + y - y0[run]] = b_upper * (1 - w1) + b_lower * w1 > 0
-    k = np.arange(len(positive)) - np.repeat(at, length)
-    owner = np.repeat(np.arange(len(q)), length)
+    length = Y1[q] - Y0[q] + 2                      # with a non-positive pixel before and after
+    column = np.repeat(np.arange(len(q)), length)
+    k = np.arange(len(column)) - np.repeat(np.cumsum(length) - length, length)
+    y = Y0[q][column] + k - 1
+    inside = (k > 0) & (k < length[column] - 1)
+    yy = y[inside]
+    b_upper, b_lower = _b(logits, q[column[inside]], np.stack([ay.tap0[yy], ay.tap1[yy]]), x[column[inside]], ax)
+    positive = np.zeros(len(column), dtype=bool)
+    positive[inside] = b_upper * (1 - ay.w1[yy]) + b_lower * ay.w1[yy] > 0
     change = np.flatnonzero((positive[1:] != positive[:-1]) & (k[1:] > 0)) + 1
-    return q[owner[change]], x[owner[change]] * H + y0[owner[change]] + k[change] - 1
+    return q[column[change]], x[column[change]] * H + y[change]
 
 
 def _strings(edges_q: np.ndarray, edges: np.ndarray, Q: int, total: int) -> list[str]:
     """RLE strings from the sorted sign changes of each query (column-major positions)."""
-    # A run that ends at the bottom of a column and one that starts at the top of the next
-    # meet at one position: together they are no change.
-    same = (edges[1:] == edges[:-1]) & (edges_q[1:] == edges_q[:-1])
-    keep = np.ones(len(edges), dtype=bool)
-    keep[1:] &= ~same
-    keep[:-1] &= ~same
+    # Changes at one position (a run that ends at the bottom of a column and one that starts at
+    # the top of the next; a cell whose change falls on its end, and the next cell's at its
+    # start) cancel in pairs: keep one of an odd number.
+    new = np.r_[True, (edges[1:] != edges[:-1]) | (edges_q[1:] != edges_q[:-1])] if len(edges) else np.zeros(0, bool)
+    first = np.flatnonzero(new)
+    keep = np.zeros(len(edges), dtype=bool)
+    keep[first[np.diff(np.r_[first, len(edges)]) % 2 == 1]] = True
     keep &= edges < total  # a run to the very end of the mask is closed by the end itself
     edges_q, edges = edges_q[keep], edges[keep]
     n_edges = np.bincount(edges_q, minlength=Q)

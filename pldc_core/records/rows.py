@@ -3,12 +3,15 @@
 The columns are ``schema``'s; ``store`` writes the tables. Reading and analysis import ``store``
 alone, never this module. The dense per-query work is done inside each query's box:
 ``box_maps`` at mask-logit resolution, ``mask_rles`` at image resolution, ``band_png`` for the
-uncertainty PNGs (on a second thread while the rest is computed).
+uncertainty PNGs, which a worker thread encodes (then the uncertainty means) while the caller's
+thread does the rest.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -17,8 +20,8 @@ import pyarrow as pa
 import torch
 
 from pldc_core.method.filters import FILTERS, Thresholds, coupled_keep, ddtf_keep
-from pldc_core.records.band_png import band_png
-from pldc_core.records.box_maps import BoxMaps
+from pldc_core.records.band_png import BandPngs
+from pldc_core.records.box_maps import LOGIT_FLOOR, BoxMaps, row_col_max
 from pldc_core.records.errors import classify_errors
 from pldc_core.records.mask_rles import mask_rle_strings
 from pldc_core.records.schema import ERROR_TYPES, GT_SCHEMA, IMAGE_SCHEMA, QUERY_SCHEMA
@@ -130,49 +133,58 @@ _THREADED_PIXELS = 1 << 16  # below this many box pixels per image, threads cost
 
 
 def _pool() -> ThreadPoolExecutor | None:
-    """Threads for the rows' other work (numpy, OpenCV and zlib release the GIL); None on one CPU."""
+    """Threads for the PNGs, one fewer than the CPUs as the caller's thread works too; None on one CPU."""
     global _POOL
-    workers = min(4, os.cpu_count() or 1)
-    if workers < 2:
+    workers = min(3, (os.cpu_count() or 1) - 1)
+    if workers < 1:
         return None
     if _POOL is None or _POOL[0] != os.getpid():
         _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pldc-rows"))
     return _POOL[1]
 
 
-def _box_png(maps: BoxMaps, q: int) -> bytes:
-    """The PNG of query ``q``'s ``round(255 u)`` map: its box, zero elsewhere."""
+def _box_pngs(maps: BoxMaps, queries) -> list[bytes]:
+    """The PNGs of ``queries``' ``round(255 u)`` maps: each its box, zero elsewhere."""
     h, w = maps.map_hw
-    return band_png(maps.box(q, maps.u8), int(maps.rows[q, 0]), h, int(maps.cols[q, 0]), w)
+    png = BandPngs()
+    return [png(maps.box(q, maps.u8), int(maps.rows[q, 0]), h, int(maps.cols[q, 0]), w) for q in queries]
 
 
-def _start_pngs(maps: BoxMaps) -> Callable[[], list[bytes]]:
-    """Start encoding every query's uncertainty PNG; the returned function gives them, in order.
+class _PngJobs:
+    """The queries' uncertainty PNGs in chunks that whichever thread is free encodes: ``work()``
+    (any thread, any number of them) encodes chunks until none is left; ``pngs()``, once every
+    ``work()`` returned, gives them in query order. The first ``work()`` makes the maps: each
+    query's box of logits above ``LOGIT_FLOOR`` (``round(255 u)`` is 0 elsewhere)."""
 
-    Two thirds go to worker threads now; the caller's thread encodes the last third when it
-    asks for the result (it has its own work until then, so all threads stay busy).
-    """
-    Q = len(maps.offsets) - 1
-    pool = _pool() if maps.offsets[-1] >= _THREADED_PIXELS else None
-    if pool is None:
-        return lambda: [_box_png(maps, q) for q in range(Q)]
-    *others, own = np.array_split(np.arange(Q), 3)
-    parts = [pool.submit(lambda idx: [_box_png(maps, q) for q in idx], idx) for idx in others]
+    CHUNKS = 8
 
-    def result() -> list[bytes]:
-        last = [_box_png(maps, q) for q in own]
-        return [png for part in parts for png in part.result()] + last
-    return result
+    def __init__(self, logits: np.ndarray, row_max: np.ndarray, col_max: np.ndarray) -> None:
+        self._logits, self._row_max, self._col_max = logits, row_max, col_max
+        chunks = np.array_split(np.arange(len(logits)), self.CHUNKS)
+        self._done = [[] for _ in chunks]
+        self._todo = deque(enumerate(chunks))
+        self._lock, self._maps_lock = threading.Lock(), threading.Lock()
+        self._maps: BoxMaps | None = None
+
+    def work(self) -> None:
+        with self._maps_lock:
+            if self._maps is None:
+                self._maps = BoxMaps.of(self._logits, self._row_max, self._col_max, floor=LOGIT_FLOOR, margin=0)
+        while True:
+            with self._lock:
+                if not self._todo:
+                    return
+                i, queries = self._todo.popleft()
+            self._done[i] = _box_pngs(self._maps, queries.tolist())
+
+    def pngs(self) -> list[bytes]:
+        return [png for part in self._done for png in part]
 
 
-def _start(fn: Callable, *args, threaded: bool) -> Callable:
-    """``fn(*args)`` on another thread when ``threaded`` (and there is more than one CPU); the
-    returned function gives its result."""
-    pool = _pool() if threaded else None
-    if pool is None:
-        result = fn(*args)
-        return lambda: result
-    return pool.submit(fn, *args).result
+def _pngs_then_means(jobs: _PngJobs, maps: BoxMaps) -> tuple[np.ndarray, np.ndarray]:
+    """The worker thread's share: PNG chunks, then the uncertainty means inside and on the boundary."""
+    jobs.work()
+    return maps.inside_and_boundary()
 
 
 # Columns of a table that hold a fixed-length list per row: given to ``_to_table`` as a 2-D array,
@@ -234,6 +246,16 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
     if gt is not None and supercategory is None:
         raise RecordError(f"image {image_id}: supercategory map is needed to classify errors against GT")
 
+    # A worker thread encodes the uncertainty PNGs (zlib leaves the GIL) and then computes the
+    # uncertainty means, while this one does the rest and helps with the PNGs left.
+    logits = np.ascontiguousarray(mask_logits.numpy())
+    row_max, col_max = row_col_max(logits)
+    jobs = _PngJobs(logits, row_max, col_max)
+    maps = BoxMaps.of(logits, row_max, col_max)  # the masks' boxes
+    m = maps.mask_quality()  # (before two threads read the maps' cached mask pixels)
+    pool = _pool() if logits.size >= _THREADED_PIXELS else None
+    worker = pool.submit(_pngs_then_means, jobs, maps) if pool else None
+
     # c and the top-k come from the softmax over all N+1 logits (Eq. 3). m is computed on the
     # low-resolution logits, as training's DDTF does (pseudo_labels.make_pseudo_targets), so
     # keep_ddtf is the decision training makes. (evaluation.py scores masks upsampled to the
@@ -242,17 +264,11 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
     probs = _softmax_rows(class_logits)
     c, labels = probs[:, :N].max(1), probs[:, :N].argmax(1)  # pseudo_labels.class_quality, on these probs
     top_classes, top_probs = _top_k(probs[:, :N], min(top_k, N))
-
-    # The masks at image resolution and the PNGs are made on other threads meanwhile.
-    logits = np.ascontiguousarray(mask_logits.numpy())
-    row_max, col_max = logits.max(axis=2), logits.max(axis=1)
-    masks = _start(mask_rle_strings, logits, (H, W), row_max, col_max, threaded=logits.size >= _THREADED_PIXELS)
-    maps = BoxMaps.of(logits, row_max, col_max)
-    pngs = _start_pngs(maps)
-    m = maps.mask_quality()
-    unc_inside, unc_boundary = maps.inside_and_boundary()
-    unc_pngs = pngs()
-    rles = [{"size": [H, W], "counts": r} for r in masks()]
+    strings = mask_rle_strings(logits, (H, W), row_max, col_max)
+    jobs.work()  # what the worker has not taken yet
+    unc_inside, unc_boundary = worker.result() if worker else maps.inside_and_boundary()
+    unc_pngs = jobs.pngs()
+    rles = [{"size": [H, W], "counts": r} for r in strings]
     area, bbox = rle_area_bbox(rles)
 
     # Training drops kept pseudo-labels whose mask has at most mask_area_threshold pixels; the

@@ -534,20 +534,34 @@ def test_upsampling_and_boxes_agree_with_torch_and_dense_masks():
 
 
 def test_uncertainty_pngs_of_a_large_image_are_encoded_in_order():
-    from pldc_core.records.box_maps import BoxMaps
+    from pldc_core.records.box_maps import BoxMaps, row_col_max
 
     rng = np.random.default_rng(1)
     logits = (rng.standard_normal((11, 256, 128)) * 4).astype(np.float32)  # past the threshold for threads
     logits[3] = -20                                                         # an all-zero map
-    maps = BoxMaps.of(logits, logits.max(axis=2), logits.max(axis=1))
-    pngs = rows._start_pngs(maps)()
-    assert pngs == [rows._box_png(maps, q) for q in range(len(logits))]
+    class_logits = rng.standard_normal((11, 3)).astype(np.float32)
+    maps = BoxMaps.of(logits, logits.max(axis=2), logits.max(axis=1), floor=-7.0, margin=0)
+    expected = rows._box_pngs(maps, range(len(logits)))
+
+    def pngs():
+        return rows.query_columns(1, class_logits, logits, (1024, 512), thresholds=THRESHOLDS)["unc_png"]
+
+    assert pngs() == expected
     sigma = 1 / (1 + np.exp(-logits.astype(np.float64)))
-    for data, expected in zip(pngs, np.rint(255 * (1 - 2 * np.abs(sigma - 0.5)))):
+    for data, u8 in zip(expected, np.rint(255 * (1 - 2 * np.abs(sigma - 0.5)))):
         decoded = np.rint(store.decode_uncertainty({"unc_png": data, "image_id": 0}) * 255)
-        assert np.abs(decoded - expected).max() <= 1  # float32 vs float64 rounding
+        assert np.abs(decoded - u8).max() <= 1  # float32 vs float64 rounding
+    # chunks taken by several threads at once come out in query order
+    jobs = rows._PngJobs(logits, *row_col_max(logits))
+    threads = [threading.Thread(target=jobs.work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    jobs.work()
+    for t in threads:
+        t.join()
+    assert jobs.pngs() == expected
     if hasattr(os, "fork"):  # a forked child (e.g. a data-loader worker) must not wait on the parent's threads
         pid = os.fork()
         if pid == 0:
-            os._exit(0 if rows._start_pngs(maps)() == pngs else 3)
+            os._exit(0 if pngs() == expected else 3)
         assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
