@@ -12,7 +12,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -181,10 +181,11 @@ class _PngJobs:
         return [png for part in self._done for png in part]
 
 
-def _pngs_then_means(jobs: _PngJobs, maps: BoxMaps) -> tuple[np.ndarray, np.ndarray]:
-    """The worker thread's share: PNG chunks, then the uncertainty means inside and on the boundary."""
+def _pngs_then_means(jobs: _PngJobs, maps: Future) -> tuple[np.ndarray, np.ndarray]:
+    """The worker thread's share: PNG chunks, then the uncertainty means inside and on the boundary
+    of ``maps`` (a future the caller's thread fills meanwhile)."""
     jobs.work()
-    return maps.inside_and_boundary()
+    return maps.result().inside_and_boundary()
 
 
 # Columns of a table that hold a fixed-length list per row: given to ``_to_table`` as a 2-D array,
@@ -250,11 +251,16 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
     # uncertainty means, while this one does the rest and helps with the PNGs left.
     logits = np.ascontiguousarray(mask_logits.numpy())
     row_max, col_max = row_col_max(logits)
-    jobs = _PngJobs(logits, row_max, col_max)
-    maps = BoxMaps.of(logits, row_max, col_max)  # the masks' boxes
-    m = maps.mask_quality()  # (before two threads read the maps' cached mask pixels)
+    jobs, maps_ready = _PngJobs(logits, row_max, col_max), Future()
     pool = _pool() if logits.size >= _THREADED_PIXELS else None
-    worker = pool.submit(_pngs_then_means, jobs, maps) if pool else None
+    worker = pool.submit(_pngs_then_means, jobs, maps_ready) if pool else None
+    try:
+        maps = BoxMaps.of(logits, row_max, col_max)  # the masks' boxes
+        m = maps.mask_quality()  # (before two threads read the maps' cached mask pixels)
+    except BaseException as exc:
+        maps_ready.set_exception(exc)  # the worker must not wait for them
+        raise
+    maps_ready.set_result(maps)
 
     # c and the top-k come from the softmax over all N+1 logits (Eq. 3). m is computed on the
     # low-resolution logits, as training's DDTF does (pseudo_labels.make_pseudo_targets), so
