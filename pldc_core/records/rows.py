@@ -129,7 +129,7 @@ def _top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (owner pid, pool): a forked child makes its own
-_THREADED_PIXELS = 1 << 16  # below this many box pixels per image, threads cost more than they save
+_THREADED_PIXELS = 1 << 16  # below this many mask logits per image, a thread costs more than it saves
 
 
 def _pool() -> ThreadPoolExecutor | None:
@@ -254,6 +254,9 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
     jobs, maps_ready = _PngJobs(logits, row_max, col_max), Future()
     pool = _pool() if logits.size >= _THREADED_PIXELS else None
     worker = pool.submit(_pngs_then_means, jobs, maps_ready) if pool else None
+    # m is computed on the low-resolution logits, as training's DDTF does
+    # (pseudo_labels.make_pseudo_targets), so keep_ddtf is the decision training makes.
+    # (evaluation.py scores masks upsampled to the image instead; the two m differ slightly.)
     try:
         maps = BoxMaps.of(logits, row_max, col_max)  # the masks' boxes
         m = maps.mask_quality()  # (before two threads read the maps' cached mask pixels)
@@ -262,11 +265,8 @@ def query_columns(image_id: int, class_logits, mask_logits, image_hw: tuple[int,
         raise
     maps_ready.set_result(maps)
 
-    # c and the top-k come from the softmax over all N+1 logits (Eq. 3). m is computed on the
-    # low-resolution logits, as training's DDTF does (pseudo_labels.make_pseudo_targets), so
-    # keep_ddtf is the decision training makes. (evaluation.py scores masks upsampled to the
-    # image instead; the two m differ slightly.) The upsampled mask stored as RLE may differ
-    # from the low-resolution one by a few boundary pixels.
+    # c and the top-k come from the softmax over all N+1 logits (Eq. 3). The mask stored as RLE
+    # (upsampled to the image) may differ from the low-resolution one by a few boundary pixels.
     probs = _softmax_rows(class_logits)
     c, labels = probs[:, :N].max(1), probs[:, :N].argmax(1)  # pseudo_labels.class_quality, on these probs
     top_classes, top_probs = _top_k(probs[:, :N], min(top_k, N))
