@@ -1,8 +1,9 @@
-"""The teacher step of Fig. 4 after the teacher's forward pass: filter, DICC, PMUA weights.
+"""The teacher step of Fig. 4: the teacher's forward pass, then filter, DICC and PMUA weights.
 
-Training calls it on the teacher's outputs for the weak views of a batch; ``pldc pseudo-labels``
-and the records hook call it on the teacher's outputs for each recorded image. One function, so
-the pseudo-labels the records show are the ones training makes.
+Training calls ``teacher_step`` on the weak views of a batch; ``pldc pseudo-labels`` and the
+records hook call it on the recorded images (resized as for evaluation). One function, so the
+pseudo-labels the records show are the ones training makes. ``label_outputs`` is its second half
+(from the teacher's outputs on), for callers that already hold the outputs.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 
 from pldc_core.method.filters import Thresholds
 from pldc_core.method.pseudo_labels import PseudoTargets, dicc_fuse, dicc_weight, make_pseudo_targets
+from pldc_core.model.inference import covered_hw
 
 
 def dicc_w_at(cfg, iteration: int) -> float:
@@ -51,11 +53,52 @@ class PseudoLabels:
         return target
 
 
+@dataclass
+class TeacherOutput:
+    """What the teacher step made of a batch: the teacher's raw outputs and each image's pseudo-labels."""
+
+    class_logits: torch.Tensor         # [B, Q, N+1] float
+    mask_logits: torch.Tensor          # [B, Q, h, w] float, over the padded input
+    pseudo_labels: list[PseudoLabels]  # one per image
+
+
 @torch.no_grad()
-def teacher_step(class_logits: torch.Tensor, mask_logits: torch.Tensor, images: torch.Tensor, *,
-                 thresholds: Thresholds, clip=None, w: float | None = None, valid: torch.Tensor | None = None,
+def teacher_step(teacher: torch.nn.Module, images: torch.Tensor, *, thresholds: Thresholds, clip=None,
+                 w: float | None = None, valid: torch.Tensor | None = None,
+                 image_hw: list[tuple[int, int]] | None = None,
                  timed: Callable[[str], AbstractContextManager] = _untimed,
-                 min_mask_area: int = 0) -> list[PseudoLabels]:
+                 autocast: Callable[[], AbstractContextManager] = nullcontext, min_mask_area: int = 0,
+                 skip_settled: bool = False) -> TeacherOutput:
+    """Fig. 4's teacher step on ``images [B, 3, H, W]``: the teacher's forward pass (timed as
+    ``teacher``, under ``autocast()``), then ``label_outputs`` on its outputs.
+
+    ``valid [B, H, W]`` (bool) marks the real image pixels of a padded batch (training's weak
+    views); or ``image_hw``, each image's real size at the top left of the padded input (images
+    resized as for evaluation, which keeps the mask pixels that cover any of it). The rest is
+    background for the pseudo-labels. The other arguments are ``label_outputs``'s.
+    """
+    with timed("teacher"), autocast():
+        out = teacher(images)
+    class_logits, mask_logits = out.class_logits.float(), out.mask_logits.float()
+    small_valid = None
+    if valid is not None:
+        small_valid = F.interpolate(valid[:, None].float(), size=mask_logits.shape[-2:], mode="nearest")[:, 0] > 0.5
+    elif image_hw is not None:
+        # as inference crops them: a mask pixel is image when it covers any of the real image
+        small_valid = torch.zeros(len(image_hw), *mask_logits.shape[-2:], dtype=torch.bool, device=mask_logits.device)
+        for i, hw in enumerate(image_hw):
+            rows, cols = covered_hw(hw, tuple(images.shape[-2:]), tuple(mask_logits.shape[-2:]))
+            small_valid[i, :rows, :cols] = True
+    labels = label_outputs(class_logits, mask_logits, images, thresholds=thresholds, clip=clip, w=w,
+                           valid=small_valid, timed=timed, min_mask_area=min_mask_area, skip_settled=skip_settled)
+    return TeacherOutput(class_logits, mask_logits, labels)
+
+
+@torch.no_grad()
+def label_outputs(class_logits: torch.Tensor, mask_logits: torch.Tensor, images: torch.Tensor, *,
+                  thresholds: Thresholds, clip=None, w: float | None = None, valid: torch.Tensor | None = None,
+                  timed: Callable[[str], AbstractContextManager] = _untimed,
+                  min_mask_area: int = 0, skip_settled: bool = False) -> list[PseudoLabels]:
     """Pseudo-labels of each image from the teacher's outputs.
 
     ``class_logits [B, Q, N+1]`` and ``mask_logits [B, Q, h, w]`` (float) are the teacher's on
@@ -66,6 +109,11 @@ def teacher_step(class_logits: torch.Tensor, mask_logits: torch.Tensor, images: 
     ``timed(name)`` is a context manager the trainer uses to time the ``filter`` and ``dicc`` parts.
     ``min_mask_area`` > 0 drops kept pseudo-labels whose mask, at the image's resolution, has at
     most that many pixels (``pldc.mask_area_threshold``), before DICC.
+    ``skip_settled``: run CLIP only on the pseudo-labels whose class Eq. 9 could still change at
+    this ``w`` (``dicc_can_change``); the others keep the teacher's class, exactly as DICC would
+    give them, and NaN rows in ``clip_probs``. Training sets it (after the first ~28% of the
+    semi-supervised steps at ``c_t`` 0.85 no class can change, so CLIP's forward passes are saved);
+    the records keep CLIP's probabilities of every kept query.
     """
     out = []
     for i in range(class_logits.shape[0]):
@@ -85,10 +133,39 @@ def teacher_step(class_logits: torch.Tensor, mask_logits: torch.Tensor, images: 
             with timed("dicc"):
                 if full is None:
                     full = F.interpolate(kept.masks[None], size=images.shape[-2:], mode="bilinear")[0] > 0.5
-                clip_probs = clip.probs(images[i], full).to(kept.probs)
-                _, labels = dicc_fuse(kept.probs, clip_probs, w)
+                if skip_settled:
+                    labels, clip_probs = _dicc_where_open(clip, images[i], full, kept, w)
+                else:
+                    clip_probs = clip.probs(images[i], full).to(kept.probs)
+                    _, labels = dicc_fuse(kept.probs, clip_probs, w)
         out.append(PseudoLabels(kept, labels, clip_probs))
     return out
+
+
+def dicc_can_change(teacher_probs: torch.Tensor, w: float) -> torch.Tensor:
+    """Which pseudo-labels Eq. 9 could move to another class at weight ``w``, whatever CLIP says
+    (bool ``[K]``, docs/METHOD.md "When DICC can act at all").
+
+    ``w * (p_clip(k) - p_clip(t))`` is at most ``w``, so the teacher's class ``t`` stays when its
+    margin over every other class, ``p_hat(t) - max_k p_hat(k)``, has ``(1 - w) * margin > w``.
+    """
+    if teacher_probs.shape[-1] < 2:
+        return torch.zeros(teacher_probs.shape[:-1], dtype=torch.bool, device=teacher_probs.device)
+    top2 = teacher_probs.topk(2, dim=-1).values
+    return (1.0 - w) * (top2[..., 0] - top2[..., 1]) <= w
+
+
+def _dicc_where_open(clip, image: torch.Tensor, full: torch.Tensor, kept: PseudoTargets,
+                     w: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """DICC on the pseudo-labels whose class can still change; the others keep the teacher's class
+    and get NaN rows of CLIP probabilities."""
+    open_ = dicc_can_change(kept.probs, w)
+    labels = kept.labels.clone()
+    clip_probs = torch.full_like(kept.probs, float("nan"))
+    if open_.any():
+        clip_probs[open_] = clip.probs(image, full[open_]).to(kept.probs)
+        labels[open_] = dicc_fuse(kept.probs[open_], clip_probs[open_], w)[1]
+    return labels, clip_probs
 
 
 def _select(kept: PseudoTargets, which: torch.Tensor) -> PseudoTargets:

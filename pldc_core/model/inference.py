@@ -29,11 +29,17 @@ class ImagePrediction:
 
     def low_res(self) -> torch.Tensor:
         """Mask logits at the model's resolution, cropped to the part that covers the real image."""
-        low_h, low_w = self.mask_logits.shape[-2:]
-        pad_h, pad_w = (self.padded_size,) * 2 if isinstance(self.padded_size, int) else self.padded_size
-        h = max(1, math.ceil(self.resized_hw[0] * low_h / pad_h))
-        w = max(1, math.ceil(self.resized_hw[1] * low_w / pad_w))
+        h, w = covered_hw(self.resized_hw, self.padded_size, tuple(self.mask_logits.shape[-2:]))
         return self.mask_logits[:, :h, :w]
+
+
+def covered_hw(resized_hw: tuple[int, int], padded_size: int | tuple[int, int],
+               low_hw: tuple[int, int]) -> tuple[int, int]:
+    """The top-left part of a ``low_hw`` map over a padded input that covers any of the real
+    ``resized_hw`` image (what inference keeps of the mask logits)."""
+    pad_h, pad_w = (padded_size,) * 2 if isinstance(padded_size, int) else padded_size
+    return (max(1, math.ceil(resized_hw[0] * low_hw[0] / pad_h)),
+            max(1, math.ceil(resized_hw[1] * low_hw[1] / pad_w)))
 
 
 @torch.no_grad()

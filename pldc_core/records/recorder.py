@@ -14,9 +14,10 @@ import torch
 from tqdm import tqdm
 
 from pldc_core import distributed as dist_utils
+from pldc_core.data.augment import TestResize
 from pldc_core.method.filters import Thresholds
-from pldc_core.method.teacher_step import dicc_w_at, teacher_step
-from pldc_core.model.inference import predict_images
+from pldc_core.method.teacher_step import PseudoLabels, dicc_w_at, teacher_step
+from pldc_core.model.inference import ImagePrediction
 from pldc_core.records.rows import (DiccInfo, GroundTruth, gt_columns, gt_table, image_columns, images_table,
                                     queries_table, query_columns)
 from pldc_core.records.store import RecordWriter
@@ -30,10 +31,8 @@ def sample_record_images(image_ids: list[int], n: int, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(ids, n))
 
 
-def _dicc_info(clip, image: torch.Tensor, mask_logits: torch.Tensor, class_logits: torch.Tensor,
-               thresholds: Thresholds, w: float) -> DiccInfo | None:
-    """What DICC decides for the queries the run's filter keeps: training's own teacher step."""
-    labels = teacher_step(class_logits[None], mask_logits[None], image[None], thresholds=thresholds, clip=clip, w=w)[0]
+def _dicc_info(labels: PseudoLabels, w: float) -> DiccInfo | None:
+    """What DICC decided for the queries the run's filter keeps (None without DICC)."""
     if labels.clip_probs is None:
         return None
     return DiccInfo(clip_probs=labels.clip_probs.cpu(), w=w, corrected_classes=labels.labels.cpu(),
@@ -44,23 +43,29 @@ def _dicc_info(clip, image: torch.Tensor, mask_logits: torch.Tensor, class_logit
 def record_batch(model: torch.nn.Module, index, image_ids: list[int], *, thresholds: dict, image_size: int,
                  device: torch.device, has_gt: bool, clip=None, dicc_w: float | None = None
                  ) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """Load one batch of images, run ``model`` on it and build its records: ``(queries, gt, images)``.
+    """Load one batch of images, run training's teacher step on it (``model`` as the teacher, the
+    images resized as for evaluation) and build its records: ``(queries, gt, images)``.
 
     ``has_gt``: read the images' annotations (False: the GT columns stay empty). The rows of the
     whole batch are converted to arrow at once, not per image.
     """
     supercategory = index.categories.supercategory_of_index()
     batch = [index.load_image(i) for i in image_ids]
+    canvas, sizes, padded = TestResize("train", image_size)(batch)
+    was_training = model.training
+    model.eval()
+    try:
+        step = teacher_step(model, canvas.to(device), image_hw=sizes, thresholds=Thresholds.of(thresholds),
+                            clip=clip, w=dicc_w)
+    finally:
+        model.train(was_training)
     q_parts, g_parts, i_parts = [], [], []
-    for image_id, image, pred in zip(image_ids, batch, predict_images(model, batch, image_size, device)):
+    for i, (image_id, image) in enumerate(zip(image_ids, batch)):
         hw = tuple(image.shape[-2:])
-        low = pred.low_res()
+        pred = ImagePrediction(step.class_logits[i].cpu(), step.mask_logits[i].cpu(), sizes[i], padded[0])
         gt = GroundTruth.from_rles(*index.instance_rles(image_id)) if has_gt else None
-        dicc = None
-        if clip is not None:
-            dicc = _dicc_info(clip, image.to(device), low.to(device), pred.class_logits.to(device),
-                              Thresholds.of(thresholds), dicc_w)
-        q_parts.append(query_columns(image_id, pred.class_logits, low, hw, thresholds=thresholds, gt=gt,
+        dicc = _dicc_info(step.pseudo_labels[i], dicc_w) if clip is not None else None
+        q_parts.append(query_columns(image_id, pred.class_logits, pred.low_res(), hw, thresholds=thresholds, gt=gt,
                                      supercategory=supercategory, dicc=dicc))
         g_parts.append(gt_columns(image_id, gt, hw))
         i_parts.append(image_columns(image_id, index.image_info(image_id)["file_name"], hw, has_gt=has_gt))

@@ -16,7 +16,6 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from pldc_core import distributed as dist_utils
 from pldc_core.config import ExperimentConfig, save_config
@@ -383,15 +382,12 @@ class Trainer(TrainerBase):
     @torch.no_grad()
     def pseudo_label(self, weak: torch.Tensor, valid: torch.Tensor) -> tuple[list[dict], dict]:
         """The teacher step: the teacher labels the weak views, then filter, DICC and PMUA weights."""
-        with self._timed("teacher"), self._autocast():
-            t_out = self.teacher(weak)
-        class_logits, mask_logits = t_out.class_logits.float(), t_out.mask_logits.float()
-        small_valid = F.interpolate(valid[:, None].float(), size=mask_logits.shape[-2:], mode="nearest")[:, 0] > 0.5
         w = dicc_w_at(self.cfg, self.iter)
-        labels = teacher_step(class_logits, mask_logits, weak, thresholds=self.thresholds, clip=self.clip, w=w,
-                              valid=small_valid, timed=self._timed,
-                              min_mask_area=self.thresholds.mask_area_threshold)
-        stats = {"n_queries": int(class_logits.shape[0] * class_logits.shape[1]),
+        step = teacher_step(self.teacher, weak, valid=valid, thresholds=self.thresholds, clip=self.clip, w=w,
+                            timed=self._timed, autocast=self._autocast,
+                            min_mask_area=self.thresholds.mask_area_threshold, skip_settled=True)
+        labels = step.pseudo_labels
+        stats = {"n_queries": int(step.class_logits.shape[0] * step.class_logits.shape[1]),
                  "n_kept": sum(len(p) for p in labels),
                  "n_kept_ddtf": sum(p.kept.n_ddtf for p in labels),
                  "n_kept_coupled": sum(p.kept.n_coupled for p in labels),

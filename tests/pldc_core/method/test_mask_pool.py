@@ -148,14 +148,14 @@ def test_load_run_clip_builds_the_mode_with_the_descriptions(tiny_clips, tmp_pat
 def test_teacher_step_with_mask_pool(tiny_clips):
     from pldc_core.method.filters import Thresholds
     from pldc_core.method.pseudo_labels import dicc_fuse
-    from pldc_core.method.teacher_step import teacher_step
+    from pldc_core.method.teacher_step import label_outputs
 
     pool = classifier_for_mode(tiny_clips["pldc-tiny-convnext"], "mask_pool")
     gen = torch.Generator().manual_seed(4)
     class_logits = torch.randn(2, 5, len(NAMES) + 1, generator=gen)
     mask_logits = torch.randn(2, 5, 16, 16, generator=gen) * 4
     images = torch.rand(2, 3, 64, 64, generator=gen)
-    out = teacher_step(class_logits, mask_logits, images, thresholds=Thresholds("ddtf", 0.0, 0.0, 0.0),
+    out = label_outputs(class_logits, mask_logits, images, thresholds=Thresholds("ddtf", 0.0, 0.0, 0.0),
                        clip=pool, w=0.5)
     assert sum(len(p) for p in out) > 0
     for i, labels in enumerate(out):

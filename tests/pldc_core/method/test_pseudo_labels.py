@@ -7,7 +7,7 @@ import torch
 from pldc_core.method.filters import Thresholds, coupled_keep, ddtf_keep
 from pldc_core.method.pseudo_labels import (PseudoTargets, binary_mask, class_quality, dicc_fuse, dicc_weight,
                                             make_pseudo_targets, mask_quality, pixel_uncertainty, teacher_class_probs)
-from pldc_core.method.teacher_step import PseudoLabels, teacher_step
+from pldc_core.method.teacher_step import PseudoLabels, label_outputs
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -217,7 +217,7 @@ def test_target_uses_corrected_labels_and_pmua_weights():
 def test_teacher_step_without_dicc_keeps_the_filters_queries_and_classes():
     class_logits, mask_logits = _teacher_outputs()
     pt = make_pseudo_targets(class_logits, mask_logits, filter="coupled", **THRESH)
-    (labels,) = teacher_step(class_logits[None], mask_logits[None], torch.zeros(1, 3, 8, 8),
+    (labels,) = label_outputs(class_logits[None], mask_logits[None], torch.zeros(1, 3, 8, 8),
                              thresholds=Thresholds("coupled", **THRESH))
     assert torch.equal(labels.kept.keep_idx, pt.keep_idx) and torch.equal(labels.labels, pt.labels)
     assert labels.clip_probs is None and labels.n_dicc_changed == 0
