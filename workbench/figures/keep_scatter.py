@@ -16,7 +16,7 @@ from workbench.explain import ERROR_TYPE_NAMES, error_label
 from workbench.figures.charts import subsample
 from workbench.figures.style import ERROR_COLORS, MODEBAR, empty
 
-MAX_POINTS = 3000
+MAX_POINTS = 2000
 SHADE = "rgba(110, 110, 110, 0.22)"
 
 

@@ -23,7 +23,7 @@ KEPT, ALL = "kept at these thresholds", "all queries"
 
 # each side's scatter, half as wide as the Pseudo-labels one, draws at most this many points (two of
 # keep_scatter.MAX_POINTS took 1-2 s of the tab's first open in a browser)
-SCATTER_POINTS = 1500
+SCATTER_POINTS = 1000
 
 
 class CompareView(NamedTuple):
