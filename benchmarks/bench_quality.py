@@ -1,7 +1,8 @@
 """Quality on the embedded benchmark at 5% labels: supervised vs PL-DC over split seeds, and the ablations.
 
     .venv/bin/python benchmarks/bench_quality.py [--out runs/quality] [--seeds 0 1 2]
-        [--ablation-seeds 0] [--ablation-iters N] [--jobs 2] [--thresholds paper|best-f1] [--config benchmarks/quality.yaml]
+        [--ablation-seeds 0] [--ablation-iters N] [--ablations NAME ...] [--jobs 2] [--thresholds paper|best-f1]
+        [--config benchmarks/quality.yaml]
 
 Per split seed S (``data.split_seed=S train.seed=S``):
   1. ``burn_in``: supervised training to ``train.burn_in_iters``, with pseudo-label records;
@@ -170,6 +171,8 @@ def main() -> int:
     parser.add_argument("--ablation-iters", type=int, default=None,
                         help="train the ablation variants to this iteration only (default: max_iters); supervised "
                              "and PL-DC of the ablation seeds are also evaluated there")
+    parser.add_argument("--ablations", nargs="+", choices=list(ABLATIONS), default=list(ABLATIONS),
+                        help="which ablation variants to run on the ablation seeds (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once, each single-threaded if > 1")
     args = parser.parse_args()
     bench = Bench(args)
@@ -181,7 +184,7 @@ def main() -> int:
     for seed in args.seeds:
         variants = dict(MAIN_VARIANTS)
         if seed in args.ablation_seeds:
-            variants.update(ABLATIONS)
+            variants.update({name: ABLATIONS[name] for name in args.ablations})
         for name, overrides in variants.items():
             at = stop if name in ABLATIONS else None
             tasks.append((name, seed, lambda s=seed, n=name, o=overrides, a=at: bench.variant(s, n, o, a)))
