@@ -107,29 +107,32 @@ class Bench:
         chosen = json.loads(dest.read_text())["chosen"]
         return [f"pldc.{k}={v:g}" for k, v in chosen.items()]
 
-    def variant(self, seed: int, name: str, overrides: list[str], stop: int | None = None) -> None:
+    def variant(self, seed: int, name: str, overrides: list[str], stop: int | None = None,
+                also_at: int | None = None) -> None:
         """Train a copy of the seed's burn-in with ``overrides`` to ``stop`` (default ``max_iters``),
-        then evaluate that checkpoint on all val images."""
+        then evaluate that checkpoint on all val images. ``also_at``: stop there first and evaluate
+        that checkpoint too (training keeps only its last few checkpoints, so it is evaluated on the way)."""
         stop = stop or self.max
         base = self.out / f"seed{seed}"
         run, log = base / name, base / f"{name}.log"
-        if all(self.eval_path(run, m, stop).exists() for m in _models(name)):
-            return
-        _wait_unlocked(run)
-        if not _ckpt(run, stop).exists():
-            if run.is_dir():  # interrupted earlier: its saved config holds the overrides
-                _run([PLDC, "train", "--resume", str(run), "--stop-at", str(stop)], log, self.threads)
-            else:
-                tmp = base / f"{name}.tmp"
-                shutil.rmtree(tmp, ignore_errors=True)
-                shutil.copytree(base / "burn_in", tmp)
-                for stale in tmp.glob("final_eval_*.json"):
-                    stale.unlink()
-                tmp.rename(run)
-                # the burn-in's saved config may predate pldc.dicc_crop: the benchmark's config decides it
-                _run([PLDC, "train", "--resume", str(run), "--stop-at", str(stop), f"name={name}",
-                      *self.thresholds(seed), f"pldc.dicc_crop={self.dicc_crop}", *overrides], log, self.threads)
-        self.evaluate(run, name, stop, log)
+        for target in ([also_at] if also_at and also_at < stop else []) + [stop]:
+            if all(self.eval_path(run, m, target).exists() for m in _models(name)):
+                continue
+            _wait_unlocked(run)
+            if not _ckpt(run, target).exists():
+                if run.is_dir():  # interrupted earlier: its saved config holds the overrides
+                    _run([PLDC, "train", "--resume", str(run), "--stop-at", str(target)], log, self.threads)
+                else:
+                    tmp = base / f"{name}.tmp"
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    shutil.copytree(base / "burn_in", tmp)
+                    for stale in tmp.glob("final_eval_*.json"):
+                        stale.unlink()
+                    tmp.rename(run)
+                    # the burn-in's saved config may predate pldc.dicc_crop: the benchmark's config decides it
+                    _run([PLDC, "train", "--resume", str(run), "--stop-at", str(target), f"name={name}",
+                          *self.thresholds(seed), f"pldc.dicc_crop={self.dicc_crop}", *overrides], log, self.threads)
+            self.evaluate(run, name, target, log)
 
     def eval_path(self, run: Path, model: str, iteration: int) -> Path:
         """``final_eval_<model>.json`` for the full budget; ``final_eval_<model>_at<iteration>.json`` else."""
@@ -187,12 +190,10 @@ def main() -> int:
             variants.update({name: ABLATIONS[name] for name in args.ablations})
         for name, overrides in variants.items():
             at = stop if name in ABLATIONS else None
-            tasks.append((name, seed, lambda s=seed, n=name, o=overrides, a=at: bench.variant(s, n, o, a)))
-            if stop and name in MAIN_VARIANTS and seed in args.ablation_seeds:
-                run = bench.out / f"seed{seed}" / name
-                tasks.append((f"{name}@{stop}", seed, lambda r=run, n=name: bench.evaluate(
-                    r, n, stop, r.parent / f"{n}.log")))
-    tasks.sort(key=lambda t: (t[0] not in MAIN_VARIANTS, "@" in t[0], t[1]))
+            # the main variants of an ablation seed are also evaluated where the ablations stop
+            also = stop if stop and name in MAIN_VARIANTS and seed in args.ablation_seeds else None
+            tasks.append((name, seed, lambda s=seed, n=name, o=overrides, a=at, b=also: bench.variant(s, n, o, a, b)))
+    tasks.sort(key=lambda t: (t[0] not in MAIN_VARIANTS, t[1]))
 
     burned: dict[int, Future] = {}
     failures = []
