@@ -1,6 +1,6 @@
 """Quality on the embedded benchmark at 5% labels: supervised vs PL-DC over split seeds, and the ablations.
 
-    .venv/bin/python benchmarks/bench_quality.py [--out runs/quality] [--seeds 0 1 2]
+    .venv/bin/python benchmarks/bench_quality.py [--out runs/quality5k] [--seeds 0 1 2]
         [--ablation-seeds 0] [--ablation-iters N] [--ablations NAME ...] [--jobs 2] [--thresholds paper|best-f1]
         [--config benchmarks/quality.yaml]
 
@@ -87,6 +87,7 @@ class Bench:
     def burn_in(self, seed: int) -> None:
         run = self.out / f"seed{seed}" / "burn_in"
         log = run.parent / "burn_in.log"
+        self.check_schedule(run)
         if not _ckpt(run, self.burn).exists():
             if (run / "checkpoints").is_dir():
                 _run([PLDC, "train", "--resume", str(run), "--stop-at", str(self.burn)], log, self.threads)
@@ -96,6 +97,16 @@ class Bench:
         if not (run / "final_eval_student.json").exists():
             _run([PLDC, "eval", "--checkpoint", str(run), "--model", "student",
                   "--out", str(run / "final_eval_student.json")], log, self.threads)
+
+    def check_schedule(self, run: Path) -> None:
+        """Refuse a burn-in left by another schedule in the output folder (its lr decayed over other steps)."""
+        saved = run / "config.yaml"
+        if not saved.exists():
+            return
+        t = load_config(saved).train
+        if (t.burn_in_iters, t.max_iters) != (self.burn, self.max):
+            raise RuntimeError(f"{run} was trained for another schedule (burn-in {t.burn_in_iters}, max_iters "
+                               f"{t.max_iters}; {self.config} says {self.burn}, {self.max}): use another --out")
 
     def thresholds(self, seed: int) -> list[str]:
         dest = self.out / f"seed{seed}" / "thresholds.json"
@@ -165,7 +176,7 @@ def _wait_unlocked(run: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="runs/quality")
+    parser.add_argument("--out", default="runs/quality5k")
     parser.add_argument("--config", default="benchmarks/quality.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--ablation-seeds", type=int, nargs="*", default=[0])

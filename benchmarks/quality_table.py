@@ -1,6 +1,6 @@
 """Collect the quality benchmark's results into benchmarks/results/quality.md.
 
-    .venv/bin/python benchmarks/quality_table.py [OUT_DIR] [--also LABEL=DIR ...]   (default runs/quality)
+    .venv/bin/python benchmarks/quality_table.py [OUT_DIR] [--also LABEL=DIR ...]   (default runs/quality5k)
 
 Reads OUT_DIR/seedS/<variant>/ as ``bench_quality.py`` leaves them. Mask AP is in percent.
 Headline: supervised-only (student; it has no teacher) against PL-DC (teacher, the EMA model the
@@ -223,7 +223,7 @@ def write(text: str, dest: Path = ROOT / "benchmarks" / "results" / "quality.md"
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", nargs="?", default="runs/quality")
+    parser.add_argument("out", nargs="?", default="runs/quality5k")
     parser.add_argument("--also", action="append", default=[], metavar="LABEL=DIR",
                         help="add another output folder's tables under the heading LABEL")
     args = parser.parse_args()
