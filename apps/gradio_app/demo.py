@@ -60,6 +60,25 @@ PAGE_JS = """
       });
     });
   };
+  // Gradio's plot re-creates its plotly component for every new figure (a keyed block), after the old
+  // component has drawn it: each figure was drawn twice, once into a div about to be removed. Draw after
+  // the page's update has settled, and only into divs still on the page.
+  const drawOnce = () => {
+    const P = window.Plotly;
+    if (!P || P.__pldcDrawOnce) return;
+    P.__pldcDrawOnce = true;
+    const later = (draw) => function (gd, ...rest) {
+      return new Promise((resolve) => setTimeout(
+        () => resolve(gd && gd.isConnected === false ? gd : draw.call(P, gd, ...rest)), 0));
+    };
+    P.__pldcReactNow = P.react;
+    P.react = later((...args) => P.__pldcReactNow(...args));
+    P.Plots.resize = later(P.Plots.resize);
+  };
+  const plotlyReady = setInterval(() => {
+    drawOnce();
+    if (window.Plotly) clearInterval(plotlyReady);
+  }, 10);
   setInterval(attach, 400);
 }
 """

@@ -160,6 +160,10 @@ def test_walk_through_every_tab(server, driver, tmp_path):
     wait_for(lambda: page.plot("cmp-metrics", "gd.data.length"), "the comparison")
     wait_for(lambda: driver.find_element(By.CSS_SELECTOR, "#cmp-pic-a img").get_attribute("src"), "image A")
     assert "A: demo @ 1000" in page.plot("cmp-metrics", "gd.data.map(t => t.name).join(' ')")
+    assert page.plot("cmp-conf-a", "true") is None  # drawn when their accordion opens
+    page.click("#cmp-conf-box button, #cmp-conf-box .label-wrap")
+    wait_for(lambda: page.plot("cmp-conf-a", "gd.data.length") and page.plot("cmp-conf-b", "gd.data.length"),
+             "the confusion matrices, drawn when opened")
     page.shot("compare")
     mark("compare")
 
@@ -202,10 +206,22 @@ def test_walk_through_every_tab(server, driver, tmp_path):
     # the DICC tab at the earlier checkpoint (DICC changed classes there): a checkpoint switch, then a correction
     page.tab("DICC")
     wait_for(lambda: "DICC ran on" in page.text("dc-summary"), "the DICC summary")
+    # each new figure is drawn once, into the plot that stays (Gradio re-creates a plot for each figure)
+    driver.execute_script("""
+      const P = window.Plotly, draw = P.__pldcReactNow;
+      window.__draws = {};
+      P.__pldcReactNow = function (gd, ...rest) {
+        const id = gd.closest('[id]').id;
+        window.__draws[id] = (window.__draws[id] || 0) + 1;
+        return draw.call(P, gd, ...rest);
+      };""")
     page.choose("ckpt-dd", "500")
     wait_for(lambda: page.cell("dc-table", 0, 0).text, "a DICC correction at iteration 500")
     wait_for(lambda: "<strong>500</strong>" in driver.find_element(By.ID, "ckpt-summary").get_attribute("innerHTML"),
              "the sidebar's summary of iteration 500")
+    time.sleep(1.0)
+    draws = driver.execute_script("return window.__draws")
+    assert draws.get("dc-per-class") == 1 and set(draws.values()) == {1}, draws
     page.cell("dc-table", 0, 0).click()
     wait_for(lambda: "DICC" in page.text("dc-note") and page.cell("dc-list", 0, 0).text, "the corrected pseudo-labels")
     page.shot("dicc")

@@ -301,6 +301,15 @@ def test_confusion_errors_dicc_and_compare(wb, monkeypatch):
     assert [t.name for t in metrics.data if t.showlegend is not False] == ["A: demo @ 1000", "B: demo @ 500"]
     assert out.picture_a.ndim == 3 and out.picture_b.ndim == 3 and "kept" in out.note
     assert "choose two" in wb.compare.show("demo", 1000, None, None, "ddtf", 0.7, 0.85, 0.6, None).note
+    # the confusion matrices are made only while their accordion is open, and alone when it opens
+    closed = wb.compare.show("demo", 1000, "demo", 500, "ddtf", 0.7, 0.85, 0.595, None, "all queries", False)
+    assert closed.confusion_a == gr.skip() and closed.confusion_b == gr.skip() and closed.errors.data
+    conf_a, conf_b = wb.compare.show_confusions("demo", 1000, "demo", 500, "ddtf", 0.7, 0.85, 0.595, None,
+                                                "all queries", True)
+    opened = wb.compare.show("demo", 1000, "demo", 500, "ddtf", 0.7, 0.85, 0.595, None, "all queries", True)
+    assert conf_a.layout.title.text == opened.confusion_a.layout.title.text == "A: demo @ 1000: confusion of all queries"
+    assert np.array_equal(np.asarray(conf_b.data[0].z, dtype=float), np.asarray(opened.confusion_b.data[0].z,
+                                                                                  dtype=float), equal_nan=True)
 
 
 # --------------------------------------------------------------------------- runs and training form

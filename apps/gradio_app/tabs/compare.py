@@ -47,31 +47,21 @@ class CompareTab:
         self.ctx = ctx
 
     # ------------------------------------------------------------------ callbacks
-    def show(self, run_a, it_a, run_b, it_b, filter_name, c_t, m_t, s_t, image_id, subset=KEPT) -> CompareView:
+    def show(self, run_a, it_a, run_b, it_b, filter_name, c_t, m_t, s_t, image_id, subset=KEPT,
+             confusions=True) -> CompareView:
         """Two checkpoints (of one run or two) on the same thresholds, figures and images. When a side keeps
-        nothing at the thresholds, the error and confusion figures show all queries of both, and say so."""
+        nothing at the thresholds, the error and confusion figures show all queries of both, and say so.
+        The confusion matrices are made only when ``confusions`` (their accordion is open), else skipped."""
         t = thresholds_of(filter_name, c_t, m_t, s_t)
-        sides = {}
-        for label, (run_name, it) in (("A", (run_a, it_a)), ("B", (run_b, it_b))):
-            ckpt = self.ctx.checkpoint(run_name, it)
-            if ckpt is not None:
-                sides[f"{label}: {run_name} @ {it}"] = ckpt
-        if len(sides) < 2:
+        pair = self._pair(run_a, it_a, run_b, it_b, t, subset)
+        if pair is None:
             reason = "choose two checkpoints (A and B)"
             nothing = empty("Compare", reason)
             return CompareView(nothing, nothing, nothing, nothing, nothing, nothing,
                                gr.Dropdown(choices=[], value=None), None, None, reason, gr.skip())
+        sides, points, kept, rows, subset, notes = pair
         labels = list(sides)
-        points = {k: c.metrics_at(t) for k, c in sides.items()}
-        kept = {k: c.keep_mask(t) for k, c in sides.items()}
-        notes, switch = [], gr.skip()
-        nothing = [k for k in labels if not kept[k].any()]
-        if subset == KEPT and nothing:
-            subset, switch = ALL, gr.Radio(value=ALL)
-            best = sides[nothing[0]].best_point(t.filter)
-            notes.append(f"{' and '.join(nothing)}: " + nothing_passes(t, best).replace(
-                ", or show all queries.", "; showing all queries instead (thresholds: the Pseudo-labels tab)."))
-        rows = {k: (kept[k] if subset == KEPT else np.ones(len(c), dtype=bool)) for k, c in sides.items()}
+        switch = gr.Radio(value=ALL) if notes else gr.skip()
         scope = "the kept pseudo-labels" if subset == KEPT else "all queries"
         metrics_fig = what_if_by_checkpoint(points)
         scatters = [keep_scatter(c.queries, t, int(points[k]["kept"]), c.class_names,
@@ -82,12 +72,7 @@ class CompareTab:
             {k: error_breakdown(c.queries[rows[k]]).table for k, c in sides.items()},
             title=f"Error types by object size, {scope}",
             empty_message=no_ground_truth("error types") if no_gt else "none of these queries lies on a GT image")
-        confusions = []
-        for k, c in sides.items():
-            fig = confusion_heatmap(
-                confusion_matrix(c.queries[rows[k]], c.gt, c.num_classes), c.class_names,
-                empty_message=f"{k}: nothing kept at these thresholds" if subset == KEPT else None)
-            confusions.append(fig.update_layout(title=f"{k}: confusion of {scope}", height=460))
+        confusion = (self._confusions(sides, rows, subset) if confusions else (gr.skip(), gr.skip()))
         a, b = sides[labels[0]], sides[labels[1]]
         common = sorted(set(a.images["image_id"].tolist()) & set(b.images["image_id"].tolist()))
         if image_id is None or int(image_id) not in common:
@@ -102,9 +87,52 @@ class CompareTab:
                 notes.append(f"{labels[i]}: {n} kept.")
         else:
             notes = ["The two checkpoints recorded no image in common: no pictures side by side."]
-        return CompareView(metrics_fig, scatters[0], scatters[1], errors_fig, confusions[0], confusions[1],
+        return CompareView(metrics_fig, scatters[0], scatters[1], errors_fig, *confusion,
                            gr.Dropdown(choices=common, value=image_id), pictures[0], pictures[1], " ".join(notes),
                            switch)
+
+    def show_confusions(self, run_a, it_a, run_b, it_b, filter_name, c_t, m_t, s_t, image_id, subset=KEPT,
+                        confusions=True) -> tuple:
+        """The two confusion matrices alone (their accordion opened), on ``show``'s subset."""
+        pair = self._pair(run_a, it_a, run_b, it_b, thresholds_of(filter_name, c_t, m_t, s_t), subset)
+        if pair is None:
+            nothing = empty("Confusion", "choose two checkpoints (A and B)")
+            return nothing, nothing
+        sides, _, _, rows, subset, _ = pair
+        return self._confusions(sides, rows, subset)
+
+    def _pair(self, run_a, it_a, run_b, it_b, t, subset):
+        """Both sides' checkpoints, metrics at ``t``, kept masks and the rows their error and confusion
+        figures count (all queries when a side keeps nothing), or None without two checkpoints."""
+        sides = {}
+        for label, (run_name, it) in (("A", (run_a, it_a)), ("B", (run_b, it_b))):
+            ckpt = self.ctx.checkpoint(run_name, it)
+            if ckpt is not None:
+                sides[f"{label}: {run_name} @ {it}"] = ckpt
+        if len(sides) < 2:
+            return None
+        points = {k: c.metrics_at(t) for k, c in sides.items()}
+        kept = {k: c.keep_mask(t) for k, c in sides.items()}
+        notes = []
+        nothing = [k for k in sides if not kept[k].any()]
+        if subset == KEPT and nothing:
+            subset = ALL
+            best = sides[nothing[0]].best_point(t.filter)
+            notes.append(f"{' and '.join(nothing)}: " + nothing_passes(t, best).replace(
+                ", or show all queries.", "; showing all queries instead (thresholds: the Pseudo-labels tab)."))
+        rows = {k: (kept[k] if subset == KEPT else np.ones(len(c), dtype=bool)) for k, c in sides.items()}
+        return sides, points, kept, rows, subset, notes
+
+    @staticmethod
+    def _confusions(sides, rows, subset) -> tuple[go.Figure, go.Figure]:
+        scope = "the kept pseudo-labels" if subset == KEPT else "all queries"
+        figures = []
+        for k, c in sides.items():
+            fig = confusion_heatmap(
+                confusion_matrix(c.queries[rows[k]], c.gt, c.num_classes), c.class_names,
+                empty_message=f"{k}: nothing kept at these thresholds" if subset == KEPT else None)
+            figures.append(fig.update_layout(title=f"{k}: confusion of {scope}", height=460))
+        return tuple(figures)
 
     def run_changed(self, run_name):
         """A side's run was chosen: its checkpoints, the latest selected."""
@@ -135,12 +163,17 @@ class CompareTab:
             self.scatter_a = gr.Plot(elem_id="cmp-scatter-a", show_label=False)
             self.scatter_b = gr.Plot(elem_id="cmp-scatter-b", show_label=False)
         self.errors = gr.Plot(elem_id="cmp-errors", show_label=False)
-        with gr.Row():
-            self.confusion_a = gr.Plot(elem_id="cmp-conf-a", show_label=False)
-            self.confusion_b = gr.Plot(elem_id="cmp-conf-b", show_label=False)
+        # drawn when opened: six figures at once made the tab's first open slow (bench_app_browser.py)
+        self.confusions_open = gr.State(False)
+        with gr.Accordion("Confusion matrices of A and B (drawn when opened)", open=False,
+                          elem_id="cmp-conf-box") as self.confusion_box:
+            with gr.Row():
+                self.confusion_a = gr.Plot(elem_id="cmp-conf-a", show_label=False)
+                self.confusion_b = gr.Plot(elem_id="cmp-conf-b", show_label=False)
 
     def refresh_inputs(self, ui) -> list:
-        return [self.run_a, self.it_a, self.run_b, self.it_b, *ui.pseudo_labels.thresholds, self.image, self.subset]
+        return [self.run_a, self.it_a, self.run_b, self.it_b, *ui.pseudo_labels.thresholds, self.image, self.subset,
+                self.confusions_open]
 
     @property
     def outputs(self) -> list:
@@ -156,6 +189,9 @@ class CompareTab:
         inputs = self.refresh_inputs(ui)
         for component in (self.it_a, self.it_b, self.image, self.subset):
             component.input(self.show, inputs, self.outputs, show_progress="hidden", trigger_mode="always_last")
+        self.confusion_box.expand(lambda: True, None, self.confusions_open).then(
+            self.show_confusions, inputs, [self.confusion_a, self.confusion_b], show_progress="hidden")
+        self.confusion_box.collapse(lambda: False, None, self.confusions_open)
         for component in (self.it_a, self.it_b):
             component.change(ui.when_shown(self.id, self.show, len(self.outputs)), [ui.current_tab, *inputs],
                              self.outputs, show_progress="hidden")
