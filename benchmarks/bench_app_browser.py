@@ -373,7 +373,7 @@ def main(argv=None) -> int:
              f" at the end {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}",
              f"# {args.repeats} repeats per action; verdict on the median. n: measurements; req: queue requests the "
              "action sent (the sidebar's 2 s timer not counted); 1st req ms: when the first left;",
-             "# plotly ms: time inside Plotly.react and relayout (drawing; Gradio draws a plot it is sent twice)",
+             "# plotly ms: time inside Plotly.react and relayout (drawing)",
              *res.lines()]
     if args.note:
         lines += ["", f"# Note: {args.note}"]
