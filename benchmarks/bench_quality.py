@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_quality.py [--out runs/quality5k] [--seeds 0 1 2]
         [--ablation-seeds 0] [--ablation-iters N] [--ablations NAME ...] [--jobs 2] [--thresholds paper|best-f1]
-        [--config benchmarks/quality.yaml]
+        [--config benchmarks/quality.yaml] [--results benchmarks/results/quality.md] [--title TEXT]
 
 Per split seed S (``data.split_seed=S train.seed=S``):
   1. ``burn_in``: supervised training to ``train.burn_in_iters``, with pseudo-label records;
@@ -19,7 +19,8 @@ Per split seed S (``data.split_seed=S train.seed=S``):
 ``--ablation-iters N`` trains the ablation variants to iteration N only (fewer semi-supervised
 steps, same schedule: the poly decay still runs to ``max_iters``), and evaluates the supervised and
 PL-DC runs of the ablation seeds at N too, so the ablation table compares all variants at N.
-Then ``quality_table.py`` writes benchmarks/results/quality.md.
+Then ``quality_table.py`` writes benchmarks/results/quality.md (``--results``: another file, e.g. for
+another dataset's config).
 
 Up to ``--jobs`` trainings run at once, each single-threaded (two runs of one thread each use 2
 cores far better than two of two threads). Finished steps are skipped, so running the command
@@ -188,6 +189,9 @@ def main() -> int:
     parser.add_argument("--ablations", nargs="+", choices=list(ABLATIONS), default=list(ABLATIONS),
                         help="which ablation variants to run on the ablation seeds (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once, each single-threaded if > 1")
+    parser.add_argument("--results", default="benchmarks/results/quality.md",
+                        help="the markdown file quality_table.py writes (another dataset: another file)")
+    parser.add_argument("--title", default=None, help="its title (default: quality_table.py's)")
     args = parser.parse_args()
     bench = Bench(args)
     stop = args.ablation_iters
@@ -234,7 +238,9 @@ def main() -> int:
                     failures.append(f"{label}: {f.exception()}")
                 else:
                     print(f"[{(time.perf_counter() - start) / 60:.1f} min] {label} done", flush=True)
-    subprocess.run([PY, "benchmarks/quality_table.py", str(bench.out)], cwd=ROOT, check=False)
+    table = [PY, "benchmarks/quality_table.py", str(bench.out), "--results", args.results, "--config", args.config,
+             "--command", " ".join([".venv/bin/python benchmarks/bench_quality.py"] + sys.argv[1:])]
+    subprocess.run(table + (["--title", args.title] if args.title else []), cwd=ROOT, check=False)
     print(f"bench_quality: {(time.perf_counter() - start) / 60:.1f} min wall clock in this call")
     for failure in failures:
         print(f"bench_quality: {failure}", file=sys.stderr)

@@ -1,6 +1,7 @@
-"""Collect the quality benchmark's results into benchmarks/results/quality.md.
+"""Collect the quality benchmark's results into benchmarks/results/quality.md (or ``--results``).
 
-    .venv/bin/python benchmarks/quality_table.py [OUT_DIR] [--also LABEL=DIR ...]   (default runs/quality5k)
+    .venv/bin/python benchmarks/quality_table.py [OUT_DIR] [--also LABEL=DIR ...] [--results FILE.md]
+        [--title TEXT] [--command TEXT] [--config PATH]          (default OUT_DIR: runs/quality5k)
 
 Reads OUT_DIR/seedS/<variant>/ as ``bench_quality.py`` leaves them. Mask AP is in percent.
 Headline: supervised-only (student; it has no teacher) against PL-DC (teacher, the EMA model the
@@ -188,13 +189,18 @@ def _seeds(out: Path) -> list[Path]:
     return sorted((p for p in out.glob("seed*") if p.is_dir()), key=lambda p: int(p.name[4:]))
 
 
-def main(out_dir: str, also: list[tuple[str, str]] = ()) -> str:
+TITLE = "Quality on the embedded benchmark (5% labels)"
+COMMAND = ".venv/bin/python benchmarks/bench_quality.py"
+
+
+def main(out_dir: str, also: list[tuple[str, str]] = (), title: str = TITLE, command: str = COMMAND,
+         config: str = "benchmarks/quality.yaml") -> str:
     out = Path(out_dir)
-    lines = ["# Quality on the embedded benchmark (5% labels)", "",
-             "Reproduce: `.venv/bin/python benchmarks/bench_quality.py` (config `benchmarks/quality.yaml`; per",
+    lines = [f"# {title}", "",
+             f"Reproduce: `{command}` (config `{config}`; per",
              "split seed one supervised burn-in, then each variant resumes from that burned-in checkpoint with",
              "the same data order, schedule and iteration budget). Mask AP in % (COCO, size ranges scaled to",
-             "the image) of the last checkpoint on all 500 val images.", "",
+             "the image) of the last checkpoint on every val image.", "",
              "## Supervised only vs PL-DC, per split seed", ""]
     lines += headline(out, _seeds(out))
     lines += ["## Every variant", ""]
@@ -226,5 +232,11 @@ if __name__ == "__main__":
     parser.add_argument("out", nargs="?", default="runs/quality5k")
     parser.add_argument("--also", action="append", default=[], metavar="LABEL=DIR",
                         help="add another output folder's tables under the heading LABEL")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "quality.md",
+                        help="the markdown file written (its hand-written analysis is kept)")
+    parser.add_argument("--title", default=TITLE)
+    parser.add_argument("--command", default=COMMAND, help="the command the file says reproduces it")
+    parser.add_argument("--config", default="benchmarks/quality.yaml", help="the config the file names")
     args = parser.parse_args()
-    write(main(args.out, [tuple(a.split("=", 1)) for a in args.also]))
+    write(main(args.out, [tuple(a.split("=", 1)) for a in args.also], args.title, args.command, args.config),
+          args.results)
