@@ -49,7 +49,8 @@ $PLDC report $RUN >/dev/null
 REPORT=$RUN/report/report.html
 
 say "made: $RUN (config.yaml, checkpoints/, metrics.jsonl, eval.jsonl: mask AP in percent, records/ of"
-say "      the teacher's pseudo-labels at each checkpoint) and its report $REPORT"
+say "      the teacher's pseudo-labels at iteration 0, where DICC acts most, and at each checkpoint) and its"
+say "      report $REPORT"
 say "open next:"
 say "  the report:    $REPORT  (one self-contained HTML file, open it in a browser)"
 say "  the workbench: $PLDC app --runs-dir runs --run demo   (http://127.0.0.1:7860)"

@@ -131,12 +131,30 @@ def record(trainer: Trainer) -> None:
     record_checkpoint(trainer)
 
 
+class RecordAtSemiStart(HookBase):
+    """Records at iteration 0 of a run that is semi-supervised from its first step (started from
+    burned-in weights, ``train.burn_in_iters: 0``): the pseudo-labels PL-DC's first steps train on,
+    when DICC's weight is highest (docs/METHOD.md, "When DICC can act at all"). A run with a burn-in
+    has its last burn-in step recorded by the periodic hook instead."""
+
+    def before_train(self, trainer: Trainer) -> None:
+        from pldc_core.records.store import list_record_iterations
+
+        if trainer.iter != 0 or trainer.cfg.train.burn_in_iters != 0:
+            return
+        # one decision for every rank: recording is collective
+        missing = dist_utils.broadcast_object(0 not in list_record_iterations(trainer.run.path))
+        if missing:
+            record(trainer)
+
+
 def default_hooks(cfg: ExperimentConfig) -> list[HookBase]:
     """Metrics every step; checkpoints (also on a stop request), evaluation and, with PL-DC, the
-    pseudo-label records (at every checkpoint unless ``records.every`` says otherwise)."""
+    pseudo-label records (at every checkpoint unless ``records.every`` says otherwise, and before
+    the first step of a run that starts semi-supervised)."""
     t = cfg.train
     hooks: list[HookBase] = [MetricsLogger(), PeriodicHook(t.checkpoint_every, save, on_stop=True),
                              PeriodicHook(t.eval_every, evaluate)]
     if cfg.records.enabled and cfg.pldc.enabled:
-        hooks.append(PeriodicHook(cfg.records.every or t.checkpoint_every, record))
+        hooks += [RecordAtSemiStart(), PeriodicHook(cfg.records.every or t.checkpoint_every, record)]
     return hooks

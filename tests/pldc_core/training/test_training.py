@@ -49,6 +49,21 @@ def test_burn_in_then_pldc_end_to_end(data_root, tmp_path):
     assert len(rec.queries) == 4 * cfg.model.num_queries and rec.manifest["phase"] == "semi"
 
 
+def test_a_run_semi_supervised_from_its_first_step_records_iteration_0(data_root, tmp_path):
+    from pldc_core.records.store import list_record_iterations, load_records
+
+    args = ("train.burn_in_iters=0", "train.max_iters=4", "train.checkpoint_every=4", "train.eval_every=100")
+    Trainer(smoke_cfg(data_root, *args), tmp_path / "run").train()
+    assert list_record_iterations(tmp_path / "run") == [0, 4]
+    start = load_records(tmp_path / "run", 0)
+    assert start.manifest["phase"] == "semi" and len(start.queries) == 4 * 8  # 4 images x the smoke model's 8 queries
+    # recording it leaves the training itself unchanged
+    Trainer(smoke_cfg(data_root, *args, "records.enabled=false"), tmp_path / "plain").train()
+    losses = [[json.loads(l)["loss"] for l in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+              for name in ("run", "plain")]
+    assert losses[0] == losses[1]
+
+
 def test_teacher_is_the_ema_of_the_student(data_root, tmp_path):
     from pldc_core.training.checkpoint import load_checkpoint
 
