@@ -68,8 +68,22 @@ def decide(page: Page, button: str, done: str) -> None:
     wait_for(lambda: done in page.text("in-message"), f"the {done} confirmation")
 
 
-def walk(page: Page) -> list[Path]:
-    """Every tab photographed, in TABS order; returns the files written."""
+def most_dicc_changes(run: Path) -> int | None:
+    """The recorded iteration where DICC changed the most classes (the latest of equals), or None
+    where it changed none."""
+    from pldc_core.records.store import load_records
+
+    counts = {}
+    for it in list_record_iterations(run):
+        q = load_records(run, iteration=it, columns=["pred_class", "corrected_class"]).queries
+        counts[it] = int(((q["corrected_class"] >= 0) & (q["corrected_class"] != q["pred_class"])).sum())
+    best = max(counts, key=lambda it: (counts[it], it))
+    return best if counts[best] else None
+
+
+def walk(page: Page, dicc_at: int | None = None) -> list[Path]:
+    """Every tab photographed, in TABS order; returns the files written. The DICC tab is shown at
+    checkpoint ``dicc_at`` (where DICC changed the most classes), the others at the latest."""
     from selenium.webdriver.common.by import By
 
     d, shots = page.d, {}
@@ -122,8 +136,16 @@ def walk(page: Page) -> list[Path]:
 
     page.tab("DICC")
     wait_for(lambda: page.text("dc-summary") and page.plot("dc-trend", "gd.data.length"), "the DICC summary")
+    latest = d.find_element(By.CSS_SELECTOR, "#ckpt-dd input").get_attribute("value")
+    if dicc_at is not None and str(dicc_at) != latest:
+        page.choose("ckpt-dd", str(dicc_at))
+        wait_for(lambda: f"<strong>{dicc_at}</strong>" in d.find_element(By.ID, "ckpt-summary").get_attribute(
+            "innerHTML") and page.cell("dc-table", 0, 0).text, f"DICC's corrections at iteration {dicc_at}")
     settle(page)
     shots["dicc"] = page.shot("dicc")
+    if dicc_at is not None and str(dicc_at) != latest:
+        page.choose("ckpt-dd", latest)
+        settle(page)
 
     page.tab("Compare")
     wait_for(lambda: page.plot("cmp-metrics", "gd.data.length"), "the comparison")
@@ -172,7 +194,7 @@ def main(argv=None) -> int:
                     chromium(tmp / "chromium-profile", (width, height)) as driver:
                 set_viewport(driver, width, height)
                 driver.get(url)
-                files = walk(Page(driver, args.out))
+                files = walk(Page(driver, args.out), most_dicc_changes(run))
         except BrowserError as exc:
             print(f"screenshots: {exc}", file=sys.stderr)
             return 1
