@@ -33,6 +33,7 @@ import argparse
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -239,7 +240,7 @@ def main() -> int:
                 else:
                     print(f"[{(time.perf_counter() - start) / 60:.1f} min] {label} done", flush=True)
     table = [PY, "benchmarks/quality_table.py", str(bench.out), "--results", args.results, "--config", args.config,
-             "--command", " ".join([".venv/bin/python benchmarks/bench_quality.py"] + sys.argv[1:])]
+             "--command", shlex.join([".venv/bin/python", "benchmarks/bench_quality.py"] + sys.argv[1:])]
     subprocess.run(table + (["--title", args.title] if args.title else []), cwd=ROOT, check=False)
     print(f"bench_quality: {(time.perf_counter() - start) / 60:.1f} min wall clock in this call")
     for failure in failures:

@@ -41,6 +41,7 @@ ROWS = [
 ]
 TARGET_GAIN = 0.25
 ANALYSIS = "## What this shows"
+DICC_ON = ("pldc", "pldc_no_ddtf", "pldc_no_pmua", "pldc_box_crop")  # the variants meant to run DICC
 
 
 def _eval(run: Path, model: str) -> dict | None:
@@ -178,6 +179,8 @@ def ablations(seed_dir: Path) -> list[str]:
             teacher, student = by_it[at].get("teacher"), by_it[at].get("student")
             pls, dicc = last_pseudo_labels(run, at) if name != "supervised" else ("-", "-")
             kept = kept_share(run, at) if name not in ("burn_in", "supervised") else "-"
+            if dicc == "off" and name in DICC_ON:  # e.g. a CLIP that does not know the class words
+                desc += "; DICC was off in this run"
             lines.append(f"| {desc} (`{name}`, iteration {at}) | {_pct(teacher)} | {_pct(teacher, 'AP50')} | "
                          f"{_pct(teacher, 'AP75')} | {_pct(student)} | {_pct(student, 'AP50')} | "
                          f"{_pct(student, 'AP75')} | {kept} | {pls} | {dicc} |")
