@@ -76,6 +76,8 @@ def dicc_report(queries: pd.DataFrame, kept_by: str | None = None, min_iou: floa
         "n_ran": frame.groupby("from_class").size(),
         "changed_from": frame[frame["changed"]].groupby("from_class").size(),
         "changed_to": frame[frame["changed"]].groupby("to_class").size(),
+        # changes on no GT (``unjudged`` counts every row DICC ran on there, changed or not)
+        "changed_unjudged": frame[frame["changed"] & (frame["outcome"] == "unjudged")].groupby("from_class").size(),
     }).join(by_from, how="left").fillna(0).astype(np.int64)
     per_class.index.name = "from_class"
     per_class["net"] = per_class["fixed"] - per_class["broken"]

@@ -51,6 +51,18 @@ def test_per_class_and_transitions():
     assert (first["fixed"], first["unjudged"], first["broken"]) == (1, 1, 0)
 
 
+def test_per_class_changes_on_no_gt_leave_out_unchanged_rows():
+    r = dicc_report(_queries(ROWS + [(1, 1, -1, np.nan)]))  # i: unchanged, on no GT
+    per = r.per_class.set_index("from_class")
+    assert per["unjudged"].to_dict() == {0: 1, 1: 1, 2: 1}
+    assert per["changed_unjudged"].to_dict() == {0: 1, 1: 0, 2: 1}
+    from workbench.figures.dicc import dicc_class_bars
+
+    fig = dicc_class_bars(r.per_class)
+    bars = {t.name: list(t.y) for t in fig.data}
+    assert bars["changed, on no GT"] == [1, 0, 1] and bars["fixed"] == [1, 0, 0]  # classes 0, 1, 2 (most changed first)
+
+
 def test_dicc_never_ran():
     r = dicc_report(_queries([(0, -1, 0, 0.9), (1, -1, 1, 0.9)]))
     assert not r.ran and not r.has_gt

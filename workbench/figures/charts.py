@@ -35,8 +35,9 @@ def axes_row(n: int, gap: float = 0.07) -> list[tuple[float, float]]:
 def grouped_bars(frame: pd.DataFrame, x: str, ys: list[str], title: str, yaxis_title: str = "",
                  x_labels: list[str] | None = None, barmode: str = "group",
                  empty_message: str = "nothing to show", no_bar: list[str] | None = None,
-                 xaxis_title: str | None = None) -> go.Figure:
-    """One bar trace per column of ``ys`` over the categories in column ``x``.
+                 xaxis_title: str | None = None, colors: dict[str, str] | None = None) -> go.Figure:
+    """One bar trace per column of ``ys`` over the categories in column ``x`` (coloured by ``colors``,
+    else error types' colours, else the series colours).
 
     ``no_bar``, one entry per category ('' for none), says why a category has no bar (a NaN value);
     it is written under the category's name, so that a missing bar is never left unexplained."""
@@ -46,7 +47,7 @@ def grouped_bars(frame: pd.DataFrame, x: str, ys: list[str], title: str, yaxis_t
     if no_bar is not None:
         labels = [f"{label}<br><i>{why}</i>" if why else label for label, why in zip(labels, no_bar)]
     fig = go.Figure([go.Bar(x=labels, y=frame[y].to_numpy(), name=y,
-                            marker_color=ERROR_COLORS.get(y, SERIES_COLORS[i % len(SERIES_COLORS)]))
+                            marker_color=(colors or ERROR_COLORS).get(y, SERIES_COLORS[i % len(SERIES_COLORS)]))
                      for i, y in enumerate(ys)])
     fig.update_layout(title=title, barmode=barmode, yaxis_title=yaxis_title, xaxis_title=xaxis_title, height=400)
     return fig

@@ -11,6 +11,9 @@ from workbench.figures.charts import grouped_bars
 from workbench.figures.style import MARGIN, MODEBAR, SERIES_COLORS, class_labels, empty, legend_below
 
 FRACTION_AXIS = "precision / recall (0 to 1)"
+# as the trend's lines: fixed green, broken red, neutral grey; changes that cannot be judged light grey
+CHANGE_COLORS = {"fixed": SERIES_COLORS[2], "broken": SERIES_COLORS[3], "neutral": SERIES_COLORS[7],
+                 "changed, on no GT": "#c7c7c7"}
 
 
 def dicc_class_bars(per_class: pd.DataFrame, class_names: list[str] | None = None, top: int = 20,
@@ -21,9 +24,11 @@ def dicc_class_bars(per_class: pd.DataFrame, class_names: list[str] | None = Non
     if changed.empty:
         return empty(title, empty_message)
     changed = changed.sort_values("changed_from", ascending=False, kind="stable").head(top)
-    return grouped_bars(changed, "from_class", ["fixed", "broken", "neutral", "unjudged"], title,
-                        "pseudo-labels", x_labels=class_labels(changed["from_class"], class_names),
-                        barmode="stack", xaxis_title="teacher class")
+    # the changes only: a class's unchanged pseudo-labels on no GT are not among them
+    changed = changed.drop(columns="unjudged").rename(columns={"changed_unjudged": "changed, on no GT"})
+    return grouped_bars(changed, "from_class", ["fixed", "broken", "neutral", "changed, on no GT"], title,
+                        "pseudo-labels changed", x_labels=class_labels(changed["from_class"], class_names),
+                        barmode="stack", xaxis_title="teacher class", colors=CHANGE_COLORS)
 
 
 def dicc_trend(dicc: pd.DataFrame, kept_only: bool = True,

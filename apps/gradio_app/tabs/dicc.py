@@ -114,7 +114,8 @@ def clip_on_gt_figure(ckpt) -> go.Figure:
     path = RunDir(ckpt.run).clip_table
     title = "CLIP on ground-truth crops"
     if not path.is_file():
-        return empty(title, f"not measured: pldc clip-crops {shown_path(ckpt.run)} --clip-weights FILE")
+        weights = "" if ckpt.info.dicc_enabled else " --clip-weights FILE"  # a DICC run names its own CLIP
+        return empty(title, f"not measured yet: pldc clip-crops {shown_path(ckpt.run)}{weights}")
     try:
         table = read_clip_table(path)
         by_mode = clip_precision_recall_by_mode(table, len(ckpt.class_names))

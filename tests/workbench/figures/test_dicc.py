@@ -9,7 +9,7 @@ from workbench.figures import dicc as figures
 
 def test_dicc_class_bars(tmp_path):
     per_class = pd.DataFrame({"from_class": [0, 1], "changed_from": [3, 0], "fixed": [1, 0], "broken": [1, 0],
-                              "neutral": [1, 0], "unjudged": [0, 0]})
+                              "neutral": [1, 0], "unjudged": [0, 0], "changed_unjudged": [0, 0]})
     bars = figures.dicc_class_bars(per_class, ["cat", "dog"])
     assert list(bars.data[0].x) == ["cat"] and bars.layout.barmode == "stack"
     assert _png_ok(png.write_png(bars, tmp_path / "bars.png"))
