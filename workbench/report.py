@@ -230,7 +230,7 @@ def summary_lines(d: ReportData) -> list[str]:
         if d.dicc.has_gt:
             text += (f": fixed {s['fixed']:,}, broke {s['broken']:,}, {s['neutral']:,} wrong to wrong "
                      f"(class accuracy {_pct(s['accuracy_before'])} to {_pct(s['accuracy_after'])}).")
-        lines.append(text + ("" if d.dicc.has_gt else "."))
+        lines.append(text + ("" if d.dicc.has_gt else ".") + _dicc_elsewhere(d))
     else:
         lines.append(dicc_reason(True, d.n_kept, d.manifest.phase))
     regions = d.regions.set_index("region")["mean_u"].dropna()
@@ -241,6 +241,20 @@ def summary_lines(d: ReportData) -> list[str]:
         lines.append(f"Uncertainty is highest {where} (mean u of {d.scope}: "
                      + ", ".join(f"{r} {_f(v)}" for r, v in regions.items()) + ").")
     return lines
+
+
+def _dicc_elsewhere(d: ReportData) -> str:
+    """Where this checkpoint's DICC changed nothing but other recorded checkpoints did: how many, and where
+    the most (DICC can overturn a kept class only early in the phase: METHOD.md)."""
+    if d.dicc.summary["n_changed"] or d.trends.dicc.empty:
+        return ""
+    other = d.trends.dicc[d.trends.dicc["iteration"] != d.iteration]
+    if not other["n_changed"].sum():
+        return ""
+    most = other.loc[other["n_changed"].idxmax()]
+    return (f" Across the other recorded checkpoints it changed {int(other['n_changed'].sum()):,} (fixed "
+            f"{int(other['fixed'].sum()):,}, broke {int(other['broken'].sum()):,}), the most at iteration "
+            f"{int(most['iteration']):,}: DICC can overturn a kept class only early in the semi-supervised phase.")
 
 
 def _table(frame: pd.DataFrame, names: list[str] | None = None, class_columns=()) -> str:

@@ -187,3 +187,19 @@ def test_report_writes_every_ap_with_its_unit(tmp_path):
     assert not re.findall(r"\bAP(?:50|75|s|m|l)?\s+\d+(?:\.\d+)?(?![\d.%])", body)
     evaluation = report.sections(report.collect(run))[-1][2][-1][1]
     assert evaluation.layout.yaxis.title.text == "mask AP (%)"
+
+
+def test_summary_names_dicc_changes_at_other_checkpoints():
+    from types import SimpleNamespace
+
+    trend = pd.DataFrame({"iteration": [0, 50, 100], "n_changed": [2, 1, 0], "fixed": [2, 0, 0],
+                          "broken": [0, 1, 0]})
+    d = SimpleNamespace(iteration=100, dicc=SimpleNamespace(summary={"n_changed": 0}),
+                        trends=SimpleNamespace(dicc=trend))
+    assert report._dicc_elsewhere(d) == (
+        " Across the other recorded checkpoints it changed 3 (fixed 2, broke 1), the most at iteration 0: "
+        "DICC can overturn a kept class only early in the semi-supervised phase.")
+    d.dicc.summary["n_changed"] = 1  # this checkpoint's own changes are the news
+    assert report._dicc_elsewhere(d) == ""
+    d.dicc.summary["n_changed"], d.trends.dicc = 0, trend.assign(n_changed=0)
+    assert report._dicc_elsewhere(d) == ""
