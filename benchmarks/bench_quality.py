@@ -96,6 +96,7 @@ class Bench:
             else:
                 _run([PLDC, "train", "--config", self.config, "--run-dir", str(run), "--stop-at", str(self.burn),
                       "name=burn_in", f"data.split_seed={seed}", f"train.seed={seed}"], log, self.threads)
+        _require(run, self.burn)
         if not (run / "final_eval_student.json").exists():
             _run([PLDC, "eval", "--checkpoint", str(run), "--model", "student",
                   "--out", str(run / "final_eval_student.json")], log, self.threads)
@@ -145,6 +146,7 @@ class Bench:
                     # the burn-in's saved config may predate pldc.dicc_crop: the benchmark's config decides it
                     _run([PLDC, "train", "--resume", str(run), "--stop-at", str(target), f"name={name}",
                           *self.thresholds(seed), f"pldc.dicc_crop={self.dicc_crop}", *overrides], log, self.threads)
+            _require(run, target)
             self.evaluate(run, name, target, log)
 
     def eval_path(self, run: Path, model: str, iteration: int) -> Path:
@@ -160,6 +162,13 @@ class Bench:
             if not dest.exists():
                 _run([PLDC, "eval", "--checkpoint", str(_ckpt(run, iteration)), "--model", model,
                       "--out", str(dest)], log, self.threads)
+
+
+def _require(run: Path, iteration: int) -> None:
+    """A training that exits without its checkpoint at ``iteration`` was paused early (e.g. by a SIGTERM):
+    nothing of it may be evaluated or built on yet."""
+    if not _ckpt(run, iteration).exists():
+        raise RuntimeError(f"{run} stopped before iteration {iteration}; run the command again to resume it")
 
 
 def _models(name: str) -> tuple[str, ...]:
