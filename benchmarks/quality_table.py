@@ -194,10 +194,11 @@ def _seeds(out: Path) -> list[Path]:
 
 TITLE = "Quality on the embedded benchmark (5% labels)"
 COMMAND = ".venv/bin/python benchmarks/bench_quality.py"
+CONFIG = "benchmarks/quality.yaml"
 
 
 def main(out_dir: str, also: list[tuple[str, str]] = (), title: str = TITLE, command: str = COMMAND,
-         config: str = "benchmarks/quality.yaml") -> str:
+         config: str = CONFIG) -> str:
     out = Path(out_dir)
     lines = [f"# {title}", "",
              f"Reproduce: `{command}` (config `{config}`; per",
@@ -239,7 +240,7 @@ if __name__ == "__main__":
                         help="the markdown file written (its hand-written analysis is kept)")
     parser.add_argument("--title", default=TITLE)
     parser.add_argument("--command", default=COMMAND, help="the command the file says reproduces it")
-    parser.add_argument("--config", default="benchmarks/quality.yaml", help="the config the file names")
+    parser.add_argument("--config", default=CONFIG, help="the config the file names")
     args = parser.parse_args()
     write(main(args.out, [tuple(a.split("=", 1)) for a in args.also], args.title, args.command, args.config),
           args.results)

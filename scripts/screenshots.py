@@ -26,6 +26,7 @@ from apps.gradio_app.browser import (BrowserError, Page, chromium, copy_run, mis
 from pldc_core.records.store import list_record_iterations  # noqa: E402
 from workbench.explain import error_label  # noqa: E402
 
+DICC_COLUMNS = ["pred_class", "corrected_class", "gt_class", "iou"]  # what dicc_report reads
 TABS = ("train", "pseudo_labels", "instance", "confusion", "errors", "dicc", "compare", "curate")
 
 
@@ -72,11 +73,10 @@ def most_dicc_changes(run: Path) -> int | None:
     """The recorded iteration where DICC changed the most classes (the latest of equals), or None
     where it changed none."""
     from pldc_core.records.store import load_records
+    from workbench.dicc_report import dicc_report
 
-    counts = {}
-    for it in list_record_iterations(run):
-        q = load_records(run, iteration=it, columns=["pred_class", "corrected_class"]).queries
-        counts[it] = int(((q["corrected_class"] >= 0) & (q["corrected_class"] != q["pred_class"])).sum())
+    counts = {it: dicc_report(load_records(run, iteration=it, columns=DICC_COLUMNS).queries).summary["n_changed"]
+              for it in list_record_iterations(run)}
     best = max(counts, key=lambda it: (counts[it], it))
     return best if counts[best] else None
 
@@ -137,13 +137,14 @@ def walk(page: Page, dicc_at: int | None = None) -> list[Path]:
     page.tab("DICC")
     wait_for(lambda: page.text("dc-summary") and page.plot("dc-trend", "gd.data.length"), "the DICC summary")
     latest = d.find_element(By.CSS_SELECTOR, "#ckpt-dd input").get_attribute("value")
-    if dicc_at is not None and str(dicc_at) != latest:
+    elsewhere = dicc_at is not None and str(dicc_at) != latest
+    if elsewhere:
         page.choose("ckpt-dd", str(dicc_at))
         wait_for(lambda: f"<strong>{dicc_at}</strong>" in d.find_element(By.ID, "ckpt-summary").get_attribute(
             "innerHTML") and page.cell("dc-table", 0, 0).text, f"DICC's corrections at iteration {dicc_at}")
     settle(page)
     shots["dicc"] = page.shot("dicc")
-    if dicc_at is not None and str(dicc_at) != latest:
+    if elsewhere:
         page.choose("ckpt-dd", latest)
         settle(page)
 
