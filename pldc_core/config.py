@@ -85,6 +85,8 @@ class TrainConfig:
     lr_gamma: float = 0.1
     warmup_iters: int = 0
     ema_alpha: float = 0.9996
+    ema_from_start: bool = False        # keep the EMA model from the first step, burn-in and supervised-only
+                                        # runs included (they then evaluate and save it as the teacher)
     unsup_weight: float = 1.0           # lambda
     amp: bool = True                    # mixed precision on CUDA only
     checkpoint_every: int = 1000

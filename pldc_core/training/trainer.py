@@ -112,6 +112,8 @@ class Trainer(TrainerBase):
                       + (", PMUA)" if p.pmua else ", no PMUA)"))
         else:
             method = f"{t.max_iters} supervised steps (pldc.enabled=false)"
+        if t.ema_from_start:
+            method += f"; EMA model (alpha {t.ema_alpha:g}) from the first step, evaluated as the teacher"
         evaluated = f"the first {d.eval_images}" if d.eval_images and d.eval_images < len(self.data.val_index) else "all"
         return "\n".join([
             f"pldc train: {start} in {self.run.path} on {self.device}",
@@ -316,6 +318,8 @@ class Trainer(TrainerBase):
         images_l = torch.stack(views).to(self.device, non_blocking=True)
         metrics = {"iter": self.iter + 1, "phase": self.phase, "lr": lr}
 
+        if self.teacher is None and self.cfg.train.ema_from_start:
+            self._start_teacher()
         if self.phase == "burn_in":
             with self._timed("student"), self._autocast():
                 out = self.model(images_l)

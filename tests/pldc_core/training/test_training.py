@@ -79,6 +79,28 @@ def test_teacher_is_the_ema_of_the_student(data_root, tmp_path):
     torch.testing.assert_close(s5["teacher"][name], expected)
 
 
+def test_ema_from_start_keeps_and_evaluates_an_ema_model_in_a_supervised_run(data_root, tmp_path):
+    from pldc_core.training.checkpoint import load_checkpoint
+
+    cfg = smoke_cfg(data_root, "pldc.enabled=false", "train.ema_from_start=true", "train.max_iters=3",
+                    "train.burn_in_iters=3", "train.checkpoint_every=1", "train.ema_alpha=0.5", "records.enabled=false",
+                    "train.eval_every=3", "data.eval_images=2")
+    Trainer(cfg, tmp_path / "run").train()
+    s = [load_checkpoint(tmp_path / "run" / "checkpoints" / f"ckpt_000000{i}.pt") for i in (2, 3)]
+    assert s[0]["teacher"] is not None and s[0]["phase"] == "burn_in"
+    name = next(k for k, v in s[1]["student"].items() if v.is_floating_point() and "encoder" in k and v.ndim == 4)
+    torch.testing.assert_close(s[1]["teacher"][name], 0.5 * s[0]["teacher"][name] + 0.5 * s[1]["student"][name])
+    assert not torch.equal(s[1]["teacher"][name], s[1]["student"][name])
+    evals = [json.loads(l) for l in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
+    assert [e["model"] for e in evals] == ["teacher"]
+    # the EMA copy draws no random numbers: the student trains exactly as without it
+    Trainer(smoke_cfg(data_root, "pldc.enabled=false", "train.max_iters=3", "train.burn_in_iters=3",
+                      "records.enabled=false", "train.eval_every=100"), tmp_path / "plain").train()
+    losses = [[json.loads(l)["loss"] for l in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
+              for n in ("run", "plain")]
+    assert losses[0] == losses[1]
+
+
 def _train_cli(*args, env_extra=None):
     env = {**os.environ, "PLDC_NO_PROGRESS": "1", **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "pldc_core.cli", "train", *args], cwd=ROOT, env=env,
