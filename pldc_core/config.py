@@ -116,6 +116,9 @@ class PldcConfig:
                                         # leaves out gets clip_template (null: one prompt per class, the paper)
     mask_area_threshold: int = 5        # drop pseudo-labels whose mask has <= this many pixels (0: keep all)
     pmua: bool = True
+    ignore_c: float | None = None       # not in the paper (null: off, the paper). Teacher queries the filter drops
+                                        # but whose class quality is >= this become "ignore" targets: the student
+                                        # query matched to one gets no loss, instead of being taught "no object"
 
 
 @dataclass
@@ -306,6 +309,8 @@ def validate(cfg: ExperimentConfig, check_files: bool = True) -> ExperimentConfi
             read_class_descriptions(p.class_descriptions)
         except ClassDescriptionsError as exc:
             raise ConfigError(f"pldc.class_descriptions: {exc}", "pldc.class_descriptions") from None
+    check(p.ignore_c is None or 0.0 <= p.ignore_c <= 1.0, "pldc.ignore_c",
+          f"must be in [0, 1] or null (off), got {p.ignore_c}")
     check(p.mask_area_threshold >= 0, "pldc.mask_area_threshold", f"must be >= 0, got {p.mask_area_threshold}")
     check(0 < d.percent <= 100, "data.percent", f"must be in (0, 100], got {d.percent}")
     check(d.eval_images is None or d.eval_images >= 1, "data.eval_images",

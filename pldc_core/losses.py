@@ -30,6 +30,9 @@ def uncertainty_weighted_bce(logits: torch.Tensor, targets: torch.Tensor,
     return ((1.0 - uncertainty.float()) * bce).mean()
 
 
+IGNORE = -100  # the class target of a query matched to an ignore target (F.cross_entropy's ignore_index)
+
+
 class SetCriterion(nn.Module):
     """Mask2Former's loss: Hungarian matching, class CE, and mask BCE + dice on sampled points.
 
@@ -50,6 +53,12 @@ class SetCriterion(nn.Module):
     (Eq. 11 on Mask2Former's sampled points). The dice term stays unweighted: Eq. 11 re-weights
     the BCE only, and dice is a ratio over the whole mask, so per-pixel weights have no single
     meaning in it (the paper leaves this open; this is our choice, docs/METHOD.md).
+
+    Ignore targets (``pldc.ignore_c``, not in the paper): a target dict may also hold
+    ``ignore_labels [J]`` and ``ignore_masks [J, H, W]``, objects the teacher was unsure of. They
+    take part in the matching like any target, and the query matched to one gets no loss at all
+    (no class term, no mask term), where it would otherwise be taught "no object". They do not
+    count in the mask normalisation.
     """
 
     def __init__(self, num_classes: int, class_weight: float = 2.0, mask_weight: float = 5.0,
@@ -106,18 +115,35 @@ class SetCriterion(nn.Module):
             weights = t.get("pixel_weights")
             if weights is not None and weights.shape != masks.shape:
                 raise ValueError(f"target {b}: pixel_weights {tuple(weights.shape)} != masks {tuple(masks.shape)}")
+            if "ignore_labels" in t:
+                ign_labels, ign_masks = t["ignore_labels"], t["ignore_masks"]
+                if ign_labels.dim() != 1 or len(ign_labels) != len(ign_masks) or ign_masks.shape[1:] != masks.shape[1:]:
+                    raise ValueError(f"target {b}: ignore_labels [J] and ignore_masks [J, H, W] with the masks' "
+                                     f"H, W expected, got {tuple(ign_labels.shape)} and {tuple(ign_masks.shape)}")
 
     def _layer_losses(self, class_logits: torch.Tensor, mask_logits: torch.Tensor, targets: Sequence[dict],
                       num_masks: int) -> dict[str, torch.Tensor]:
-        labels = [t["labels"].long().to(class_logits.device) for t in targets]
-        indices = self.matcher(mask_logits, class_logits, [t["masks"] for t in targets], labels)
-        indices = [(src.to(class_logits.device), tgt.to(class_logits.device)) for src, tgt in indices]
+        device = class_logits.device
+        labels = [t["labels"].long().to(device) for t in targets]
+        # ignore targets are matched after the real ones: a match with index >= K is an ignore target
+        match_labels = [torch.cat([lab, t["ignore_labels"].long().to(device)]) if "ignore_labels" in t else lab
+                        for lab, t in zip(labels, targets)]
+        match_masks = [torch.cat([t["masks"].float(), t["ignore_masks"].to(t["masks"].device).float()])
+                       if "ignore_labels" in t else t["masks"] for t in targets]
+        indices = self.matcher(mask_logits, class_logits, match_masks, match_labels)
+        indices = [(src.to(device), tgt.to(device)) for src, tgt in indices]
 
-        target_classes = torch.full(class_logits.shape[:2], self.num_classes, dtype=torch.long,
-                                    device=class_logits.device)
+        target_classes = torch.full(class_logits.shape[:2], self.num_classes, dtype=torch.long, device=device)
         for b, (src, tgt) in enumerate(indices):
-            target_classes[b, src] = labels[b][tgt]
-        loss_ce = F.cross_entropy(class_logits.float().transpose(1, 2), target_classes, weight=self.class_weights)
+            real = tgt < len(labels[b])
+            target_classes[b, src[real]] = labels[b][tgt[real]]
+            target_classes[b, src[~real]] = IGNORE
+        indices = [(src[tgt < len(lab)], tgt[tgt < len(lab)]) for (src, tgt), lab in zip(indices, labels)]
+        if bool((target_classes == IGNORE).all()):  # every query ignored: the weighted mean would be 0/0
+            loss_ce = class_logits.sum() * 0.0
+        else:
+            loss_ce = F.cross_entropy(class_logits.float().transpose(1, 2), target_classes,
+                                      weight=self.class_weights, ignore_index=IGNORE)
         return {"loss_ce": loss_ce, **self._mask_losses(mask_logits, targets, indices, num_masks)}
 
     def _mask_losses(self, mask_logits: torch.Tensor, targets: Sequence[dict],

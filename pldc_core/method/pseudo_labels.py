@@ -167,3 +167,40 @@ def make_pseudo_targets(class_logits: torch.Tensor, mask_logits: torch.Tensor, *
         n_ddtf=int(keep_d.sum()),
         n_coupled=int(keep_c.sum()),
     )
+
+
+@torch.no_grad()
+def uncertain_queries(class_logits: torch.Tensor, mask_logits: torch.Tensor, keep_idx: torch.Tensor,
+                      c_min: float, valid: torch.Tensor | None = None,
+                      max_iou: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's likely objects that the filter dropped, in ONE image, one per object.
+
+    Candidates are the queries not in ``keep_idx`` whose class quality is at least ``c_min`` and
+    whose mask (sigma > 0.5, on ``valid`` pixels as in ``make_pseudo_targets``) is not empty.
+    Taken by decreasing class quality, a candidate is skipped when its mask overlaps a kept
+    pseudo-label or an already taken candidate at mask IoU > ``max_iou``: a duplicate of an
+    object should still be taught "no object", as Mask2Former's one-to-one matching intends.
+
+    Returns their ``labels [J]`` (long) and ``masks [J, h, w]`` (float 0/1): the "ignore" targets
+    of ``pldc.ignore_c`` (docs/METHOD.md, "Ignoring what the teacher is unsure of"; not in the paper).
+    """
+    probs = mask_logits.float().sigmoid()
+    if valid is not None:
+        probs = probs * _resize_valid(valid.to(probs.device), probs.shape[-2:])
+    c, labels = class_quality(class_logits)
+    masks = (probs > 0.5).flatten(1).float()  # [Q, hw]
+    keep_idx = keep_idx.to(c.device)
+    candidate = (c >= c_min) & (masks.sum(1) > 0)
+    candidate[keep_idx] = False
+    taken = [int(i) for i in keep_idx]
+    chosen = []
+    for i in sorted(candidate.nonzero().squeeze(1).tolist(), key=lambda k: -float(c[k])):
+        if taken:
+            inter = masks[taken] @ masks[i]
+            union = masks[taken].sum(1) + masks[i].sum() - inter
+            if bool((inter / union > max_iou).any()):
+                continue
+        taken.append(i)
+        chosen.append(i)
+    idx = torch.tensor(chosen, dtype=torch.long, device=c.device)
+    return labels[idx], masks[idx].view(-1, *probs.shape[-2:])

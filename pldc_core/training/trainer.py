@@ -16,11 +16,13 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from pldc_core import distributed as dist_utils
 from pldc_core.config import ExperimentConfig, save_config
 from pldc_core.losses import SetCriterion
 from pldc_core.method.filters import Thresholds
+from pldc_core.method.pseudo_labels import uncertain_queries
 from pldc_core.method.teacher_step import dicc_w_at, teacher_step
 from pldc_core.model.mask2former import Mask2FormerSegmenter, build_model, ema_update, unwrap
 from pldc_core.run_dir import RunDir, RunDirError, RunFootprint
@@ -397,4 +399,12 @@ class Trainer(TrainerBase):
                  "n_kept_coupled": sum(p.kept.n_coupled for p in labels),
                  "n_dicc_changed": sum(p.n_dicc_changed for p in labels) if self.clip is not None else None,
                  "dicc_w": w if self.clip is not None else None}
-        return [p.target(self.cfg.pldc.pmua) for p in labels], stats
+        targets = [p.target(self.cfg.pldc.pmua) for p in labels]
+        if self.cfg.pldc.ignore_c is not None:
+            small_valid = F.interpolate(valid[:, None].float(), size=step.mask_logits.shape[-2:], mode="nearest")[:, 0]
+            for i, (target, p) in enumerate(zip(targets, labels)):
+                target["ignore_labels"], target["ignore_masks"] = uncertain_queries(
+                    step.class_logits[i], step.mask_logits[i], p.kept.keep_idx, self.cfg.pldc.ignore_c,
+                    valid=small_valid[i] > 0.5)
+            stats["n_ignored"] = sum(len(t["ignore_labels"]) for t in targets)
+        return targets, stats

@@ -187,3 +187,52 @@ def test_pmua_constant_weights_scale_bce_only():
     assert ones["loss_mask"].item() == pytest.approx(plain["loss_mask"].item(), rel=1e-6)
     assert half["loss_mask"].item() == pytest.approx(0.5 * plain["loss_mask"].item(), rel=1e-6)
     assert half["loss_dice"].item() == pytest.approx(plain["loss_dice"].item(), rel=1e-6)
+
+
+# --------------------------------------------------------------------------- ignore targets (pldc.ignore_c)
+def _one_image_two_queries():
+    """Query 0 predicts box A (class 0), query 1 predicts box B (class 2); B is only an ignore target."""
+    a, b = box_mask(16, 16, 0, 8, 0, 8), box_mask(16, 16, 8, 16, 8, 16)
+    class_logits = torch.tensor([[[4.0, 0.0, 0.0, 0.0], [0.0, 0.0, 4.0, 0.0]]], requires_grad=True)
+    mask_logits = (torch.stack([a, b])[None] * 16 - 8).requires_grad_(True)
+    target = {"labels": torch.tensor([0]), "masks": a[None]}
+    ignored = {**target, "ignore_labels": torch.tensor([2]), "ignore_masks": b[None]}
+    return class_logits, mask_logits, target, ignored
+
+
+def test_a_query_matched_to_an_ignore_target_gets_no_loss():
+    class_logits, mask_logits, target, ignored = _one_image_two_queries()
+    criterion()(class_logits, mask_logits, [ignored])["loss"].backward()
+    assert torch.all(class_logits.grad[0, 1] == 0) and torch.all(mask_logits.grad[0, 1] == 0)
+    assert class_logits.grad[0, 0].abs().sum() > 0 and mask_logits.grad[0, 0].abs().sum() > 0
+    # without the ignore target the same query is taught "no object"
+    class_logits.grad = None
+    criterion()(class_logits, mask_logits, [target])["loss"].backward()
+    assert class_logits.grad[0, 1, N] < 0
+
+
+def test_ignore_targets_leave_the_real_targets_loss_alone():
+    class_logits, mask_logits, target, ignored = _one_image_two_queries()
+    torch.manual_seed(0)
+    with_ignore = criterion()(class_logits, mask_logits, [ignored])
+    torch.manual_seed(0)
+    plain = criterion()(class_logits, mask_logits, [target])
+    # same matched pair, same points: the mask terms agree; the class term drops query 1's no-object term
+    assert with_ignore["loss_mask"].item() == pytest.approx(plain["loss_mask"].item(), rel=1e-6)
+    assert with_ignore["loss_dice"].item() == pytest.approx(plain["loss_dice"].item(), rel=1e-6)
+    expected_ce = F.cross_entropy(class_logits[0, :1], torch.tensor([0]))
+    assert with_ignore["loss_ce"].item() == pytest.approx(expected_ce.item(), rel=1e-6)
+
+
+def test_every_query_ignored_gives_a_finite_zero_class_loss():
+    class_logits, mask_logits, _, ignored = _one_image_two_queries()
+    only_ignored = {"labels": torch.zeros(0, dtype=torch.long), "masks": torch.zeros(0, 16, 16),
+                    "ignore_labels": torch.tensor([0, 2]), "ignore_masks": mask_logits.detach()[0].gt(0).float()}
+    losses = criterion()(class_logits, mask_logits, [only_ignored])
+    assert losses["loss_ce"].item() == 0.0 and torch.isfinite(losses["loss"])
+
+
+def test_criterion_rejects_ignore_masks_of_another_size():
+    class_logits, mask_logits, _, ignored = _one_image_two_queries()
+    with pytest.raises(ValueError, match="ignore_masks"):
+        criterion()(class_logits, mask_logits, [{**ignored, "ignore_masks": torch.zeros(1, 8, 8)}])

@@ -6,7 +6,8 @@ import torch
 
 from pldc_core.method.filters import Thresholds, coupled_keep, ddtf_keep
 from pldc_core.method.pseudo_labels import (PseudoTargets, binary_mask, class_quality, dicc_fuse, dicc_weight,
-                                            make_pseudo_targets, mask_quality, pixel_uncertainty, teacher_class_probs)
+                                            make_pseudo_targets, mask_quality, pixel_uncertainty, teacher_class_probs,
+                                            uncertain_queries)
 from pldc_core.method.teacher_step import PseudoLabels, label_outputs
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -221,3 +222,23 @@ def test_teacher_step_without_dicc_keeps_the_filters_queries_and_classes():
                              thresholds=Thresholds("coupled", **THRESH))
     assert torch.equal(labels.kept.keep_idx, pt.keep_idx) and torch.equal(labels.labels, pt.labels)
     assert labels.clip_probs is None and labels.n_dicc_changed == 0
+
+
+def test_uncertain_queries_are_the_dropped_likely_objects():
+    class_logits, mask_logits = _teacher_outputs()
+    pt = make_pseudo_targets(class_logits, mask_logits, filter="ddtf", **THRESH)  # keeps q0
+    labels, masks = uncertain_queries(class_logits, mask_logits, pt.keep_idx, c_min=0.5)
+    # q1 (c 0.9, m 0.8 < m_t) is dropped by DDTF but likely an object; q2 (c 0.05) is not
+    assert labels.tolist() == [0] and masks.tolist() == [[[1.0, 0.0], [0.0, 0.0]]]
+    # q2 (all four pixels) overlaps neither q0 nor q1 at IoU > 0.5: at c_min 0 it is taken too
+    labels, _ = uncertain_queries(class_logits, mask_logits, pt.keep_idx, c_min=0.0)
+    assert len(labels) == 2
+    # a duplicate of a kept pseudo-label is no ignore target: it should stay "no object"
+    dup_logits = torch.cat([class_logits, class_logits[1:2]])
+    dup_masks = torch.cat([mask_logits, mask_logits[0:1]])
+    labels, masks = uncertain_queries(dup_logits, dup_masks, pt.keep_idx, c_min=0.5)
+    assert labels.tolist() == [0] and masks.tolist() == [[[1.0, 0.0], [0.0, 0.0]]]
+    # a mask that lies in padding only is empty, so it is no target of any kind
+    valid = torch.tensor([[False, True], [True, True]])
+    labels, masks = uncertain_queries(class_logits, mask_logits, pt.keep_idx, c_min=0.5, valid=valid)
+    assert labels.shape == (0,) and masks.shape == (0, 2, 2)

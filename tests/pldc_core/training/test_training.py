@@ -79,6 +79,22 @@ def test_teacher_is_the_ema_of_the_student(data_root, tmp_path):
     torch.testing.assert_close(s5["teacher"][name], expected)
 
 
+def test_ignore_c_adds_ignore_targets_to_the_unsupervised_loss(data_root, tmp_path):
+    # c_t 1 keeps nothing (an untrained teacher is never certain), so every likely object of the teacher becomes an ignore target
+    args = ("pldc.c_t=1.0", "pldc.m_t=0.0", "train.max_iters=6", "records.enabled=false", "train.eval_every=100")
+    Trainer(smoke_cfg(data_root, *args, "pldc.ignore_c=0.0"), tmp_path / "ignore").train()
+    Trainer(smoke_cfg(data_root, *args), tmp_path / "plain").train()
+    lines = {n: [json.loads(l) for l in (tmp_path / n / "metrics.jsonl").read_text().splitlines()][4:]
+             for n in ("ignore", "plain")}
+    assert all(l["n_kept"] == 0 and l["n_ignored"] > 0 for l in lines["ignore"])
+    assert all("n_ignored" not in l for l in lines["plain"])
+    # nothing kept: without ignore targets every query is taught "no object"; with them the
+    # matched queries are not, so the unsupervised class loss differs
+    first = [lines[n][0]["unsup_loss_ce"] for n in ("ignore", "plain")]
+    assert first[0] != pytest.approx(first[1])
+    assert lines["ignore"][0]["unsup_loss_mask"] == 0.0
+
+
 def test_ema_from_start_keeps_and_evaluates_an_ema_model_in_a_supervised_run(data_root, tmp_path):
     from pldc_core.training.checkpoint import load_checkpoint
 
