@@ -111,7 +111,8 @@ class Trainer(TrainerBase):
                       f"({p.filter.upper()} c_t {p.c_t:g} / m_t {p.m_t:g}"
                       + (f", DICC ({run_dicc_mode(p)}) with {p.clip_weights}" if self.clip is not None else
                          ", DICC off: the CLIP does not know every class name" if p.dicc else ", no DICC")
-                      + (", PMUA)" if p.pmua else ", no PMUA)"))
+                      + (", PMUA" if p.pmua else ", no PMUA")
+                      + (f", ignore targets from c >= {p.ignore_c:g})" if p.ignore_c is not None else ")"))
         else:
             method = f"{t.max_iters} supervised steps (pldc.enabled=false)"
         if t.ema_from_start:

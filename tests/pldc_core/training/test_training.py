@@ -82,7 +82,9 @@ def test_teacher_is_the_ema_of_the_student(data_root, tmp_path):
 def test_ignore_c_adds_ignore_targets_to_the_unsupervised_loss(data_root, tmp_path):
     # c_t 1 keeps nothing (an untrained teacher is never certain), so every likely object of the teacher becomes an ignore target
     args = ("pldc.c_t=1.0", "pldc.m_t=0.0", "train.max_iters=6", "records.enabled=false", "train.eval_every=100")
-    Trainer(smoke_cfg(data_root, *args, "pldc.ignore_c=0.0"), tmp_path / "ignore").train()
+    trainer = Trainer(smoke_cfg(data_root, *args, "pldc.ignore_c=0.0"), tmp_path / "ignore")
+    assert "PMUA, ignore targets from c >= 0)" in trainer.summary()
+    trainer.train()
     Trainer(smoke_cfg(data_root, *args), tmp_path / "plain").train()
     lines = {n: [json.loads(l) for l in (tmp_path / n / "metrics.jsonl").read_text().splitlines()][4:]
              for n in ("ignore", "plain")}
@@ -101,7 +103,9 @@ def test_ema_from_start_keeps_and_evaluates_an_ema_model_in_a_supervised_run(dat
     cfg = smoke_cfg(data_root, "pldc.enabled=false", "train.ema_from_start=true", "train.max_iters=3",
                     "train.burn_in_iters=3", "train.checkpoint_every=1", "train.ema_alpha=0.5", "records.enabled=false",
                     "train.eval_every=3", "data.eval_images=2")
-    Trainer(cfg, tmp_path / "run").train()
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert "EMA model (alpha 0.5) from the first step" in trainer.summary()
+    trainer.train()
     s = [load_checkpoint(tmp_path / "run" / "checkpoints" / f"ckpt_000000{i}.pt") for i in (2, 3)]
     assert s[0]["teacher"] is not None and s[0]["phase"] == "burn_in"
     name = next(k for k, v in s[1]["student"].items() if v.is_floating_point() and "encoder" in k and v.ndim == 4)
