@@ -84,7 +84,11 @@ class Bench:
         self.burn, self.max = cfg.train.burn_in_iters, cfg.train.max_iters
         self.threads = 1 if args.jobs > 1 else None
         self.threshold_rule = args.thresholds
-        self.dicc_crop = cfg.pldc.dicc_crop
+        # pldc keys that act only after burn-in: the benchmark's config decides them for every variant
+        # (a burn-in's saved config may predate them, or come from a config without them)
+        self.semi_overrides = [f"pldc.dicc_crop={cfg.pldc.dicc_crop}"]
+        if cfg.pldc.ignore_c is not None:
+            self.semi_overrides.append(f"pldc.ignore_c={cfg.pldc.ignore_c:g}")
 
     def burn_in(self, seed: int) -> None:
         run = self.out / f"seed{seed}" / "burn_in"
@@ -143,9 +147,8 @@ class Bench:
                     for stale in tmp.glob("final_eval_*.json"):
                         stale.unlink()
                     tmp.rename(run)
-                    # the burn-in's saved config may predate pldc.dicc_crop: the benchmark's config decides it
                     _run([PLDC, "train", "--resume", str(run), "--stop-at", str(target), f"name={name}",
-                          *self.thresholds(seed), f"pldc.dicc_crop={self.dicc_crop}", *overrides], log, self.threads)
+                          *self.thresholds(seed), *self.semi_overrides, *overrides], log, self.threads)
             _require(run, target)
             self.evaluate(run, name, target, log)
 
