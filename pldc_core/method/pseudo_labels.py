@@ -119,6 +119,14 @@ def _resize_valid(valid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(valid[None, None].float(), size=size, mode="area")[0, 0] >= 0.5
 
 
+def _image_probs(mask_logits: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Mask probabilities with padding (outside ``valid``) set to certain background."""
+    probs = mask_logits.float().sigmoid()
+    if valid is not None:
+        probs = probs * _resize_valid(valid.to(probs.device), probs.shape[-2:])
+    return probs
+
+
 @torch.no_grad()
 def make_pseudo_targets(class_logits: torch.Tensor, mask_logits: torch.Tensor, *, filter: str,
                         c_t: float, m_t: float, s_t: float,
@@ -145,9 +153,7 @@ def make_pseudo_targets(class_logits: torch.Tensor, mask_logits: torch.Tensor, *
     if class_logits.dim() != 2 or mask_logits.dim() != 3 or class_logits.shape[0] != mask_logits.shape[0]:
         raise ValueError(f"make_pseudo_targets takes one image: class_logits [Q, N+1] and mask_logits "
                          f"[Q, h, w], got {tuple(class_logits.shape)} and {tuple(mask_logits.shape)}")
-    probs = mask_logits.float().sigmoid()
-    if valid is not None:
-        probs = probs * _resize_valid(valid.to(probs.device), probs.shape[-2:])
+    probs = _image_probs(mask_logits, valid)
     c, labels = class_quality(class_logits)
     m = mask_quality_from_probs(probs)
     keep_d = ddtf_keep(c, m, c_t, m_t)
@@ -184,9 +190,7 @@ def uncertain_queries(class_logits: torch.Tensor, mask_logits: torch.Tensor, kee
     Returns their ``labels [J]`` (long) and ``masks [J, h, w]`` (float 0/1): the "ignore" targets
     of ``pldc.ignore_c`` (docs/METHOD.md, "Ignoring what the teacher is unsure of"; not in the paper).
     """
-    probs = mask_logits.float().sigmoid()
-    if valid is not None:
-        probs = probs * _resize_valid(valid.to(probs.device), probs.shape[-2:])
+    probs = _image_probs(mask_logits, valid)
     c, labels = class_quality(class_logits)
     masks = (probs > 0.5).flatten(1).float()  # [Q, hw]
     keep_idx = keep_idx.to(c.device)

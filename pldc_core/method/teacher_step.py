@@ -60,6 +60,7 @@ class TeacherOutput:
     class_logits: torch.Tensor         # [B, Q, N+1] float
     mask_logits: torch.Tensor          # [B, Q, h, w] float, over the padded input
     pseudo_labels: list[PseudoLabels]  # one per image
+    valid: torch.Tensor | None = None  # [B, h, w] bool, the image pixels at mask-logit resolution
 
 
 @torch.no_grad()
@@ -91,7 +92,7 @@ def teacher_step(teacher: torch.nn.Module, images: torch.Tensor, *, thresholds: 
             small_valid[i, :rows, :cols] = True
     labels = label_outputs(class_logits, mask_logits, images, thresholds=thresholds, clip=clip, w=w,
                            valid=small_valid, timed=timed, min_mask_area=min_mask_area, skip_settled=skip_settled)
-    return TeacherOutput(class_logits, mask_logits, labels)
+    return TeacherOutput(class_logits, mask_logits, labels, small_valid)
 
 
 @torch.no_grad()

@@ -16,7 +16,6 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from pldc_core import distributed as dist_utils
 from pldc_core.config import ExperimentConfig, save_config
@@ -402,10 +401,9 @@ class Trainer(TrainerBase):
                  "dicc_w": w if self.clip is not None else None}
         targets = [p.target(self.cfg.pldc.pmua) for p in labels]
         if self.cfg.pldc.ignore_c is not None:
-            small_valid = F.interpolate(valid[:, None].float(), size=step.mask_logits.shape[-2:], mode="nearest")[:, 0]
             for i, (target, p) in enumerate(zip(targets, labels)):
                 target["ignore_labels"], target["ignore_masks"] = uncertain_queries(
                     step.class_logits[i], step.mask_logits[i], p.kept.keep_idx, self.cfg.pldc.ignore_c,
-                    valid=small_valid[i] > 0.5)
+                    valid=step.valid[i])
             stats["n_ignored"] = sum(len(t["ignore_labels"]) for t in targets)
         return targets, stats
