@@ -115,7 +115,9 @@ class Trainer(TrainerBase):
         else:
             method = f"{t.max_iters} supervised steps (pldc.enabled=false)"
         if t.ema_from_start:
-            method += f"; EMA model (alpha {t.ema_alpha:g}) from the first step, evaluated as the teacher"
+            since = ("from the first step" if self.iter == 0 else "kept" if self.teacher is not None else
+                     f"from iteration {self.iter} on (the checkpoint has none)")
+            method += f"; EMA model (alpha {t.ema_alpha:g}) {since}, evaluated as the teacher"
         evaluated = f"the first {d.eval_images}" if d.eval_images and d.eval_images < len(self.data.val_index) else "all"
         return "\n".join([
             f"pldc train: {start} in {self.run.path} on {self.device}",

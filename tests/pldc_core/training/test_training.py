@@ -119,6 +119,10 @@ def test_ema_from_start_keeps_and_evaluates_an_ema_model_in_a_supervised_run(dat
     losses = [[json.loads(l)["loss"] for l in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
               for n in ("run", "plain")]
     assert losses[0] == losses[1]
+    # a run resumed with the option from a checkpoint that has no EMA starts it there, and says so
+    cfg = smoke_cfg(data_root, "pldc.enabled=false", "train.ema_from_start=true", "train.max_iters=4",
+                    "train.burn_in_iters=4", "records.enabled=false", "train.ema_alpha=0.5")
+    assert "EMA model (alpha 0.5) from iteration 3 on" in Trainer(cfg, tmp_path / "plain", resume=True).summary()
 
 
 def _train_cli(*args, env_extra=None):
