@@ -80,7 +80,8 @@ def test_teacher_is_the_ema_of_the_student(data_root, tmp_path):
 
 
 def test_ignore_c_adds_ignore_targets_to_the_unsupervised_loss(data_root, tmp_path):
-    # c_t 1 keeps nothing (an untrained teacher is never certain), so every likely object of the teacher becomes an ignore target
+    # c_t 1 keeps nothing (an untrained teacher is never certain), so every likely object of the
+    # teacher becomes an ignore target
     args = ("pldc.c_t=1.0", "pldc.m_t=0.0", "train.max_iters=6", "records.enabled=false", "train.eval_every=100")
     trainer = Trainer(smoke_cfg(data_root, *args, "pldc.ignore_c=0.0"), tmp_path / "ignore")
     assert "PMUA, ignore targets from c >= 0)" in trainer.summary()
