@@ -134,11 +134,13 @@ class SetCriterion(nn.Module):
         indices = [(src.to(device), tgt.to(device)) for src, tgt in indices]
 
         target_classes = torch.full(class_logits.shape[:2], self.num_classes, dtype=torch.long, device=device)
+        real_indices = []
         for b, (src, tgt) in enumerate(indices):
             real = tgt < len(labels[b])
             target_classes[b, src[real]] = labels[b][tgt[real]]
             target_classes[b, src[~real]] = IGNORE
-        indices = [(src[tgt < len(lab)], tgt[tgt < len(lab)]) for (src, tgt), lab in zip(indices, labels)]
+            real_indices.append((src[real], tgt[real]))
+        indices = real_indices
         if bool((target_classes == IGNORE).all()):  # every query ignored: the weighted mean would be 0/0
             loss_ce = class_logits.sum() * 0.0
         else:
