@@ -88,7 +88,8 @@ class TrainConfig:
     ema_from_start: bool = False        # keep the EMA model from the first step, burn-in and supervised-only
                                         # runs included (they then evaluate and save it as the teacher)
     unsup_weight: float = 1.0           # lambda
-    amp: bool = True                    # mixed precision on CUDA only
+    amp: bool = True                    # mixed precision on CUDA (bfloat16, or float16 with loss scaling)
+    amp_cpu: bool = False               # bfloat16 autocast on the CPU (fast where it has AVX512-BF16 or AMX)
     checkpoint_every: int = 1000
     eval_every: int = 5000
     log_every: int = 20

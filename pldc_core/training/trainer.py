@@ -33,6 +33,13 @@ from pldc_core.training.loop import HookBase, TrainerBase, TrainingDiverged
 log = logging.getLogger(__name__)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where autocast to it pays."""
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
 class Trainer(TrainerBase):
     """The student, its teacher, optimizer and criterion, and one training step of PL-DC."""
 
@@ -118,6 +125,8 @@ class Trainer(TrainerBase):
             since = ("from the first step" if self.iter == 0 else "kept" if self.teacher is not None else
                      f"from iteration {self.iter} on (the checkpoint has none)")
             method += f"; EMA model (alpha {t.ema_alpha:g}) {since}, evaluated as the teacher"
+        if self.amp_dtype is not None:
+            method += f"; {str(self.amp_dtype).removeprefix('torch.')} autocast on the {self.device.type.upper()}"
         evaluated = f"the first {d.eval_images}" if d.eval_images and d.eval_images < len(self.data.val_index) else "all"
         return "\n".join([
             f"pldc train: {start} in {self.run.path} on {self.device}",
@@ -183,14 +192,19 @@ class Trainer(TrainerBase):
         return training_clip(self.cfg.pldc, self.data.categories.names, self.device)
 
     def _amp_dtype(self) -> torch.dtype | None:
-        if not (self.cfg.train.amp and self.device.type == "cuda"):
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if self.device.type == "cuda" and self.cfg.train.amp:
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if self.device.type == "cpu" and self.cfg.train.amp_cpu:
+            if not cpu_has_native_bf16():
+                log.warning("train.amp_cpu: this CPU has no native bfloat16 (AVX512-BF16 or AMX); "
+                            "bfloat16 autocast works but will likely be slower than float32")
+            return torch.bfloat16
+        return None
 
     def _autocast(self):
         if self.amp_dtype is None:
             return nullcontext()
-        return torch.autocast("cuda", dtype=self.amp_dtype)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     # ----------------------------------------------------------------------------- state
     def state_dict(self) -> dict:

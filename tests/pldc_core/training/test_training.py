@@ -126,6 +126,27 @@ def test_ema_from_start_keeps_and_evaluates_an_ema_model_in_a_supervised_run(dat
     assert "EMA model (alpha 0.5) from iteration 3 on" in Trainer(cfg, tmp_path / "plain", resume=True).summary()
 
 
+def test_amp_cpu_trains_the_student_in_bfloat16_autocast(data_root, tmp_path):
+    cfg = smoke_cfg(data_root, "train.amp_cpu=true", "train.device=cpu", "train.max_iters=3",
+                    "train.burn_in_iters=1", "pldc.c_t=0.0", "pldc.m_t=0.0", "records.enabled=false",
+                    "train.eval_every=100")
+    trainer = Trainer(cfg, tmp_path / "bf16")
+    assert "bfloat16 autocast on the CPU" in trainer.summary()
+    with trainer._autocast():
+        out = trainer.student(torch.zeros(1, 3, cfg.data.image_size, cfg.data.image_size))
+    assert out.class_logits.dtype == torch.bfloat16
+    trainer.train()
+    Trainer(smoke_cfg(data_root, "train.device=cpu", "train.max_iters=3", "train.burn_in_iters=1", "pldc.c_t=0.0",
+                      "pldc.m_t=0.0", "records.enabled=false", "train.eval_every=100"), tmp_path / "fp32").train()
+    lines = {n: [json.loads(l) for l in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
+             for n in ("bf16", "fp32")}
+    assert [m["phase"] for m in lines["bf16"]] == ["burn_in", "semi", "semi"]
+    assert all(torch.isfinite(torch.tensor(m["loss"])) for m in lines["bf16"])
+    # the same data and initial weights: losses close to float32's, but not the same numbers
+    first = [lines[n][0]["loss"] for n in ("bf16", "fp32")]
+    assert first[0] != first[1] and first[0] == pytest.approx(first[1], rel=0.05)
+
+
 def _train_cli(*args, env_extra=None):
     env = {**os.environ, "PLDC_NO_PROGRESS": "1", **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "pldc_core.cli", "train", *args], cwd=ROOT, env=env,
