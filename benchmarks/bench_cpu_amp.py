@@ -17,7 +17,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -25,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_step import make_trainer  # noqa: E402
+from benchmarks.bench_step import make_trainer, save_report, time_steps  # noqa: E402
 from pldc_core.config import load_config  # noqa: E402
 from pldc_core.training.data import build_data  # noqa: E402
 from pldc_core.training.trainer import cpu_has_native_bf16  # noqa: E402
@@ -48,15 +47,7 @@ def main() -> None:
     data = build_data(first)
     tmp = Path(tempfile.mkdtemp())
     trainers = {name: make_trainer(cfg, data, tmp / str(i)) for i, (name, cfg) in enumerate(configs.items())}
-    times = {name: [] for name in trainers}
-    for step in range(args.warmup + args.steps):
-        for name, trainer in trainers.items():
-            start = time.perf_counter()
-            trainer.run_step()
-            elapsed = time.perf_counter() - start
-            trainer.iter += 1
-            if step >= args.warmup:
-                times[name].append(elapsed)
+    times, _ = time_steps(trainers, args.warmup, args.steps)
     median = {name: statistics.median(t) for name, t in times.items()}
     lines = [f"bench_cpu_amp: {Path(args.config).name} ({first.model.backbone} backbone, {first.model.num_queries} "
              f"queries, {first.data.image_size} px), {args.steps} timed steps after {args.warmup} warm-up, "
@@ -69,10 +60,7 @@ def main() -> None:
     for recipe in recipes:
         fp32, bf16 = median[f"{recipe}, float32"], median[f"{recipe}, bfloat16"]
         lines.append(f"{recipe:12s} {fp32:10.3f} {bf16:11.3f} {fp32 / bf16:8.2f}x")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    save_report(lines, args.out)
 
 
 if __name__ == "__main__":

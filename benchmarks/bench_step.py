@@ -42,6 +42,31 @@ def make_trainer(cfg, data, run_dir):
     return trainer
 
 
+def time_steps(trainers: dict, warmup: int, steps: int) -> tuple[dict, dict]:
+    """Run the trainers' steps round-robin (so machine load hits all alike); per trainer, the
+    seconds of each timed step and the step's own timers."""
+    times = {name: [] for name in trainers}
+    parts = {name: [] for name in trainers}
+    for step in range(warmup + steps):
+        for name, trainer in trainers.items():
+            start = time.perf_counter()
+            metrics = trainer.run_step()
+            elapsed = time.perf_counter() - start
+            trainer.iter += 1
+            if step >= warmup:
+                times[name].append(elapsed)
+                parts[name].append(metrics["timings"])
+    return times, parts
+
+
+def save_report(lines: list[str], out: str | Path) -> None:
+    """Print the report and write it to ``out``."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text)
+
+
 def main() -> None:
     load_start = os.getloadavg()[0]
     parser = argparse.ArgumentParser()
@@ -62,17 +87,7 @@ def main() -> None:
     data = build_data(configs["supervised, 8 labeled"])
     tmp = Path(tempfile.mkdtemp())
     trainers = {name: make_trainer(cfg, data, tmp / str(i)) for i, (name, cfg) in enumerate(configs.items())}
-    times = {name: [] for name in trainers}
-    parts = {name: [] for name in trainers}
-    for step in range(args.warmup + args.steps):
-        for name, trainer in trainers.items():
-            start = time.perf_counter()
-            metrics = trainer.run_step()
-            elapsed = time.perf_counter() - start
-            trainer.iter += 1
-            if step >= args.warmup:
-                times[name].append(elapsed)
-                parts[name].append(metrics["timings"])
+    times, parts = time_steps(trainers, args.warmup, args.steps)
     sup = statistics.median(times["supervised, 8 labeled"])
     lines = [f"bench_step: cpu-quick ({configs['supervised, 8 labeled'].model.backbone}, "
              f"{configs['supervised, 8 labeled'].model.num_queries} queries, 128 px), {args.steps} timed steps "
@@ -95,10 +110,7 @@ def main() -> None:
     lines += ["", f"PMUA cost: unsupervised loss {with_pmua:.3f} s with pixel weights vs {without:.3f} s without "
               f"({with_pmua - without:+.3f} s per step); the uncertainty maps are computed inside 'filter'",
               "targets: PL-DC step <= 1.6x supervised (DICC off); pseudo-labelling overhead < 25% of the step"]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    save_report(lines, args.out)
 
 
 if __name__ == "__main__":
