@@ -7,7 +7,8 @@ Needs the embedded dataset (`pldc data make-synthetic`). Four trainers on the sa
 supervised step and a PL-DC step of the config's recipe (4 labeled, 4 + 4, DICC as configured),
 each in float32 and in bfloat16 autocast. Steps are interleaved round-robin so that machine load
 hits all alike; the table gives the median seconds per step and bfloat16's speed-up. Whether the
-speed-up costs accuracy is a training question, answered in benchmarks/results/learning_curves.md.
+speed-up costs accuracy is a training question: benchmarks/results/quality.md ("Probes of
+2026-12-02") and the note in benchmarks/results/cpu_amp.txt.
 """
 from __future__ import annotations
 
