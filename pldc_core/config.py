@@ -46,6 +46,8 @@ class DataConfig:
     extra_unlabeled: str | None = None  # a dataset whose train images join the unlabeled pool (coco2017-unlabeled)
     num_workers: int = 0
     cutout: str = "paper"               # paper (Table III ratios, black fill) | authors (their code's ratios, random fill)
+    blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])  # strong view's blur, in training-canvas
+                                        # pixels (Table III, at the paper's 1024 px; METHOD.md "Strong view at small scale")
     size_buckets: str = "auto"          # auto (the dataset's own) | absolute (COCO's areas) | rescaled (by mean image area)
     test_size: Any = "auto"             # auto (the dataset's own) | train (long side = image_size) | full | [short, max_long]
 
@@ -321,6 +323,10 @@ def validate(cfg: ExperimentConfig, check_files: bool = True) -> ExperimentConfi
           and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d.scale_range)
           and 0 < d.scale_range[0] <= d.scale_range[1], "data.scale_range",
           f"must be [low, high] with 0 < low <= high, got {d.scale_range!r}")
+    check(isinstance(d.blur_sigma, (list, tuple)) and len(d.blur_sigma) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d.blur_sigma)
+          and 0 < d.blur_sigma[0] <= d.blur_sigma[1], "data.blur_sigma",
+          f"must be [low, high] pixels with 0 < low <= high, got {d.blur_sigma!r}")
     check(d.image_size >= 32 and d.image_size % 32 == 0, "data.image_size",
           f"must be a multiple of 32 and >= 32, got {d.image_size}")
     check(m.backbone in ("tiny", "resnet18", "resnet34", "resnet50"), "model.backbone",

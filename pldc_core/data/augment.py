@@ -135,13 +135,15 @@ class StrongPhotometric:
     the strong view keeps the weak view's geometry.
 
     ``strong(image [3,S,S]) -> image [3,S,S]``; the input is not modified. The keyword
-    arguments default to the paper's probabilities; tests turn single ops off with them. If
+    arguments default to the paper's probabilities and blur (``blur_sigma``, pixels); tests turn
+    single ops off with them. If
     ``valid`` is given, padding pixels are set back to 0 so both views agree outside the image
     (contrast jitter would otherwise shift them).
     """
 
     def __init__(self, *, color_jitter_p: float = 0.8, grayscale_p: float = 0.2, blur_p: float = 0.5,
-                 cutout_p: tuple[float, float, float] = (0.7, 0.5, 0.3), cutout: str = "paper"):
+                 cutout_p: tuple[float, float, float] = (0.7, 0.5, 0.3), cutout: str = "paper",
+                 blur_sigma: tuple[float, float] = (0.1, 2.0)):
         if cutout not in CUTOUTS:
             raise ValueError(f"cutout must be one of {', '.join(CUTOUTS)}; got {cutout!r}")
         ratios, fill = CUTOUTS[cutout]
@@ -149,7 +151,7 @@ class StrongPhotometric:
             v2.RandomApply([v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)],
                            p=color_jitter_p),
             v2.RandomGrayscale(p=grayscale_p),
-            v2.RandomApply([v2.GaussianBlur(kernel_size=BLUR_KERNEL_SIZE, sigma=(0.1, 2.0))], p=blur_p),
+            v2.RandomApply([v2.GaussianBlur(kernel_size=BLUR_KERNEL_SIZE, sigma=tuple(blur_sigma))], p=blur_p),
             v2.RandomErasing(p=cutout_p[0], scale=(0.05, 0.2), ratio=ratios[0], value=fill),
             v2.RandomErasing(p=cutout_p[1], scale=(0.02, 0.2), ratio=ratios[1], value=fill),
             v2.RandomErasing(p=cutout_p[2], scale=(0.02, 0.2), ratio=ratios[2], value=fill),

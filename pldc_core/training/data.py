@@ -62,7 +62,7 @@ def build_data(cfg: ExperimentConfig) -> DataBundle:
                                 "or set data.split_file")
     labeled_ids, unlabeled_ids = load_split(split_file, d.percent, d.split_seed)
     augment = TrainAugment(d.image_size, scale_range=tuple(d.scale_range))
-    strong = StrongPhotometric(cutout=d.cutout)
+    strong = StrongPhotometric(cutout=d.cutout, blur_sigma=tuple(d.blur_sigma))
     # the strong view of labeled images is drawn only when the student gets it, so that runs
     # without it keep their random streams
     labeled_strong = strong if cfg.train.labeled_strong_view else None

@@ -232,6 +232,21 @@ def test_strong_view_keeps_edges_in_place():
                 assert (window.argmax(dim=1) == 7).all(), (seed, boundary)
 
 
+def test_blur_sigma_sets_how_far_the_blur_spreads_an_edge():
+    # A vertical step edge blurred with sigma fixed at 2 px spreads over several columns; at
+    # 0.25 px (the paper's 2 px scaled to a 128 px canvas) it stays a step within one column.
+    image = torch.zeros(3, 32, 32)
+    image[:, :, 16:] = 1.0
+    only_blur = dict(color_jitter_p=0.0, grayscale_p=0.0, blur_p=1.0, cutout_p=(0.0, 0.0, 0.0))
+    wide = StrongPhotometric(blur_sigma=(2.0, 2.0), **only_blur)(image)[0, 16]
+    narrow = StrongPhotometric(blur_sigma=(0.25, 0.25), **only_blur)(image)[0, 16]
+    def spread(row):
+        return int(((row > 0.01) & (row < 0.99)).sum())
+    assert spread(wide) >= 6
+    assert spread(narrow) == 0
+    assert torch.allclose(narrow, image[0, 16], atol=0.01)
+
+
 def test_strong_output_range_and_padding_reset():
     torch.manual_seed(0)
     image = torch.rand(3, 32, 32)
