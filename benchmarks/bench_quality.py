@@ -84,9 +84,12 @@ class Bench:
         self.burn, self.max = cfg.train.burn_in_iters, cfg.train.max_iters
         self.threads = 1 if args.jobs > 1 else None
         self.threshold_rule = args.thresholds
-        # pldc keys that act only after burn-in: the benchmark's config decides them for every variant
+        # keys that act only after burn-in: the benchmark's config decides them for every variant
         # (a burn-in's saved config may predate them, or come from a config without them)
         self.semi_overrides = [f"pldc.dicc_crop={cfg.pldc.dicc_crop}"]
+        if not cfg.train.labeled_strong_view:  # then the strong view (its blur) acts only on unlabeled images
+            low, high = cfg.data.blur_sigma
+            self.semi_overrides.append(f"data.blur_sigma=[{low:g},{high:g}]")
         if cfg.pldc.ignore_c is not None:
             self.semi_overrides.append(f"pldc.ignore_c={cfg.pldc.ignore_c:g}")
 
