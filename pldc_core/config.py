@@ -76,6 +76,7 @@ class TrainConfig:
     max_iters: int = 73750              # total, burn-in included
     batch_labeled: int = 4              # images per step over all processes (batch_scope=global)
     batch_unlabeled: int = 4
+    semi_batch_labeled: int | None = None  # labeled images per PL-DC step after burn-in (null: batch_labeled)
     batch_scope: str = "global"         # global (split across ranks, as published) | per_rank
     labeled_strong_view: bool = True    # the student also gets the strong view of each labeled image
     lr: float = 1e-4
@@ -286,6 +287,8 @@ def validate(cfg: ExperimentConfig, check_files: bool = True) -> ExperimentConfi
           f"must be in [0, max_iters={t.max_iters}], got {t.burn_in_iters}")
     check(t.batch_labeled >= 1, "train.batch_labeled", "must be >= 1")
     check(t.batch_unlabeled >= 1 or not p.enabled, "train.batch_unlabeled", "must be >= 1 with pldc.enabled")
+    check(t.semi_batch_labeled is None or (isinstance(t.semi_batch_labeled, int) and t.semi_batch_labeled >= 1),
+          "train.semi_batch_labeled", f"must be >= 1 (or null: train.batch_labeled), got {t.semi_batch_labeled!r}")
     check(t.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
     check(t.eval_every >= 1, "train.eval_every", "must be >= 1")
     check(t.lr_schedule in ("poly", "constant", "step"), "train.lr_schedule", "must be 'poly', 'constant' or 'step'")

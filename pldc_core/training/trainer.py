@@ -71,6 +71,8 @@ class Trainer(TrainerBase):
         # this process's share of the batch sizes; checked before anything is built
         self.batch_labeled = dist_utils.batch_share(t.batch_labeled, t.batch_scope, "train.batch_labeled")
         self.batch_unlabeled = dist_utils.batch_share(t.batch_unlabeled, t.batch_scope, "train.batch_unlabeled")
+        self.batch_labeled_semi = self.batch_labeled if t.semi_batch_labeled is None else \
+            dist_utils.batch_share(t.semi_batch_labeled, t.batch_scope, "train.semi_batch_labeled")
         self.data = data or build_data(cfg)
         self.num_classes = len(self.data.categories)
         torch.manual_seed(cfg.train.seed + dist_utils.rank())
@@ -87,6 +89,7 @@ class Trainer(TrainerBase):
         self.timings: dict[str, float] = {}
         self._pending_scaler = None
         self._lab_iter = self._unl_iter = None
+        self._lab_size = 0
         if resume:
             self._restore()
             if dist_utils.is_main():
@@ -119,6 +122,9 @@ class Trainer(TrainerBase):
                          ", DICC off: the CLIP does not know every class name" if p.dicc else ", no DICC")
                       + (", PMUA" if p.pmua else ", no PMUA")
                       + (f", ignore targets from c >= {p.ignore_c:g})" if p.ignore_c is not None else ")"))
+            if t.semi_batch_labeled is not None and t.semi_batch_labeled != t.batch_labeled:
+                method += (f"; {t.batch_labeled} labeled images per burn-in step, {t.semi_batch_labeled} labeled + "
+                           f"{t.batch_unlabeled} unlabeled per PL-DC step")
         else:
             method = f"{t.max_iters} supervised steps (pldc.enabled=false)"
         if t.ema_from_start:
@@ -275,13 +281,20 @@ class Trainer(TrainerBase):
 
     def start_data_streams(self) -> None:
         """The labeled stream from step ``iter``; the unlabeled one opens at the first semi-supervised step."""
+        self._open_labeled_stream()
+        self._unl_iter = None
+
+    def _open_labeled_stream(self) -> None:
+        """The labeled stream from step ``iter`` at the current phase's batch size (``train.semi_batch_labeled``
+        after burn-in). Step ``t`` draws positions ``[t*B, (t+1)*B)`` of the stream, so a run resumed in either
+        phase draws what an uninterrupted one does."""
         from pldc_core.data.loader import infinite_batches
 
         t = self.cfg.train
-        self._lab_iter = infinite_batches(self.data.labeled, self.batch_labeled, seed=t.seed, start_iter=self.iter,
+        self._lab_size = self.batch_labeled_semi if self.phase == "semi" else self.batch_labeled
+        self._lab_iter = infinite_batches(self.data.labeled, self._lab_size, seed=t.seed, start_iter=self.iter,
                                           rank=dist_utils.rank(), world_size=dist_utils.world_size(),
                                           num_workers=self.cfg.data.num_workers)
-        self._unl_iter = None
 
     def _unlabeled_batches(self):
         from pldc_core.data.loader import infinite_batches
@@ -326,6 +339,8 @@ class Trainer(TrainerBase):
         self.timings = {}
         lr = self._set_lr()
         self.student.train()
+        if self.phase == "semi" and self._lab_size != self.batch_labeled_semi:
+            self._open_labeled_stream()  # the first PL-DC step, with train.semi_batch_labeled
         labeled = [s for s in next(self._lab_iter)]
         views = [s.image for s in labeled]
         targets_l = [{"labels": s.labels.to(self.device), "masks": s.masks.to(self.device).float()} for s in labeled]

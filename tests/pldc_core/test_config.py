@@ -47,6 +47,7 @@ def test_saved_config_loads_back_identically(tmp_path):
     ("data.scale_range=[0,2]", "data.scale_range: must be [low, high] with 0 < low <= high"),
     ("data.scale_range=[1.5,0.5]", "data.scale_range: must be [low, high] with 0 < low <= high"),
     ("data.scale_range=1.0", "data.scale_range: must be [low, high]"),
+    ("train.semi_batch_labeled=0", "train.semi_batch_labeled: must be >= 1 (or null: train.batch_labeled)"),
     ("data.blur_sigma=[0,2]", "data.blur_sigma: must be [low, high] pixels with 0 < low <= high"),
     ("data.blur_sigma=[2,0.5]", "data.blur_sigma: must be [low, high] pixels with 0 < low <= high"),
     ("train.lr=fast", "train.lr: expected a number"),

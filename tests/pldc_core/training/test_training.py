@@ -363,6 +363,25 @@ def test_labeled_strong_view_and_step_schedule(data_root, tmp_path):
     assert lrs == pytest.approx([base, base, base / 2, base / 2, base / 4])
 
 
+def test_semi_batch_labeled_sets_the_labeled_batch_after_burn_in_and_resumes_alike(data_root, tmp_path):
+    cfg = smoke_cfg(data_root, "train.semi_batch_labeled=1", "train.max_iters=6", "records.enabled=false",
+                    "train.eval_every=100")
+    trainer = Trainer(cfg, tmp_path / "full")
+    batch_sizes = []
+    trainer.student.register_forward_pre_hook(
+        lambda module, args: batch_sizes.append(len(args[0])) if module is trainer.student else None)
+    trainer.train()
+    # burn-in: 2 labeled images; then 1 labeled + 2 unlabeled strong views
+    assert batch_sizes == [2, 2, 2, 2, 3, 3]
+    assert "2 labeled images per burn-in step, 1 labeled + 2 unlabeled per PL-DC step" in trainer.summary()
+    # paused after the first PL-DC step and resumed: the same steps as the uninterrupted run
+    Trainer(cfg, tmp_path / "paused").train(stop_at=5)
+    Trainer(cfg, tmp_path / "paused", resume=True).train()
+    losses = [[json.loads(l)["loss"] for l in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+              for name in ("full", "paused")]
+    assert len(losses[0]) == 6 and losses[0] == losses[1]
+
+
 def test_eval_writes_coco_results_json(data_root, tmp_path):
     import argparse
 
