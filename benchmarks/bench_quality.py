@@ -1,7 +1,8 @@
 """Quality on the embedded benchmark at 5% labels: supervised vs PL-DC over split seeds, and the ablations.
 
     .venv/bin/python benchmarks/bench_quality.py [--out runs/quality5k] [--seeds 0 1 2]
-        [--ablation-seeds 0] [--ablation-iters N] [--ablations NAME ...] [--jobs 2] [--thresholds paper|best-f1]
+        [--ablation-seeds 0] [--ablation-iters N] [--ablations NAME ...] [--eval-at N ...] [--jobs 2]
+        [--thresholds paper|best-f1]
         [--config benchmarks/quality.yaml] [--results benchmarks/results/quality.md] [--title TEXT]
 
 Per split seed S (``data.split_seed=S train.seed=S``):
@@ -19,6 +20,8 @@ Per split seed S (``data.split_seed=S train.seed=S``):
 ``--ablation-iters N`` trains the ablation variants to iteration N only (fewer semi-supervised
 steps, same schedule: the poly decay still runs to ``max_iters``), and evaluates the supervised and
 PL-DC runs of the ablation seeds at N too, so the ablation table compares all variants at N.
+``--eval-at N ...`` evaluates the supervised and PL-DC runs of every seed at each N on the way
+as well: a learning curve, one table per iteration.
 Then ``quality_table.py`` writes benchmarks/results/quality.md (``--results``: another file, e.g. for
 another dataset's config).
 
@@ -129,17 +132,22 @@ class Bench:
         return [f"pldc.{k}={v:g}" for k, v in chosen.items()]
 
     def variant(self, seed: int, name: str, overrides: list[str], stop: int | None = None,
-                also_at: int | None = None) -> None:
+                also_at: list[int] = ()) -> None:
         """Train a copy of the seed's burn-in with ``overrides`` to ``stop`` (default ``max_iters``),
-        then evaluate that checkpoint on all val images. ``also_at``: stop there first and evaluate
-        that checkpoint too (training keeps only its last few checkpoints, so it is evaluated on the way)."""
+        then evaluate that checkpoint on all val images. ``also_at``: stop at each of these first and
+        evaluate those checkpoints too (training keeps only its last few checkpoints, so they are
+        evaluated on the way; one a finished run no longer holds is skipped, with a line that says so)."""
         stop = stop or self.max
         base = self.out / f"seed{seed}"
         run, log = base / name, base / f"{name}.log"
-        for target in ([also_at] if also_at and also_at < stop else []) + [stop]:
+        for target in sorted({a for a in also_at if a < stop}) + [stop]:
             if all(self.eval_path(run, m, target).exists() for m in _models(name)):
                 continue
             _wait_unlocked(run)
+            if target < stop and not _ckpt(run, target).exists() and _last_iteration(run) > target:
+                print(f"seed{seed}/{name}: no checkpoint of iteration {target} left (the run is past it); "
+                      "not evaluated there", flush=True)
+                continue
             if not _ckpt(run, target).exists():
                 if run.is_dir():  # interrupted earlier: its saved config holds the overrides
                     _run([PLDC, "train", "--resume", str(run), "--stop-at", str(target)], log, self.threads)
@@ -177,6 +185,12 @@ def _require(run: Path, iteration: int) -> None:
         raise RuntimeError(f"{run} stopped before iteration {iteration}; run the command again to resume it")
 
 
+def _last_iteration(run: Path) -> int:
+    """The iteration of a run's last checkpoint (0 without one)."""
+    last = run / "checkpoints" / "last.json"
+    return int(json.loads(last.read_text())["iteration"]) if last.exists() else 0
+
+
 def _models(name: str) -> tuple[str, ...]:
     return ("student",) if name == "supervised" else ("teacher", "student")
 
@@ -202,6 +216,9 @@ def main() -> int:
     parser.add_argument("--ablation-iters", type=int, default=None,
                         help="train the ablation variants to this iteration only (default: max_iters); supervised "
                              "and PL-DC of the ablation seeds are also evaluated there")
+    parser.add_argument("--eval-at", type=int, nargs="+", default=[],
+                        help="also evaluate supervised-only and PL-DC on all val images at these iterations, "
+                             "on the way to max_iters (a learning curve)")
     parser.add_argument("--ablations", nargs="+", choices=list(ABLATIONS), default=list(ABLATIONS),
                         help="which ablation variants to run on the ablation seeds (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once, each single-threaded if > 1")
@@ -222,7 +239,9 @@ def main() -> int:
         for name, overrides in variants.items():
             at = stop if name in ABLATIONS else None
             # the main variants of an ablation seed are also evaluated where the ablations stop
-            also = stop if stop and name in MAIN_VARIANTS and seed in args.ablation_seeds else None
+            also = [stop] if stop and name in MAIN_VARIANTS and seed in args.ablation_seeds else []
+            if name in MAIN_VARIANTS:
+                also = also + args.eval_at
             tasks.append((name, seed, lambda s=seed, n=name, o=overrides, a=at, b=also: bench.variant(s, n, o, a, b)))
     tasks.sort(key=lambda t: (t[0] not in MAIN_VARIANTS, t[1]))
 
