@@ -47,7 +47,7 @@ class DataConfig:
     num_workers: int = 0
     cutout: str = "paper"               # paper (Table III ratios, black fill) | authors (their code's ratios, random fill)
     blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])  # strong view's blur, in training-canvas
-                                        # pixels (Table III, at the paper's 1024 px; METHOD.md "Strong view at small scale")
+                                        # pixels (Table III, set at 1024 px; METHOD.md "Teacher and student", views)
     size_buckets: str = "auto"          # auto (the dataset's own) | absolute (COCO's areas) | rescaled (by mean image area)
     test_size: Any = "auto"             # auto (the dataset's own) | train (long side = image_size) | full | [short, max_long]
 

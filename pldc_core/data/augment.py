@@ -136,9 +136,8 @@ class StrongPhotometric:
 
     ``strong(image [3,S,S]) -> image [3,S,S]``; the input is not modified. The keyword
     arguments default to the paper's probabilities and blur (``blur_sigma``, pixels); tests turn
-    single ops off with them. If
-    ``valid`` is given, padding pixels are set back to 0 so both views agree outside the image
-    (contrast jitter would otherwise shift them).
+    single ops off with them. If ``valid`` is given, padding pixels are set back to 0 so both
+    views agree outside the image (contrast jitter would otherwise shift them).
     """
 
     def __init__(self, *, color_jitter_p: float = 0.8, grayscale_p: float = 0.2, blur_p: float = 0.5,
