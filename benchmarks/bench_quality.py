@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pldc_core.config import load_config  # noqa: E402
+from pldc_core.training.checkpoint import latest_checkpoint  # noqa: E402
 
 PLDC = str(ROOT / ".venv" / "bin" / "pldc")
 PY = str(ROOT / ".venv" / "bin" / "python")
@@ -186,9 +187,9 @@ def _require(run: Path, iteration: int) -> None:
 
 
 def _last_iteration(run: Path) -> int:
-    """The iteration of a run's last checkpoint (0 without one)."""
-    last = run / "checkpoints" / "last.json"
-    return int(json.loads(last.read_text())["iteration"]) if last.exists() else 0
+    """The iteration of a run's latest checkpoint (0 without one)."""
+    latest = latest_checkpoint(run)
+    return int(latest.stem.removeprefix("ckpt_")) if latest is not None else 0
 
 
 def _models(name: str) -> tuple[str, ...]:
