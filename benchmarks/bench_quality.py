@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_quality.py [--out runs/quality5k] [--seeds 0 1 2]
         [--ablation-seeds 0] [--ablation-iters N] [--ablations NAME ...] [--eval-at N ...] [--jobs 2]
+        [--main-variants supervised pldc]
         [--thresholds paper|best-f1]
         [--config benchmarks/quality.yaml] [--results benchmarks/results/quality.md] [--title TEXT]
 
@@ -220,6 +221,9 @@ def main() -> int:
     parser.add_argument("--eval-at", type=int, nargs="+", default=[],
                         help="also evaluate supervised-only and PL-DC on all val images at these iterations, "
                              "on the way to max_iters (a learning curve)")
+    parser.add_argument("--main-variants", nargs="+", choices=list(MAIN_VARIANTS), default=list(MAIN_VARIANTS),
+                        help="which of the main variants to run on every seed (default both; e.g. only pldc to "
+                             "extend a seed's PL-DC curve whose supervised-only run is measured elsewhere)")
     parser.add_argument("--ablations", nargs="+", choices=list(ABLATIONS), default=list(ABLATIONS),
                         help="which ablation variants to run on the ablation seeds (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once, each single-threaded if > 1")
@@ -234,7 +238,7 @@ def main() -> int:
     # Burn-ins first (every variant of a seed waits for its own), then the variants, main ones first.
     tasks = []
     for seed in args.seeds:
-        variants = dict(MAIN_VARIANTS)
+        variants = {name: MAIN_VARIANTS[name] for name in args.main_variants}
         if seed in args.ablation_seeds:
             variants.update({name: ABLATIONS[name] for name in args.ablations})
         for name, overrides in variants.items():
