@@ -88,10 +88,7 @@ def last_pseudo_labels(run: Path, until: int) -> tuple[str, str]:
 
 
 def _mean_spread(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.2f}%"
+    """Mean, sd and range of two or more APs in %."""
     return f"{statistics.mean(values):.2f}% (sd {statistics.stdev(values):.2f}, {min(values):.2f}-{max(values):.2f})"
 
 
@@ -125,9 +122,10 @@ def headline(out: Path, seeds: list[Path]) -> list[str]:
             sup.append(s["AP"])
             tea.append(t["AP"])
             stu.append(st["AP"])
-    lines.append(f"| mean (sd, range) | {_mean_spread(sup)} | {_mean_spread(tea)} | {_mean_spread(stu)} | "
-                 + (f"{statistics.mean(tea) / statistics.mean(sup) - 1:+.0%} | "
-                    f"{statistics.mean(stu) / statistics.mean(sup) - 1:+.0%} | |" if sup else "- | - | |"))
+    if len(sup) >= 2:  # a mean of one seed would only repeat its row
+        lines.append(f"| mean (sd, range) | {_mean_spread(sup)} | {_mean_spread(tea)} | {_mean_spread(stu)} | "
+                     f"{statistics.mean(tea) / statistics.mean(sup) - 1:+.0%} | "
+                     f"{statistics.mean(stu) / statistics.mean(sup) - 1:+.0%} | |")
     lines.append("")
     if len(sup) >= 2:
         gain = statistics.mean(tea) / statistics.mean(sup) - 1
