@@ -12,7 +12,6 @@ speed-up costs accuracy is a training question: benchmarks/results/quality.md ("
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -25,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_step import make_trainer, save_report, time_steps  # noqa: E402
+from benchmarks.bench_step import make_trainer, save_report, step_bench_args, time_steps  # noqa: E402
 from pldc_core.config import load_config  # noqa: E402
 from pldc_core.training.data import build_data  # noqa: E402
 from pldc_core.training.trainer import cpu_has_native_bf16  # noqa: E402
@@ -33,12 +32,7 @@ from pldc_core.training.trainer import cpu_has_native_bf16  # noqa: E402
 
 def main() -> None:
     load_start = os.getloadavg()[0]
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config", default=str(ROOT / "benchmarks" / "quality.yaml"))
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cpu_amp.txt"))
-    args = parser.parse_args()
+    args = step_bench_args("cpu_amp.txt")
     os.environ["PLDC_NO_PROGRESS"] = "1"
     base = ["records.enabled=false", "train.max_iters=100000", "train.device=cpu"]
     recipes = {"supervised": ["pldc.enabled=false"], "PL-DC": ["train.burn_in_iters=0"]}

@@ -13,7 +13,6 @@ round-robin so that machine load hits both alike, medians reported:
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -27,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_step import make_trainer, save_report  # noqa: E402
+from benchmarks.bench_step import make_trainer, save_report, step_bench_args  # noqa: E402
 from pldc_core.config import load_config  # noqa: E402
 from pldc_core.model import deformable_attention  # noqa: E402
 from pldc_core.training.data import build_data  # noqa: E402
@@ -84,12 +83,7 @@ def time_training(trainers: dict, warmup: int, steps: int) -> dict[str, list[flo
 
 def main() -> None:
     load_start = os.getloadavg()[0]
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config", default=str(ROOT / "benchmarks" / "quality.yaml"))
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "deformable_attention.txt"))
-    args = parser.parse_args()
+    args = step_bench_args("deformable_attention.txt")
     os.environ["PLDC_NO_PROGRESS"] = "1"
     base = ["records.enabled=false", "train.max_iters=100000", "train.device=cpu", "train.burn_in_iters=0",
             f"model.init_weights={ROOT / 'weights' / 'synthetic-5pct-detector.pt'}"]
