@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from pldc_core.config import ModelConfig
-from pldc_core.model import deformable_attention
 from pldc_core.messages import first_sentence
+from pldc_core.model import deformable_attention
 
 log = logging.getLogger(__name__)
 
