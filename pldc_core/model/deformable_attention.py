@@ -57,7 +57,8 @@ def dense_deformable_attention(value: torch.Tensor, spatial_shapes: Sequence[tup
         raise ValueError(f"spatial shapes {list(spatial_shapes)} hold {start} tokens, value has {tokens}")
     index, weight = torch.cat(indices, -1), torch.cat(weights, -1)  # [B, H, Q, L*P*4]
     dense = torch.zeros(batch, heads, queries, tokens, dtype=weight.dtype, device=weight.device)
-    dense = dense.scatter_add(-1, index, weight)
+    # in place into the fresh zeros: an out-of-place scatter_add copies the whole matrix first
+    dense.scatter_add_(-1, index, weight)
     out = torch.matmul(dense, value.transpose(1, 2).to(dense.dtype))  # [B, H, Q, D]
     return out.transpose(1, 2).reshape(batch, queries, heads * head_dim)
 
