@@ -133,6 +133,10 @@ class Trainer(TrainerBase):
             method += f"; EMA model (alpha {t.ema_alpha:g}) {since}, evaluated as the teacher"
         if self.amp_dtype is not None:
             method += f"; {str(self.amp_dtype).removeprefix('torch.')} autocast on the {self.device.type.upper()}"
+        schedule = {"poly": "poly decay", "constant": "constant",
+                    "step": f"x{t.lr_gamma:g} at {', '.join(str(i) for i in t.lr_steps)}"}[t.lr_schedule]
+        method += (f"; lr {t.lr:g} ({schedule}"
+                   + (f", {t.warmup_iters} warm-up steps" if t.warmup_iters else "") + ")")
         evaluated = f"the first {d.eval_images}" if d.eval_images and d.eval_images < len(self.data.val_index) else "all"
         return "\n".join([
             f"pldc train: {start} in {self.run.path} on {self.device}",

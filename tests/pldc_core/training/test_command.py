@@ -162,6 +162,7 @@ def test_train_says_what_it_trains_on_what_data_and_where(data_root, tmp_path):
     assert lines[0] == f"pldc train: new run 'smoke' in {run} on cpu"
     assert lines[1].startswith("  model: Mask2Former, tiny ResNet backbone from scratch, 8 queries, 128 px crops")
     assert lines[2].startswith("  steps: 8: 4 supervised burn-in steps, then 4 PL-DC steps (DDTF")
+    assert "; lr 0.0005 (poly decay, 200 warm-up steps); checkpoint every" in lines[2]
     assert lines[3] == (f"  data: 'synthetic' ({data_root}/synthetic/annotations/instances_train.json): "
                         f"{len(labeled)} labeled + {len(unlabeled)} unlabeled train images (25% split, seed 0), "
                         f"{len(val)} val images")

@@ -351,6 +351,7 @@ def test_labeled_strong_view_and_step_schedule(data_root, tmp_path):
     cfg = smoke_cfg(data_root, "train.labeled_strong_view=true", "train.lr_schedule=step", "train.lr_steps=[2, 4]",
                     "train.lr_gamma=0.5", "train.warmup_iters=0", "records.enabled=false", "train.eval_every=100")
     trainer = Trainer(cfg, tmp_path / "run")
+    assert "; lr 0.0005 (x0.5 at 2, 4); checkpoint every" in trainer.summary()
     batch_sizes = []
     # (the teacher, a deep copy of the student, inherits the hook: count the student's calls only)
     trainer.student.register_forward_pre_hook(
