@@ -59,12 +59,12 @@ def time_steps(trainers: dict, warmup: int, steps: int) -> tuple[dict, dict]:
     return times, parts
 
 
-def step_bench_args(result_name: str) -> argparse.Namespace:
+def step_bench_args(result_name: str, config: str = "quality.yaml") -> argparse.Namespace:
     """The options of the benchmarks that time training steps of a config side by side:
-    --config (default the quality benchmark's), --steps, --warmup, --out (default
+    --config (default benchmarks/``config``), --steps, --warmup, --out (default
     benchmarks/results/``result_name``)."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--config", default=str(ROOT / "benchmarks" / "quality.yaml"))
+    parser.add_argument("--config", default=str(ROOT / "benchmarks" / config))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / result_name))
