@@ -143,7 +143,7 @@ class Bench:
         base = self.out / f"seed{seed}"
         run, log = base / name, base / f"{name}.log"
         for target in sorted({a for a in also_at if a < stop}) + [stop]:
-            if all(self.eval_path(run, m, target).exists() for m in _models(name)):
+            if all(self.eval_path(run, m, target).exists() for m in _models(name, run)):
                 continue
             _wait_unlocked(run)
             if target < stop and not _ckpt(run, target).exists() and _last_iteration(run) > target:
@@ -173,7 +173,7 @@ class Bench:
     def evaluate(self, run: Path, name: str, iteration: int, log: Path) -> None:
         """Evaluate a run's checkpoint at ``iteration`` on all val images (teacher and student)."""
         _wait_unlocked(run)
-        for model in _models(name):
+        for model in _models(name, run):
             dest = self.eval_path(run, model, iteration)
             if not dest.exists():
                 _run([PLDC, "eval", "--checkpoint", str(_ckpt(run, iteration)), "--model", model,
@@ -193,8 +193,12 @@ def _last_iteration(run: Path) -> int:
     return int(latest.stem.removeprefix("ckpt_")) if latest is not None else 0
 
 
-def _models(name: str) -> tuple[str, ...]:
-    return ("student",) if name == "supervised" else ("teacher", "student")
+def _models(name: str, run: Path) -> tuple[str, ...]:
+    """The models of a variant to evaluate: supervised-only has a teacher only where it keeps an EMA."""
+    if name != "supervised":
+        return ("teacher", "student")
+    saved = run / "config.yaml"
+    return ("teacher", "student") if saved.exists() and load_config(saved).train.ema_from_start else ("student",)
 
 
 def _wait_unlocked(run: Path) -> None:

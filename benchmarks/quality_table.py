@@ -4,9 +4,10 @@
         [--title TEXT] [--command TEXT] [--config PATH]          (default OUT_DIR: runs/quality5k)
 
 Reads OUT_DIR/seedS/<variant>/ as ``bench_quality.py`` leaves them. Mask AP is in percent.
-Headline: supervised-only (student; it has no teacher) against PL-DC (teacher, the EMA model the
-paper evaluates, and student) per split seed, their mean and spread, the relative gain, and the
-teacher's pseudo-labels right after burn-in (kept per image at the run's thresholds, share `Cor`).
+Headline: supervised-only (student) against PL-DC (teacher, the EMA model the paper evaluates, and
+student) per split seed, their mean and spread, the relative gain, and the teacher's pseudo-labels
+right after burn-in (kept per image at the run's thresholds, share `Cor`); where the supervised
+runs kept an EMA of their weights too (``train.ema_from_start``), PL-DC's teacher against that.
 ``--also LABEL=DIR`` adds the same tables for another output folder of the benchmark (e.g. an
 earlier recipe), under its own heading.
 Ablations: every variant on each seed that has them. Pseudo-labels: kept per image by the run's
@@ -133,9 +134,23 @@ def headline(out: Path, seeds: list[Path]) -> list[str]:
                      f"{len(sup)} split seeds, beyond the seed spread): **{'met' if met else 'not met'}** "
                      f"(gain {gain:+.1%}; lowest PL-DC seed {min(tea):.2f}% vs highest supervised seed "
                      f"{max(sup):.2f}%).")
+        lines += ema_control(seeds, tea)
     else:
         lines += ["", "Fewer than 2 split seeds have both runs finished: no mean or spread yet."]
     return lines + [""]
+
+
+def ema_control(seeds: list[Path], teachers: list[float]) -> list[str]:
+    """PL-DC's teacher against supervised-only's own EMA model, where every seed's supervised run kept one
+    (``train.ema_from_start``): the gain that is the pseudo-labels', not the weight averaging's."""
+    ema = [_eval(seed_dir / "supervised", "teacher") for seed_dir in seeds]
+    if not ema or any(e is None for e in ema):
+        return []
+    aps = [e["AP"] for e in ema]
+    gain = statistics.mean(teachers) / statistics.mean(aps) - 1
+    return ["", f"Control: supervised-only's EMA of its weights (same rate as PL-DC's teacher) reaches "
+                f"{' / '.join(f'{a:.2f}%' for a in aps)}, mean {statistics.mean(aps):.2f}%; PL-DC's teacher "
+                f"beats it by {gain:+.1%} (lowest PL-DC seed {min(teachers):.2f}% vs highest {max(aps):.2f}%)."]
 
 
 def _evals_by_iteration(run: Path) -> dict[int, dict[str, dict]]:
