@@ -109,9 +109,11 @@ class Bench:
                 _run([PLDC, "train", "--config", self.config, "--run-dir", str(run), "--stop-at", str(self.burn),
                       "name=burn_in", f"data.split_seed={seed}", f"train.seed={seed}"], log, self.threads)
         _require(run, self.burn)
-        if not (run / "final_eval_student.json").exists():
-            _run([PLDC, "eval", "--checkpoint", str(run), "--model", "student",
-                  "--out", str(run / "final_eval_student.json")], log, self.threads)
+        # a burn-in that keeps an EMA (train.ema_from_start) is supervised-only's EMA there: a baseline too
+        for model in _models("supervised", run):
+            if not (run / f"final_eval_{model}.json").exists():
+                _run([PLDC, "eval", "--checkpoint", str(run), "--model", model,
+                      "--out", str(run / f"final_eval_{model}.json")], log, self.threads)
 
     def check_schedule(self, run: Path) -> None:
         """Refuse a burn-in left by another schedule in the output folder (its lr decayed over other steps)."""
