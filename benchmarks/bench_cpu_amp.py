@@ -13,18 +13,16 @@ speed-up costs accuracy is a training question: benchmarks/results/quality.md ("
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_step import make_trainer, save_report, step_bench_args, time_steps  # noqa: E402
+from benchmarks.bench_step import machine_line, make_trainer, save_report, step_bench_args, time_steps  # noqa: E402
 from pldc_core.config import load_config  # noqa: E402
 from pldc_core.training.data import build_data  # noqa: E402
 from pldc_core.training.trainer import cpu_has_native_bf16  # noqa: E402
@@ -47,10 +45,7 @@ def main() -> None:
     lines = [f"bench_cpu_amp: {Path(args.config).name} ({first.model.backbone} backbone, {first.model.num_queries} "
              f"queries, {first.data.image_size} px), {args.steps} timed steps after {args.warmup} warm-up, "
              "median seconds per step",
-             f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, native bfloat16: "
-             f"{'yes' if cpu_has_native_bf16() else 'no'}; load average at the start {load_start:.2f}, "
-             f"at the end {os.getloadavg()[0]:.2f}", "",
+             machine_line(load_start, f", native bfloat16: {'yes' if cpu_has_native_bf16() else 'no'}"), "",
              f"{'step':12s} {'float32 s':>10s} {'bfloat16 s':>11s} {'speed-up':>9s}"]
     for recipe in recipes:
         fp32, bf16 = median[f"{recipe}, float32"], median[f"{recipe}, bfloat16"]

@@ -14,7 +14,6 @@ round-robin so that machine load hits both alike, medians reported:
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_step import make_trainer, save_report, step_bench_args  # noqa: E402
+from benchmarks.bench_step import machine_line, make_trainer, save_report, step_bench_args  # noqa: E402
 from pldc_core.config import load_config  # noqa: E402
 from pldc_core.model import deformable_attention  # noqa: E402
 from pldc_core.training.data import build_data  # noqa: E402
@@ -105,9 +104,7 @@ def main() -> None:
     lines = [f"bench_deformable_attention: {Path(args.config).name} ({first.model.num_heads} heads, "
              f"{first.model.hidden_dim}-dim, {first.data.image_size} px), {args.steps} timed repetitions after "
              f"{args.warmup} warm-up, median seconds",
-             f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; load average at the start {load_start:.2f}, "
-             f"at the end {os.getloadavg()[0]:.2f}", "",
+             machine_line(load_start), "",
              f"{'':34s} {'grid_sample s':>12s} {'dense s':>8s} {'speed-up':>9s}",
              row(f"attention alone, forward+backward, batch {first.train.batch_labeled + first.train.batch_unlabeled}",
                  attention["grid_sample"], attention["dense"])]

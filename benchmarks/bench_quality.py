@@ -109,8 +109,7 @@ class Bench:
                 _run([PLDC, "train", "--config", self.config, "--run-dir", str(run), "--stop-at", str(self.burn),
                       "name=burn_in", f"data.split_seed={seed}", f"train.seed={seed}"], log, self.threads)
         _require(run, self.burn)
-        # a burn-in that keeps an EMA (train.ema_from_start) is supervised-only's EMA there: a baseline too
-        for model in _models("supervised", run):
+        for model in _models("burn_in", run):
             if not (run / f"final_eval_{model}.json").exists():
                 _run([PLDC, "eval", "--checkpoint", str(run), "--model", model,
                       "--out", str(run / f"final_eval_{model}.json")], log, self.threads)
@@ -196,8 +195,9 @@ def _last_iteration(run: Path) -> int:
 
 
 def _models(name: str, run: Path) -> tuple[str, ...]:
-    """The models of a variant to evaluate: supervised-only has a teacher only where it keeps an EMA."""
-    if name != "supervised":
+    """The models of a run to evaluate. The burn-in and supervised-only have a teacher only where they
+    keep an EMA (train.ema_from_start): supervised-only's EMA, a baseline too."""
+    if name not in ("burn_in", "supervised"):
         return ("teacher", "student")
     saved = run / "config.yaml"
     return ("teacher", "student") if saved.exists() and load_config(saved).train.ema_from_start else ("student",)

@@ -13,18 +13,16 @@ composition's time relative to 4 + 4, which sets how many semi-supervised steps 
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_step import make_trainer, save_report, step_bench_args, time_steps  # noqa: E402
+from benchmarks.bench_step import machine_line, make_trainer, save_report, step_bench_args, time_steps  # noqa: E402
 from pldc_core.config import load_config  # noqa: E402
 from pldc_core.training.data import build_data  # noqa: E402
 
@@ -50,9 +48,7 @@ def main() -> None:
     lines = [f"bench_semi_batch: {Path(args.config).name} ({first.model.backbone} backbone, {first.model.num_queries} "
              f"queries, {first.data.image_size} px, {precision}), {args.steps} timed steps after {args.warmup} "
              "warm-up, median seconds per step",
-             f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; load average at the start {load_start:.2f}, "
-             f"at the end {os.getloadavg()[0]:.2f}", "",
+             machine_line(load_start), "",
              f"{'step (labeled + unlabeled)':28s} {'s / step':>9s} {'vs 4 + 4':>9s}"]
     for name, seconds in median.items():
         lines.append(f"{name:28s} {seconds:9.3f} {seconds / median['4 + 4']:8.2f}x")

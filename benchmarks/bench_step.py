@@ -71,6 +71,14 @@ def step_bench_args(result_name: str, config: str = "quality.yaml") -> argparse.
     return parser.parse_args()
 
 
+def machine_line(load_start: float, detail: str = "") -> str:
+    """The report line that says where the timings come from: CPU, torch, threads, CPUs (then
+    ``detail``), and the one-minute load average at the start (``load_start``) and now."""
+    return (f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs{detail}; load average at the start "
+            f"{load_start:.2f}, at the end {os.getloadavg()[0]:.2f}")
+
+
 def save_report(lines: list[str], out: str | Path) -> None:
     """Print the report and write it to ``out``."""
     text = "\n".join(lines) + "\n"
@@ -104,9 +112,7 @@ def main() -> None:
     lines = [f"bench_step: cpu-quick ({configs['supervised, 8 labeled'].model.backbone}, "
              f"{configs['supervised, 8 labeled'].model.num_queries} queries, 128 px), {args.steps} timed steps "
              f"after {args.warmup} warm-up, median seconds per step",
-             f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; load average at the start "
-             f"{load_start:.2f}, at the end {os.getloadavg()[0]:.2f}", ""]
+             machine_line(load_start), ""]
     lines.append(f"{'configuration':34s} {'s/step':>7s} {'x sup':>6s}  parts (share of the step)")
     for name in trainers:
         med = statistics.median(times[name])
