@@ -92,7 +92,8 @@ class TrainConfig:
                                         # runs included (they then evaluate and save it as the teacher)
     unsup_weight: float = 1.0           # lambda
     amp: bool = True                    # mixed precision on CUDA (bfloat16, or float16 with loss scaling)
-    amp_cpu: bool = False               # bfloat16 autocast on the CPU (fast where it has AVX512-BF16 or AMX)
+    amp_cpu: Any = False                # bfloat16 autocast on the CPU: true | false | auto (only where the CPU
+                                        # computes bfloat16 natively, AVX512-BF16 or AMX; float32 elsewhere)
     checkpoint_every: int = 1000
     eval_every: int = 5000
     log_every: int = 20
@@ -291,6 +292,8 @@ def validate(cfg: ExperimentConfig, check_files: bool = True) -> ExperimentConfi
           "train.semi_batch_labeled", f"must be >= 1 (or null: train.batch_labeled), got {t.semi_batch_labeled!r}")
     check(t.checkpoint_every >= 1, "train.checkpoint_every", "must be >= 1")
     check(t.eval_every >= 1, "train.eval_every", "must be >= 1")
+    check(isinstance(t.amp_cpu, bool) or t.amp_cpu == "auto", "train.amp_cpu",
+          f"must be true, false or auto, got {t.amp_cpu!r}")
     check(t.lr_schedule in ("poly", "constant", "step"), "train.lr_schedule", "must be 'poly', 'constant' or 'step'")
     check(isinstance(t.lr_steps, list) and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
                                                for v in t.lr_steps) and t.lr_steps == sorted(t.lr_steps),

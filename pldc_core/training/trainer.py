@@ -40,6 +40,14 @@ def cpu_has_native_bf16() -> bool:
     return any(check() for check in checks if check is not None)
 
 
+def cpu_amp_dtype(amp_cpu: bool | str) -> torch.dtype | None:
+    """The autocast dtype ``train.amp_cpu`` gives on this CPU: bfloat16 for ``true``, and for ``auto``
+    where the CPU computes it natively; None (float32) otherwise."""
+    if not amp_cpu or (amp_cpu == "auto" and not cpu_has_native_bf16()):
+        return None
+    return torch.bfloat16
+
+
 class Trainer(TrainerBase):
     """The student, its teacher, optimizer and criterion, and one training step of PL-DC."""
 
@@ -133,6 +141,8 @@ class Trainer(TrainerBase):
             method += f"; EMA model (alpha {t.ema_alpha:g}) {since}, evaluated as the teacher"
         if self.amp_dtype is not None:
             method += f"; {str(self.amp_dtype).removeprefix('torch.')} autocast on the {self.device.type.upper()}"
+        elif self.device.type == "cpu" and t.amp_cpu == "auto":
+            method += "; float32 (train.amp_cpu auto: this CPU has no native bfloat16)"
         schedule = {"poly": "poly decay", "constant": "constant",
                     "step": f"x{t.lr_gamma:g} at {', '.join(str(i) for i in t.lr_steps)}"}[t.lr_schedule]
         method += (f"; lr {t.lr:g} ({schedule}"
@@ -204,12 +214,14 @@ class Trainer(TrainerBase):
     def _amp_dtype(self) -> torch.dtype | None:
         if self.device.type == "cuda" and self.cfg.train.amp:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if self.device.type == "cpu" and self.cfg.train.amp_cpu:
-            if not cpu_has_native_bf16():
-                log.warning("train.amp_cpu: this CPU has no native bfloat16 (AVX512-BF16 or AMX); "
-                            "bfloat16 autocast works but will likely be slower than float32")
-            return torch.bfloat16
-        return None
+        if self.device.type != "cpu":
+            return None
+        dtype = cpu_amp_dtype(self.cfg.train.amp_cpu)
+        if dtype is not None and not cpu_has_native_bf16():
+            log.warning("train.amp_cpu: this CPU has no native bfloat16 (AVX512-BF16 or AMX); bfloat16 autocast "
+                        "works but emulated: a PL-DC step took 11x as long as in float32 on such a CPU "
+                        "(benchmarks/results/cpu_amp_avx2.txt). train.amp_cpu: auto uses float32 there")
+        return dtype
 
     def _autocast(self):
         if self.amp_dtype is None:

@@ -40,6 +40,7 @@ def test_saved_config_loads_back_identically(tmp_path):
     ("trainer.lr=0.1", "unknown key(s) trainer"),
     ("train.max_iters=ten", "train.max_iters: expected an integer"),
     ("pldc.dicc=maybe", "pldc.dicc: expected true/false"),
+    ("train.amp_cpu=sometimes", "train.amp_cpu: must be true, false or auto, got 'sometimes'"),
     ("pldc.filter=single", "pldc.filter: must be 'ddtf' or 'coupled'"),
     ("train.burn_in_iters=999999", "train.burn_in_iters: must be in [0, max_iters"),
     ("data.image_size=100", "data.image_size: must be a multiple of 32"),

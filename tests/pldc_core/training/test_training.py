@@ -147,6 +147,21 @@ def test_amp_cpu_trains_the_student_in_bfloat16_autocast(data_root, tmp_path):
     assert first[0] != first[1] and first[0] == pytest.approx(first[1], rel=0.05)
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_cpu_auto_takes_bfloat16_only_where_the_cpu_computes_it(data_root, tmp_path, monkeypatch, native):
+    from pldc_core.training import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native)
+    cfg = smoke_cfg(data_root, "train.amp_cpu=auto", "train.device=cpu", "records.enabled=false")
+    trainer = Trainer(cfg, tmp_path / "run")
+    with trainer._autocast():
+        out = trainer.student(torch.zeros(1, 3, cfg.data.image_size, cfg.data.image_size))
+    assert out.class_logits.dtype == (torch.bfloat16 if native else torch.float32)
+    summary = trainer.summary()
+    assert ("bfloat16 autocast on the CPU" in summary) == native
+    assert ("float32 (train.amp_cpu auto: this CPU has no native bfloat16)" in summary) == (not native)
+
+
 def _train_cli(*args, env_extra=None):
     env = {**os.environ, "PLDC_NO_PROGRESS": "1", **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "pldc_core.cli", "train", *args], cwd=ROOT, env=env,
