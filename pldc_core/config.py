@@ -90,6 +90,8 @@ class TrainConfig:
     ema_alpha: float = 0.9996
     ema_from_start: bool = False        # keep the EMA model from the first step, burn-in and supervised-only
                                         # runs included (they then evaluate and save it as the teacher)
+    student_from_ema: bool = False      # the first PL-DC step's student takes the teacher's weights, the EMA
+                                        # of the burn-in (needs ema_from_start; docs/METHOD.md)
     unsup_weight: float = 1.0           # lambda
     amp: bool = True                    # mixed precision on CUDA (bfloat16, or float16 with loss scaling)
     amp_cpu: Any = False                # bfloat16 autocast on the CPU: true | false | auto (only where the CPU
@@ -274,6 +276,8 @@ def validate(cfg: ExperimentConfig, check_files: bool = True) -> ExperimentConfi
     check(p.dicc_unseen_words in ("disable", "warn"), "pldc.dicc_unseen_words",
           f"must be 'disable' or 'warn', got {p.dicc_unseen_words!r}")
     check(0.0 <= t.ema_alpha < 1.0, "train.ema_alpha", f"must be in [0, 1), got {t.ema_alpha}")
+    check(not t.student_from_ema or t.ema_from_start, "train.student_from_ema",
+          "needs train.ema_from_start: true (without it the teacher starts as a copy of the student)")
     check(t.unsup_weight >= 0, "train.unsup_weight", f"must be >= 0, got {t.unsup_weight}")
     check(t.lr > 0 and math.isfinite(t.lr), "train.lr", f"must be a number > 0, got {t.lr}")
     for key in ("weight_decay", "backbone_lr_mult", "grad_clip"):

@@ -139,6 +139,8 @@ class Trainer(TrainerBase):
             since = ("from the first step" if self.iter == 0 else "kept" if self.teacher is not None else
                      f"from iteration {self.iter} on (the checkpoint has none)")
             method += f"; EMA model (alpha {t.ema_alpha:g}) {since}, evaluated as the teacher"
+            if t.student_from_ema and p.enabled:
+                method += f"; the student starts PL-DC from it (iteration {t.burn_in_iters})"
         if self.amp_dtype is not None:
             method += f"; {str(self.amp_dtype).removeprefix('torch.')} autocast on the {self.device.type.upper()}"
         elif self.device.type == "cpu" and t.amp_cpu == "auto":
@@ -380,6 +382,10 @@ class Trainer(TrainerBase):
         else:
             if self.teacher is None:
                 self._start_teacher()
+            if self.iter == self.cfg.train.burn_in_iters and self.cfg.train.student_from_ema:
+                # the burn-in's EMA is a better model than its last student at a constant lr
+                unwrap(self.student).load_state_dict(self.teacher.state_dict())
+                log.info("iteration %d: the student starts PL-DC from the teacher's (EMA) weights", self.iter)
             pairs = next(self._unlabeled_batches())
             weak = torch.stack([p.weak.image for p in pairs]).to(self.device, non_blocking=True)
             strong = torch.stack([p.strong_image for p in pairs]).to(self.device, non_blocking=True)

@@ -41,6 +41,7 @@ def test_saved_config_loads_back_identically(tmp_path):
     ("train.max_iters=ten", "train.max_iters: expected an integer"),
     ("pldc.dicc=maybe", "pldc.dicc: expected true/false"),
     ("train.amp_cpu=sometimes", "train.amp_cpu: must be true, false or auto, got 'sometimes'"),
+    ("train.student_from_ema=true", "train.student_from_ema: needs train.ema_from_start: true"),
     ("pldc.filter=single", "pldc.filter: must be 'ddtf' or 'coupled'"),
     ("train.burn_in_iters=999999", "train.burn_in_iters: must be in [0, max_iters"),
     ("data.image_size=100", "data.image_size: must be a multiple of 32"),

@@ -126,6 +126,30 @@ def test_ema_from_start_keeps_and_evaluates_an_ema_model_in_a_supervised_run(dat
     assert "EMA model (alpha 0.5) from iteration 3 on" in Trainer(cfg, tmp_path / "plain", resume=True).summary()
 
 
+def test_student_from_ema_starts_pldc_from_the_burn_in_ema(data_root, tmp_path):
+    from pldc_core.training.checkpoint import load_checkpoint
+
+    # the lr falls x1e-9 at the first PL-DC step, so that step leaves the student where it started
+    common = ("train.ema_from_start=true", "train.max_iters=3", "train.burn_in_iters=2", "train.checkpoint_every=1",
+              "train.ema_alpha=0.5", "train.lr_schedule=step", "train.lr_steps=[2]", "train.lr_gamma=1e-9",
+              "pldc.c_t=0.0", "pldc.m_t=0.0", "records.enabled=false", "train.eval_every=100")
+    trainer = Trainer(smoke_cfg(data_root, *common, "train.student_from_ema=true"), tmp_path / "from_ema")
+    assert "the student starts PL-DC from it (iteration 2)" in trainer.summary()
+    trainer.train()
+    Trainer(smoke_cfg(data_root, *common), tmp_path / "plain").train()
+    ckpt = {n: [load_checkpoint(tmp_path / n / "checkpoints" / f"ckpt_000000{i}.pt") for i in (2, 3)]
+            for n in ("from_ema", "plain")}
+    name = next(k for k, v in ckpt["plain"][0]["student"].items()
+                if v.is_floating_point() and "encoder" in k and v.ndim == 4)
+    # the burn-ins are the same; at iteration 2 the EMA and the student differ
+    torch.testing.assert_close(ckpt["from_ema"][0]["student"][name], ckpt["plain"][0]["student"][name])
+    ema, student = ckpt["plain"][0]["teacher"][name], ckpt["plain"][0]["student"][name]
+    assert (ema - student).abs().max() > 1e-6
+    # after the first PL-DC step the student is the burn-in's EMA with the option, its own last weights without
+    torch.testing.assert_close(ckpt["from_ema"][1]["student"][name], ema, atol=1e-8, rtol=0)
+    torch.testing.assert_close(ckpt["plain"][1]["student"][name], student, atol=1e-8, rtol=0)
+
+
 def test_amp_cpu_trains_the_student_in_bfloat16_autocast(data_root, tmp_path):
     cfg = smoke_cfg(data_root, "train.amp_cpu=true", "train.device=cpu", "train.max_iters=3",
                     "train.burn_in_iters=1", "pldc.c_t=0.0", "pldc.m_t=0.0", "records.enabled=false",
