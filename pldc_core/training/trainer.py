@@ -125,7 +125,7 @@ class Trainer(TrainerBase):
             " from scratch"
         if p.enabled:
             method = (f"{t.burn_in_iters} supervised burn-in steps, then {t.max_iters - t.burn_in_iters} PL-DC steps "
-                      f"({p.filter.upper()} c_t {p.c_t:g} / m_t {p.m_t:g}"
+                      + (f"(COUPLED s_t {p.s_t:g}" if p.filter == "coupled" else f"(DDTF c_t {p.c_t:g} / m_t {p.m_t:g}")
                       + (f", DICC ({run_dicc_mode(p)}) with {p.clip_weights}" if self.clip is not None else
                          ", DICC off: the CLIP does not know every class name" if p.dicc else ", no DICC")
                       + (", PMUA" if p.pmua else ", no PMUA")

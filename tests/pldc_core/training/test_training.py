@@ -79,6 +79,13 @@ def test_teacher_is_the_ema_of_the_student(data_root, tmp_path):
     torch.testing.assert_close(s5["teacher"][name], expected)
 
 
+def test_summary_names_the_thresholds_of_the_filter_in_use(data_root, tmp_path):
+    ddtf = Trainer(smoke_cfg(data_root, "pldc.c_t=0.8", "pldc.m_t=0.7"), tmp_path / "ddtf").summary()
+    coupled = Trainer(smoke_cfg(data_root, "pldc.filter=coupled", "pldc.s_t=0.6"), tmp_path / "coupled").summary()
+    assert "PL-DC steps (DDTF c_t 0.8 / m_t 0.7" in ddtf
+    assert "PL-DC steps (COUPLED s_t 0.6" in coupled and "c_t" not in coupled
+
+
 def test_ignore_c_adds_ignore_targets_to_the_unsupervised_loss(data_root, tmp_path):
     # c_t 1 keeps nothing (an untrained teacher is never certain), so every likely object of the
     # teacher becomes an ignore target
