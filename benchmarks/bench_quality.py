@@ -1,10 +1,10 @@
 """Quality on the embedded benchmark at 5% labels: supervised vs PL-DC over split seeds, and the ablations.
 
-    .venv/bin/python benchmarks/bench_quality.py [--out runs/quality5k] [--seeds 0 1 2]
+    .venv/bin/python benchmarks/bench_quality.py [--out runs/q30b3000] [--seeds 0 1 2]
         [--ablation-seeds 0] [--ablation-iters N] [--ablations NAME ...] [--eval-at N ...] [--jobs 2]
         [--main-variants supervised pldc]
         [--thresholds paper|best-f1]
-        [--config benchmarks/quality.yaml] [--results benchmarks/results/quality.md] [--title TEXT]
+        [--config benchmarks/quality-30min-b3000.yaml] [--results benchmarks/results/quality.md] [--title TEXT]
 
 Per split seed S (``data.split_seed=S train.seed=S``):
   1. ``burn_in``: supervised training to ``train.burn_in_iters``, with pseudo-label records;
@@ -215,8 +215,8 @@ def _wait_unlocked(run: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="runs/quality5k")
-    parser.add_argument("--config", default="benchmarks/quality.yaml")
+    parser.add_argument("--out", default="runs/q30b3000")
+    parser.add_argument("--config", default="benchmarks/quality-30min-b3000.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--ablation-seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--thresholds", choices=("paper", "best-f1"), default="paper",

@@ -1,7 +1,7 @@
 """Collect the quality benchmark's results into benchmarks/results/quality.md (or ``--results``).
 
     .venv/bin/python benchmarks/quality_table.py [OUT_DIR] [--also LABEL=DIR ...] [--results FILE.md]
-        [--title TEXT] [--command TEXT] [--config PATH]          (default OUT_DIR: runs/quality5k)
+        [--title TEXT] [--command TEXT] [--config PATH]          (default OUT_DIR: runs/q30b3000)
 
 Reads OUT_DIR/seedS/<variant>/ as ``bench_quality.py`` leaves them. Mask AP is in percent.
 Headline: supervised-only (student) against PL-DC (teacher, the EMA model the paper evaluates, and
@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pldc_core import atomic  # noqa: E402
 from pldc_core.config import load_config  # noqa: E402
 from pldc_core.records.store import list_record_iterations, load_records  # noqa: E402
 from workbench.dicc_report import dicc_report  # noqa: E402
@@ -218,7 +219,7 @@ def _seeds(out: Path) -> list[Path]:
 
 TITLE = "Quality on the embedded benchmark (5% labels)"
 COMMAND = ".venv/bin/python benchmarks/bench_quality.py"
-CONFIG = "benchmarks/quality.yaml"
+CONFIG = "benchmarks/quality-30min-b3000.yaml"
 
 
 def main(out_dir: str, also: list[tuple[str, str]] = (), title: str = TITLE, command: str = COMMAND,
@@ -245,19 +246,27 @@ def main(out_dir: str, also: list[tuple[str, str]] = (), title: str = TITLE, com
 
 
 def write(text: str, dest: Path = ROOT / "benchmarks" / "results" / "quality.md") -> None:
-    """Replace the generated part of ``dest``, keeping its written analysis (from ANALYSIS on)."""
+    """Replace the generated part of ``dest``, keeping its written analysis (from ANALYSIS on).
+
+    A file without that heading is kept whole as ``<name>.bak`` before it is rewritten: its text
+    may be an analysis under another heading, which a rewrite must not lose."""
     kept = ""
     if dest.exists():
         old = dest.read_text()
         at = old.find(ANALYSIS)
-        kept = old[at:] if at >= 0 else ""
+        if at >= 0:
+            kept = old[at:]
+        elif old.strip():
+            backup = dest.with_name(dest.name + ".bak")
+            atomic.write_text(backup, old)
+            print(f"{dest} has no '{ANALYSIS}' section: its previous text is kept in {backup}", file=sys.stderr)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(text + ("\n" + kept if kept else ""))
+    atomic.write_text(dest, text + ("\n" + kept if kept else ""))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", nargs="?", default="runs/quality5k")
+    parser.add_argument("out", nargs="?", default="runs/q30b3000")
     parser.add_argument("--also", action="append", default=[], metavar="LABEL=DIR",
                         help="add another output folder's tables under the heading LABEL")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "quality.md",
