@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_quality.py [--out runs/q30b3000] [--seeds 0 1 2]
         [--ablation-seeds 0] [--ablation-iters N] [--ablations NAME ...] [--eval-at N ...] [--jobs 2]
-        [--main-variants supervised pldc]
+        [--main-variants supervised pldc] [--orders T ...]
         [--thresholds paper|best-f1]
         [--config benchmarks/quality-30min-b3000.yaml] [--results benchmarks/results/quality.md] [--title TEXT]
 
@@ -23,6 +23,10 @@ steps, same schedule: the poly decay still runs to ``max_iters``), and evaluates
 PL-DC runs of the ablation seeds at N too, so the ablation table compares all variants at N.
 ``--eval-at N ...`` evaluates the supervised and PL-DC runs of every seed at each N on the way
 as well: a learning curve, one table per iteration.
+``--orders T ...`` trains the main variants of every seed again from the same burn-in with
+``train.seed=T`` (``supervised_orderT``, ``pldc_orderT``): the same split and schedule, the labeled
+and unlabeled batches drawn in another order. One run's gain moves by several points with the order
+alone, so these replicates say how much of a difference between runs is noise.
 Then ``quality_table.py`` writes benchmarks/results/quality.md (``--results``: another file, e.g. for
 another dataset's config).
 
@@ -62,6 +66,11 @@ ABLATIONS = {
     "pldc_no_pmua": ["pldc.pmua=false"],
     "pldc_box_crop": ["pldc.dicc_crop=box"],
 }
+
+
+def order_variants(main: list[str], orders: list[int]) -> dict[str, list[str]]:
+    """The main variants again with the batches in other orders: ``<name>_order<T>`` -> overrides."""
+    return {f"{name}_order{order}": [*MAIN_VARIANTS[name], f"train.seed={order}"] for order in orders for name in main}
 
 
 def _run(cmd: list[str], log: Path, threads: int | None) -> None:
@@ -197,7 +206,7 @@ def _last_iteration(run: Path) -> int:
 def _models(name: str, run: Path) -> tuple[str, ...]:
     """The models of a run to evaluate. The burn-in and supervised-only have a teacher only where they
     keep an EMA (train.ema_from_start): supervised-only's EMA, a baseline too."""
-    if name not in ("burn_in", "supervised"):
+    if name not in ("burn_in", "supervised") and not name.startswith("supervised_order"):
         return ("teacher", "student")
     saved = run / "config.yaml"
     return ("teacher", "student") if saved.exists() and load_config(saved).train.ema_from_start else ("student",)
@@ -230,6 +239,9 @@ def main() -> int:
     parser.add_argument("--main-variants", nargs="+", choices=list(MAIN_VARIANTS), default=list(MAIN_VARIANTS),
                         help="which of the main variants to run on every seed (default both; e.g. only pldc to "
                              "extend a seed's PL-DC curve whose supervised-only run is measured elsewhere)")
+    parser.add_argument("--orders", type=int, nargs="+", default=[], metavar="T",
+                        help="also train the main variants of every seed with train.seed=T (other data orders, "
+                             "same split): how much one run moves by chance")
     parser.add_argument("--ablations", nargs="+", choices=list(ABLATIONS), default=list(ABLATIONS),
                         help="which ablation variants to run on the ablation seeds (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once, each single-threaded if > 1")
@@ -245,6 +257,7 @@ def main() -> int:
     tasks = []
     for seed in args.seeds:
         variants = {name: MAIN_VARIANTS[name] for name in args.main_variants}
+        variants.update(order_variants(args.main_variants, args.orders))
         if seed in args.ablation_seeds:
             variants.update({name: ABLATIONS[name] for name in args.ablations})
         for name, overrides in variants.items():

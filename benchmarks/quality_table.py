@@ -10,6 +10,9 @@ right after burn-in (kept per image at the run's thresholds, share `Cor`); where
 runs kept an EMA of their weights too (``train.ema_from_start``), PL-DC's teacher against that.
 ``--also LABEL=DIR`` adds the same tables for another output folder of the benchmark (e.g. an
 earlier recipe), under its own heading.
+Data orders: where ``bench_quality.py --orders`` trained the main variants again with other
+``train.seed`` values, each order's runs, each seed's mean over its orders and the gain from those
+means (how much of the headline is the draw of one data order).
 Ablations: every variant on each seed that has them. Pseudo-labels: kept per image by the run's
 own filter and the share that are ``Cor`` (right class, mask IoU > 0.5), from the last records;
 DICC: fixed/broken among the kept pseudo-labels DICC ran on in those records.
@@ -167,6 +170,51 @@ def ema_control(seeds: list[Path], teachers: list[float]) -> list[str]:
     return lines
 
 
+def _order_of(run: Path) -> int | None:
+    saved = run / "config.yaml"
+    return load_config(saved, saved=True).train.seed if saved.exists() else None
+
+
+def data_orders(seeds: list[Path]) -> list[str]:
+    """Supervised-only and PL-DC over the data orders of each split seed (the main runs' own order and
+    ``<variant>_order<T>``): one row per order with both runs finished, each seed's mean, and the gain
+    of the means over seeds. No order runs: no section."""
+    per_seed: dict[str, list[tuple[int | None, float, float]]] = {}
+    for seed_dir in seeds:
+        names = [("supervised", "pldc")] + [(f"supervised_order{p.name.removeprefix('pldc_order')}", p.name)
+                                              for p in sorted(seed_dir.glob("pldc_order*")) if p.is_dir()]
+        rows = []
+        for sup_name, pldc_name in names:
+            s, t = _eval(seed_dir / sup_name, "student"), _eval(seed_dir / pldc_name, "teacher")
+            if s and t:
+                rows.append((_order_of(seed_dir / pldc_name), s["AP"], t["AP"]))
+        if len(rows) > 1:
+            per_seed[seed_dir.name[4:]] = rows
+    if not per_seed:
+        return []
+    lines = ["## Data orders: the same split, the batches drawn in another order", "",
+             "Each order resumes the same burn-in with another `train.seed` (`bench_quality.py --orders`).", "",
+             "| split seed | data order (`train.seed`) | supervised AP (student) | PL-DC AP (teacher) | gain (teacher) |",
+             "|---|---|---|---|---|"]
+    gains, sup_means, tea_means = [], [], []
+    for seed, rows in per_seed.items():
+        for order, s, t in rows:
+            gains.append(t / s - 1)
+            lines.append(f"| {seed} | {order if order is not None else '-'} | {s:.2f}% | {t:.2f}% | {t / s - 1:+.0%} |")
+        sup_means.append(statistics.mean(r[1] for r in rows))
+        tea_means.append(statistics.mean(r[2] for r in rows))
+        lines.append(f"| {seed} | mean of {len(rows)} | {_mean_spread([r[1] for r in rows])} | "
+                     f"{_mean_spread([r[2] for r in rows])} | {tea_means[-1] / sup_means[-1] - 1:+.0%} |")
+    lines += ["", f"One run's gain over these orders: sd {100 * statistics.stdev(gains):.1f} percentage points, "
+                  f"{min(gains):+.0%} to {max(gains):+.0%}."]
+    if len(per_seed) >= 2:
+        gain = statistics.mean(tea_means) / statistics.mean(sup_means) - 1
+        lines.append(f"With each split seed at the mean of its orders ({', '.join(per_seed)}): PL-DC's teacher "
+                     f"{statistics.mean(tea_means):.2f}% against supervised-only {statistics.mean(sup_means):.2f}%, "
+                     f"gain **{gain:+.1%}**.")
+    return lines + [""]
+
+
 def _evals_by_iteration(run: Path) -> dict[int, dict[str, dict]]:
     """``{iteration: {model: eval}}`` of every ``final_eval_*.json`` in a run folder."""
     found: dict[int, dict[str, dict]] = {}
@@ -232,6 +280,7 @@ def main(out_dir: str, also: list[tuple[str, str]] = (), title: str = TITLE, com
              "the image) of the last checkpoint on every val image.", "",
              "## Supervised only vs PL-DC, per split seed", ""]
     lines += headline(out, _seeds(out))
+    lines += data_orders(_seeds(out))
     lines += ["## Every variant", ""]
     for seed_dir in _seeds(out):
         lines += ablations(seed_dir)

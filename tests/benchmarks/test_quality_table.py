@@ -16,3 +16,54 @@ def test_write_backs_up_a_file_without_the_analysis_heading(tmp_path, capsys):
     assert dest.read_text() == "# new tables\n"
     assert (tmp_path / "quality.md.bak").read_text().endswith("what the runs showed\n")
     assert "quality.md.bak" in capsys.readouterr().err
+
+
+def _finished(run, order, **aps):
+    import json
+
+    from pldc_core.config import load_config, save_config
+
+    run.mkdir(parents=True)
+    save_config(load_config(None, [f"train.seed={order}"]), run / "config.yaml")
+    for model, ap in aps.items():
+        (run / f"final_eval_{model}.json").write_text(json.dumps({"iteration": 6000, "model": model, "AP": ap}))
+
+
+def test_data_orders_give_each_seed_the_mean_of_its_orders(tmp_path):
+    from benchmarks.quality_table import data_orders
+
+    seeds = [tmp_path / "seed0", tmp_path / "seed1"]
+    _finished(seeds[0] / "supervised", 0, student=10.0)
+    _finished(seeds[0] / "pldc", 0, teacher=13.0)
+    _finished(seeds[0] / "supervised_order7", 7, student=12.0)
+    _finished(seeds[0] / "pldc_order7", 7, teacher=13.0)
+    _finished(seeds[0] / "pldc_order8", 8, teacher=20.0)  # its supervised-only run is missing: left out
+    _finished(seeds[1] / "supervised", 1, student=10.0)
+    _finished(seeds[1] / "pldc", 1, teacher=12.0)
+    _finished(seeds[1] / "supervised_order7", 7, student=10.0)
+    _finished(seeds[1] / "pldc_order7", 7, teacher=14.0)
+    text = "\n".join(data_orders(seeds))
+    assert "| 0 | 0 | 10.00% | 13.00% | +30% |" in text
+    assert "| 0 | 7 | 12.00% | 13.00% | +8% |" in text
+    assert "| 0 | 8 |" not in text
+    assert "One run's gain over these orders: sd 13.6 percentage points, +8% to +40%." in text
+    assert "| 0 | mean of 2 | 11.00% (sd 1.41, 10.00-12.00) | 13.00% (sd 0.00, 13.00-13.00) | +18% |" in text
+    # seed means 13.0 and 13.0 against 11.0 and 10.0
+    assert "PL-DC's teacher 13.00% against supervised-only 10.50%, gain **+23.8%**" in text
+
+
+def test_no_data_orders_no_section(tmp_path):
+    from benchmarks.quality_table import data_orders
+
+    _finished(tmp_path / "seed0" / "supervised", 0, student=10.0)
+    _finished(tmp_path / "seed0" / "pldc", 0, teacher=13.0)
+    assert data_orders([tmp_path / "seed0"]) == []
+
+
+def test_order_variants_reseed_the_batches_of_the_main_variants():
+    from benchmarks.bench_quality import MAIN_VARIANTS, order_variants
+
+    variants = order_variants(["supervised", "pldc"], [7, 8])
+    assert set(variants) == {"supervised_order7", "pldc_order7", "supervised_order8", "pldc_order8"}
+    assert variants["supervised_order8"] == [*MAIN_VARIANTS["supervised"], "train.seed=8"]
+    assert variants["pldc_order7"] == ["train.seed=7"]
