@@ -194,7 +194,8 @@ def data_orders(seeds: list[Path]) -> list[str]:
         return []
     lines = ["## Data orders: the same split, the batches drawn in another order", "",
              "Each order resumes the same burn-in with another `train.seed` (`bench_quality.py --orders`).", "",
-             "| split seed | data order (`train.seed`) | supervised AP (student) | PL-DC AP (teacher) | gain (teacher) |",
+             "| split seed | data order (`train.seed`) | supervised AP (student) | PL-DC AP (teacher) | "
+             "gain (teacher) |",
              "|---|---|---|---|---|"]
     gains, sup_means, tea_means = [], [], []
     for seed, rows in per_seed.items():
