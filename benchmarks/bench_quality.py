@@ -204,9 +204,9 @@ def _last_iteration(run: Path) -> int:
 
 
 def _models(name: str, run: Path) -> tuple[str, ...]:
-    """The models of a run to evaluate. The burn-in and supervised-only have a teacher only where they
-    keep an EMA (train.ema_from_start): supervised-only's EMA, a baseline too."""
-    if name not in ("burn_in", "supervised") and not name.startswith("supervised_order"):
+    """The models of a run to evaluate. The burn-in and supervised-only (in any data order) have a
+    teacher only where they keep an EMA (train.ema_from_start): supervised-only's EMA, a baseline too."""
+    if name.partition("_order")[0] not in ("burn_in", "supervised"):
         return ("teacher", "student")
     saved = run / "config.yaml"
     return ("teacher", "student") if saved.exists() and load_config(saved).train.ema_from_start else ("student",)
