@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from pldc_core.config import load_config  # noqa: E402
 from pldc_core.training.checkpoint import latest_checkpoint  # noqa: E402
+from benchmarks.quality_table import order_run_name, variant_of  # noqa: E402
 
 PLDC = str(ROOT / ".venv" / "bin" / "pldc")
 PY = str(ROOT / ".venv" / "bin" / "python")
@@ -70,7 +71,8 @@ ABLATIONS = {
 
 def order_variants(main: list[str], orders: list[int]) -> dict[str, list[str]]:
     """The main variants again with the batches in other orders: ``<name>_order<T>`` -> overrides."""
-    return {f"{name}_order{order}": [*MAIN_VARIANTS[name], f"train.seed={order}"] for order in orders for name in main}
+    return {order_run_name(name, order): [*MAIN_VARIANTS[name], f"train.seed={order}"]
+            for order in orders for name in main}
 
 
 def _run(cmd: list[str], log: Path, threads: int | None) -> None:
@@ -206,7 +208,7 @@ def _last_iteration(run: Path) -> int:
 def _models(name: str, run: Path) -> tuple[str, ...]:
     """The models of a run to evaluate. The burn-in and supervised-only (in any data order) have a
     teacher only where they keep an EMA (train.ema_from_start): supervised-only's EMA, a baseline too."""
-    if name.partition("_order")[0] not in ("burn_in", "supervised"):
+    if variant_of(name) not in ("burn_in", "supervised"):
         return ("teacher", "student")
     saved = run / "config.yaml"
     return ("teacher", "student") if saved.exists() and load_config(saved).train.ema_from_start else ("student",)

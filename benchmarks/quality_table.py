@@ -170,6 +170,19 @@ def ema_control(seeds: list[Path], teachers: list[float]) -> list[str]:
     return lines
 
 
+ORDER = "_order"   # a main variant rerun in another data order: ``<variant>_order<T>``
+
+
+def order_run_name(variant: str, order: int | str) -> str:
+    """The run folder of ``variant`` trained again with ``train.seed=order``."""
+    return f"{variant}{ORDER}{order}"
+
+
+def variant_of(run_name: str) -> str:
+    """The variant behind a run folder's name (itself, or what a data-order rerun repeats)."""
+    return run_name.partition(ORDER)[0]
+
+
 def _order_of(run: Path) -> int | None:
     saved = run / "config.yaml"
     return load_config(saved, saved=True).train.seed if saved.exists() else None
@@ -181,8 +194,9 @@ def data_orders(seeds: list[Path]) -> list[str]:
     of the means over seeds. No order runs: no section."""
     per_seed: dict[str, list[tuple[int | None, float, float]]] = {}
     for seed_dir in seeds:
-        names = [("supervised", "pldc")] + [(f"supervised_order{p.name.removeprefix('pldc_order')}", p.name)
-                                              for p in sorted(seed_dir.glob("pldc_order*")) if p.is_dir()]
+        reruns = sorted(p.name for p in seed_dir.glob(order_run_name("pldc", "*")) if p.is_dir())
+        names = [("supervised", "pldc")] + [
+            (order_run_name("supervised", name.removeprefix(order_run_name("pldc", ""))), name) for name in reruns]
         rows = []
         for sup_name, pldc_name in names:
             s, t = _eval(seed_dir / sup_name, "student"), _eval(seed_dir / pldc_name, "teacher")
