@@ -52,6 +52,7 @@ class ClipPretrainConfig:
     weight_decay: float = 0.1
     warmup: int = 100
     seed: int = 0
+    noisy_copies: int = 0      # extra crops per instance cut along a degraded mask (``coarse_masks``)
 
 
 def register_config(path: str | os.PathLike) -> str:
@@ -86,9 +87,40 @@ def at_detector_scale(image: torch.Tensor, masks: torch.Tensor, image_size: int)
     return padded, canvas
 
 
-def instance_crops(index, image_size: int, crop_size: int, progress: bool = True):
+def coarse_masks(masks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Bool masks ``[K, H, W]`` degraded the way a detector's predicted masks are: each is averaged
+    down by 2 or 4 (Mask2Former predicts at stride 4), disturbed by smooth noise, brought back up
+    bilinearly and cut at a random level between 0.35 and 0.65, then grown or shrunk by a pixel
+    with probability 0.3 each. A mask that vanishes is kept as it was."""
+    k, h, w = masks.shape
+    if k == 0:
+        return masks
+    out = torch.empty_like(masks)
+    for i in range(k):
+        factor = (2, 4)[int(torch.randint(2, (1,), generator=generator))]
+        soft = F.avg_pool2d(masks[i][None, None].float(), factor, ceil_mode=True)
+        sigma = 0.25 * float(torch.rand((), generator=generator))
+        soft = soft + sigma * torch.randn(soft.shape, generator=generator)
+        soft = F.interpolate(soft, size=(h, w), mode="bilinear", align_corners=False)
+        level = 0.35 + 0.3 * float(torch.rand((), generator=generator))
+        mask = soft > level
+        morph = float(torch.rand((), generator=generator))
+        if morph < 0.3:
+            mask = F.max_pool2d(mask.float(), 3, stride=1, padding=1) > 0
+        elif morph < 0.6:
+            mask = ~(F.max_pool2d((~mask).float(), 3, stride=1, padding=1) > 0)
+        mask = mask[0, 0]
+        out[i] = mask if mask.any() else masks[i]
+    return out
+
+
+def instance_crops(index, image_size: int, crop_size: int, progress: bool = True, noisy_copies: int = 0,
+                   seed: int = 0):
     """Every instance of ``index`` as DICC crops it: ``(crops [N, 3, s, s] float16, shape names,
-    attributes)``; images first resized so that their longer side is ``image_size``."""
+    attributes)``; images first resized so that their longer side is ``image_size``. With
+    ``noisy_copies`` each instance is cropped that many more times along a ``coarse_masks`` copy of
+    its mask, so CLIP learns to name shapes from masks as imperfect as the teacher's."""
+    generator = torch.Generator().manual_seed(seed)
     mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
     std = torch.tensor(CLIP_STD).view(3, 1, 1)
     names = index.categories.names
@@ -100,10 +132,13 @@ def instance_crops(index, image_size: int, crop_size: int, progress: bool = True
         by_id = {a["id"]: a for a in index.annotations(image_id)}
         image, canvas = at_detector_scale(index.load_image(image_id), masks, image_size)
         keep = canvas.flatten(1).any(1)
-        crops.append(mask_crops(image, canvas[keep], crop_size, mean, std).half())
-        for k in torch.nonzero(keep).flatten().tolist():
-            shapes.append(names[int(labels[k])])
-            attributes.append(by_id[int(ann_ids[k])].get("attributes"))
+        kept = torch.nonzero(keep).flatten().tolist()
+        for copy in range(1 + noisy_copies):
+            cut = canvas[keep] if copy == 0 else coarse_masks(canvas[keep], generator)
+            crops.append(mask_crops(image, cut, crop_size, mean, std).half())
+            for k in kept:
+                shapes.append(names[int(labels[k])])
+                attributes.append(by_id[int(ann_ids[k])].get("attributes"))
     return torch.cat(crops), shapes, attributes
 
 
@@ -157,7 +192,8 @@ def pretrain_clip(train_index, out_weights: str | os.PathLike, out_config: str |
     tokenizer = open_clip.get_tokenizer(model_name)
     crop_size = SMALL_CLIP["vision_cfg"]["image_size"]
     start = time.perf_counter()
-    crops, shapes, attributes = instance_crops(train_index, cfg.image_size, crop_size, progress)
+    crops, shapes, attributes = instance_crops(train_index, cfg.image_size, crop_size, progress,
+                                               noisy_copies=cfg.noisy_copies, seed=cfg.seed)
     steps_per_epoch = len(crops) // cfg.batch_size
     total = cfg.epochs * steps_per_epoch
     if total < 1:

@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=128, help="the detector's scale (default: %(default)s)")
     p.add_argument("--lr", type=_positive, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noisy-copies", type=int, default=0,
+                   help="extra crops per instance along a coarsened mask, as a detector predicts it (default: 0)")
 
     p = sub.add_parser("export", help="a run's model weights as a file for model.init_weights")
     p.add_argument("run", help="run folder (its last checkpoint) or a checkpoint file")
@@ -94,7 +96,7 @@ def _clip(args) -> int:
     spec = get_dataset(args.dataset, data_root=args.data_root, registry_file=args.registry)
     index = spec.load_train()
     cfg = ClipPretrainConfig(image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
-                             lr=args.lr, seed=args.seed)
+                             lr=args.lr, seed=args.seed, noisy_copies=args.noisy_copies)
     config_out = Path(args.config_out)
     config_existed, folder_existed = config_out.exists(), config_out.parent.exists()
     try:

@@ -191,3 +191,37 @@ def test_pretrain_bad_numbers_are_refused_and_leave_nothing(corpus, tmp_path, ca
                  "--out", str(out / "c.pt"), "--config-out", str(out / "c.json")]) == 1
     assert_one_error_line(capsys.readouterr().err, "pretrain clip", "crops are fewer than one batch of 100000")
     assert not out.exists()  # neither the config written for open_clip nor the folder made for it
+
+
+def test_coarse_masks_look_like_a_detectors_masks_and_are_seeded():
+    from pldc_core.pretraining.clip import coarse_masks
+
+    masks = torch.zeros(3, 64, 64, dtype=torch.bool)
+    masks[0, 10:40, 10:40] = True                    # a large square
+    masks[1, 50:56, 50:58] = True                    # a small bar
+    masks[2, 20, 50] = True                          # one pixel: may vanish, is then kept as it was
+    a = coarse_masks(masks, torch.Generator().manual_seed(3))
+    b = coarse_masks(masks, torch.Generator().manual_seed(3))
+    assert a.dtype == torch.bool and a.shape == masks.shape and torch.equal(a, b)
+    assert all(m.any() for m in a)
+    inter = (a & masks).flatten(1).sum(1).float()
+    union = (a | masks).flatten(1).sum(1).float()
+    iou = inter / union
+    # the large mask stays close to its object, yet no longer pixel exact across seeds
+    assert iou[0] > 0.75
+    others = [coarse_masks(masks, torch.Generator().manual_seed(s)) for s in range(8)]
+    assert any(not torch.equal(o[0], masks[0]) for o in others)
+    assert not all(torch.equal(o[1], others[0][1]) for o in others)
+    assert coarse_masks(masks[:0], torch.Generator()).shape == (0, 64, 64)
+
+
+def test_clip_pretraining_with_noisy_copies_crops_each_instance_again(corpus):
+    from pldc_core.pretraining.clip import instance_crops
+
+    clean, shapes, _ = instance_crops(corpus, 128, 32, progress=False)
+    noisy, noisy_shapes, attributes = instance_crops(corpus, 128, 32, progress=False, noisy_copies=2, seed=0)
+    assert len(noisy) == 3 * len(clean) == len(noisy_shapes) == len(attributes)
+    assert sorted(noisy_shapes) == sorted(shapes * 3)
+    # the first copy of every image is the clean crop; the others differ from it somewhere
+    assert not torch.equal(noisy, torch.cat([clean] * 3))
+    assert torch.equal(instance_crops(corpus, 128, 32, progress=False, noisy_copies=2, seed=0)[0], noisy)
