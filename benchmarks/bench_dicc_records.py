@@ -99,7 +99,7 @@ def clip_alone_lines(r: dict[str, np.ndarray], good_iou: float = 0.8) -> list[st
     accuracy depend on how well the teacher drew the mask?"""
     judged = r["gt"] >= 0
     good, poor = judged & (r["iou"] >= good_iou), judged & (r["iou"] < good_iou)
-    lines = [f"CLIP alone (w = 1, component crop) on the judged rows, class accuracy (rows):",
+    lines = ["CLIP alone (w = 1, component crop) on the judged rows, class accuracy (rows):",
              f"| classified by | all judged | mask IoU >= {good_iou} | mask IoU < {good_iou} |", "|---|---|---|---|"]
     for name, key in (("the teacher", "teacher"), ("CLIP, the teacher's mask", "clip_own"),
                       ("CLIP, the matched GT mask", "clip_gt")):

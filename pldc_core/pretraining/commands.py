@@ -17,6 +17,13 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def _at_least_zero(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if not 0 < value < float("inf"):
@@ -50,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=128, help="the detector's scale (default: %(default)s)")
     p.add_argument("--lr", type=_positive, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--noisy-copies", type=int, default=0,
+    p.add_argument("--noisy-copies", type=_at_least_zero, default=0,
                    help="extra crops per instance along a coarsened mask, as a detector predicts it (default: 0)")
 
     p = sub.add_parser("export", help="a run's model weights as a file for model.init_weights")

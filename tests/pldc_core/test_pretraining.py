@@ -186,6 +186,9 @@ def test_pretrain_bad_numbers_are_refused_and_leave_nothing(corpus, tmp_path, ca
     with pytest.raises(SystemExit) as exited:  # argparse's usage error, before any work
         main(["pretrain", "clip", "--batch-size", "0", "--out", str(tmp_path / "w" / "c.pt")])
     assert exited.value.code == 2 and "argument --batch-size: must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["pretrain", "clip", "--noisy-copies", "-1", "--out", str(tmp_path / "w" / "c.pt")])
+    assert exited.value.code == 2 and "argument --noisy-copies: must be >= 0, got -1" in capsys.readouterr().err
     out = tmp_path / "w"
     assert main(["pretrain", "clip", "--data-root", str(corpus.json_path.parents[2]), "--epochs", "1", "--batch-size", "100000",
                  "--out", str(out / "c.pt"), "--config-out", str(out / "c.json")]) == 1
