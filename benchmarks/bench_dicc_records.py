@@ -81,7 +81,10 @@ def replay(records, clip: ClipClassifier, image_size: int, w: float | None) -> d
             probs[mode] = clip.probs(image, masks)
             out[mode].append(dicc_fuse(p_hat, probs[mode], weight)[1].numpy())
         out["clip_own"].append(probs["component"].argmax(1).numpy())
-        out["clip_gt"].append(np.where(judged, clip.probs(image, matched).argmax(1).numpy(), -1))  # component mode
+        clip.crop_mode = "component"
+        clip_gt = np.full(len(group), -1, np.int64)
+        clip_gt[judged] = clip.probs(image, matched[torch.from_numpy(judged)]).argmax(1).numpy()
+        out["clip_gt"].append(clip_gt)
         out["iou"].append(group["iou"].fillna(0).to_numpy(np.float64))
         out["gt"].append(np.where(judged, group["gt_class"].fillna(-1).to_numpy(), -1).astype(np.int64))
         out["teacher"].append(group["pred_class"].to_numpy(np.int64))

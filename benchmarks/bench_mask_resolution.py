@@ -34,7 +34,6 @@ from pldc_core.data.registry import get_dataset  # noqa: E402
 from pldc_core.pretraining.clip import at_detector_scale  # noqa: E402
 from pldc_core.records.errors import IOU_MATCH  # noqa: E402
 from pldc_core.records.store import load_records  # noqa: E402
-from pldc_core.structures import size_category  # noqa: E402
 from workbench.error_breakdown import SIZES, size_codes  # noqa: E402
 from workbench.thresholds import select_kept  # noqa: E402
 
@@ -69,17 +68,18 @@ def main() -> int:
     start = time.perf_counter()
     index = get_dataset(args.dataset, data_root=args.data_root, registry_file=args.registry).load_val()
     ious = {s: [] for s in args.strides}
-    sizes = []
+    areas = []
     for image_id in tqdm(index.image_ids, desc="val objects", unit="img", disable=os.environ.get("PLDC_NO_PROGRESS") == "1"):
         masks, labels, _ = index.instances(image_id)
         if len(labels) == 0:
             continue
         _, canvas = at_detector_scale(index.load_image(image_id), masks, args.image_size)
         canvas = canvas[canvas.flatten(1).any(1)]
-        sizes += [size_category(int(a), args.image_size, args.image_size) for a in canvas.flatten(1).sum(1)]
+        areas.append(canvas.flatten(1).sum(1).numpy())
         for s in args.strides:
             ious[s].append(best_low_resolution_iou(canvas, s).numpy())
-    sizes = np.array(sizes)
+    area = np.concatenate(areas) if areas else np.zeros(0, np.int64)
+    codes = size_codes(area, np.full(len(area), args.image_size), np.full(len(area), args.image_size))
     lines = [f"# The best mask a head at stride s can draw, on the {args.dataset} val objects at {args.image_size} px",
              f"command: .venv/bin/python benchmarks/bench_mask_resolution.py --dataset {args.dataset} "
              f"--image-size {args.image_size} --strides {' '.join(map(str, args.strides))}"
@@ -89,7 +89,7 @@ def main() -> int:
     for s in args.strides:
         iou = np.concatenate(ious[s]) if ious[s] else np.zeros(0)
         for size in ("all", *SIZES):
-            where = np.ones(len(iou), bool) if size == "all" else sizes == size
+            where = np.ones(len(iou), bool) if size == "all" else codes == SIZES.index(size)
             lines.append(_row(f"best at stride {s} ({args.image_size // s} x {args.image_size // s}), {size}", iou[where]))
     if args.records:
         run, _, iteration = args.records.rpartition("@")

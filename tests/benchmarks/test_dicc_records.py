@@ -1,12 +1,7 @@
 """The DICC replay benchmark's CLIP-alone table: accuracies split by how well the teacher drew the mask."""
-import sys
-from pathlib import Path
-
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # its sibling report_text.py
-
-from benchmarks.bench_dicc_records import clip_alone_lines  # noqa: E402
+from benchmarks.bench_dicc_records import clip_alone_lines
 
 
 def test_clip_alone_lines_split_judged_rows_by_mask_iou():

@@ -1,12 +1,7 @@
 """The mask-resolution ceiling: what a head at stride s can draw of an object."""
-import sys
-from pathlib import Path
-
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # its sibling report_text.py
-
-from benchmarks.bench_mask_resolution import best_low_resolution_iou  # noqa: E402
+from benchmarks.bench_mask_resolution import best_low_resolution_iou
 
 
 def test_cell_aligned_objects_are_drawn_exactly_and_small_ones_are_not():
