@@ -14,7 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which weights to evaluate (teacher falls back to student during burn-in)")
     parser.add_argument("--images", type=int, help="evaluate on the first N val images only")
     parser.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
-    parser.add_argument("--out", help="also write the metrics (in percent) to this JSON file")
+    parser.add_argument("--out", help="also write the metrics (in percent, with each class's AP) to this JSON file")
+    parser.add_argument("--per-class", action="store_true",
+                        help="also print each class's mask AP (COCO's AP is their mean), lowest first")
     parser.add_argument("--predictions-out", metavar="FILE",
                         help="also write the predictions as a COCO results JSON (segmentation RLE, score, category_id)")
 
@@ -44,6 +46,19 @@ def load_trained_model(state: dict, which: str, device: torch.device, source: st
     return model.eval(), cfg, categories
 
 
+def per_class_lines(ap_per_class: dict[str, float]) -> str:
+    """One line per class, ``"  AP  12.34%  name"``, lowest AP first; classes without ground truth last."""
+    import math
+
+    from pldc_core.units import format_ap
+
+    ordered = sorted(ap_per_class.items(), key=lambda kv: (math.isnan(kv[1]), kv[1]))
+    width = max((len(format_ap(v)) for _, v in ordered), default=0)
+    lines = ["mask AP per class (no ground truth in these images: n/a):"]
+    lines += [f"  AP {format_ap(v).rjust(width)}  {name}" for name, v in ordered]
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     from pldc_core.atomic import write_json
     from pldc_core.messages import error_line
@@ -70,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
         ids = index.image_ids[: args.images] if args.images else index.image_ids
         buckets, test_size = eval_protocol(cfg.data, spec)
         metrics = evaluate_model(model, index, ids, cfg.data.image_size, device, top_k=cfg.model.test_top_k,
-                                 size_buckets=buckets, test_size=test_size, predictions_out=args.predictions_out)
+                                 size_buckets=buckets, test_size=test_size, predictions_out=args.predictions_out,
+                                 per_class=True)
     except (OSError, DatasetError, ValueError, KeyError) as exc:
         print(f"pldc eval: {error_line(exc)}", file=sys.stderr)
         return 1
@@ -79,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
               "images": len(ids), **metrics}
     print(f"mask AP of the {which} of iteration {state['iteration']} on {len(ids)} val images of "
           f"'{cfg.data.dataset}': {format_metrics(metrics)}")
+    if args.per_class:
+        print(per_class_lines(metrics["AP_per_class"]))
     if args.out:
         try:
             write_json(args.out, result)

@@ -141,7 +141,7 @@ def _empty_results(gt: COCO) -> COCO:
 
 
 def coco_mask_ap(gt: str | os.PathLike | dict | COCO, results: list[dict], image_ids: Iterable[int] | None = None,
-                 area_scale: float | None = None, verbose: bool = False) -> dict[str, float]:
+                 area_scale: float | None = None, verbose: bool = False, per_class: bool = False) -> dict:
     """Mask AP, AP50, AP75, APs, APm, APl (percent) of ``results`` against ``gt``.
 
     ``image_ids`` restricts the evaluation to those images (default: every GT image).
@@ -151,6 +151,9 @@ def coco_mask_ap(gt: str | os.PathLike | dict | COCO, results: list[dict], image
     a typical image so that the buckets match ``structures.size_category``. The bucket of a
     ground truth comes from its ``area`` field, that of a detection from its mask area.
     Metrics COCO leaves undefined are ``NaN``. Empty ``results`` give AP 0.
+    ``per_class``: also ``"AP_per_class"``, ``{category name: AP}`` in percent over every area
+    (COCO's mask AP is the mean of these over the categories with ground truth; ``NaN`` for a
+    category without any).
     """
     coco_gt = load_coco_gt(gt)
     known = set(coco_gt.getImgIds())
@@ -167,7 +170,10 @@ def coco_mask_ap(gt: str | os.PathLike | dict | COCO, results: list[dict], image
     if area_scale is not None and not area_scale > 0:
         raise ValueError(f"area_scale must be > 0, got {area_scale}")
     if not image_ids:
-        return {name: math.nan for name in METRICS}
+        empty = {name: math.nan for name in METRICS}
+        if per_class:
+            empty["AP_per_class"] = {c["name"]: math.nan for c in coco_gt.dataset["categories"]}
+        return empty
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -188,7 +194,23 @@ def coco_mask_ap(gt: str | os.PathLike | dict | COCO, results: list[dict], image
     if verbose:
         print(out.getvalue(), end="")
     # stats[0:6] are AP, AP50, AP75, APs, APm, APl; pycocotools writes -1 where undefined.
-    return {name: float(v) * 100 if v >= 0 else math.nan for name, v in zip(METRICS, evaluator.stats[:6])}
+    metrics: dict = {name: float(v) * 100 if v >= 0 else math.nan for name, v in zip(METRICS, evaluator.stats[:6])}
+    if per_class:
+        metrics["AP_per_class"] = _ap_per_class(evaluator, coco_gt)
+    return metrics
+
+
+def _ap_per_class(evaluator: COCOeval, coco_gt: COCO) -> dict[str, float]:
+    """``{category name: AP %}`` from an accumulated COCOeval: precision averaged over IoU thresholds
+    and recall points, for all areas and the largest detection count, as ``stats[0]`` averages it."""
+    names = {c["id"]: c["name"] for c in coco_gt.dataset["categories"]}
+    # eval["precision"]: [IoU thresholds, recall points, categories, area ranges, max detections]
+    precision = evaluator.eval["precision"][:, :, :, 0, -1]
+    out = {}
+    for k, cat_id in enumerate(evaluator.params.catIds):
+        defined = precision[:, :, k][precision[:, :, k] > -1]
+        out[names[cat_id]] = float(defined.mean()) * 100 if defined.size else math.nan
+    return out
 
 
 class CocoEvaluator:
@@ -224,7 +246,8 @@ class CocoEvaluator:
                 merged.setdefault(image_id, preds)
         return merged
 
-    def compute(self, verbose: bool = False, predictions_out: str | os.PathLike | None = None) -> dict[str, float]:
+    def compute(self, verbose: bool = False, predictions_out: str | os.PathLike | None = None,
+                per_class: bool = False) -> dict:
         """Mask AP over the images added on any rank; the metrics on rank 0, ``{}`` elsewhere.
 
         With no image added on any rank every metric is ``NaN``. ``predictions_out``: rank 0 also
@@ -240,4 +263,4 @@ class CocoEvaluator:
 
             write_json(predictions_out, results)
         return coco_mask_ap(self.gt, results, image_ids=merged.keys(), area_scale=self.area_scale,
-                            verbose=verbose)
+                            verbose=verbose, per_class=per_class)

@@ -84,12 +84,12 @@ def predict_each(model: torch.nn.Module, images, image_ids: list[int], image_siz
 
 def evaluate_model(model: torch.nn.Module, index, image_ids: list[int], image_size: int, device: torch.device,
                    *, top_k: int = 100, batch_size: int = 8, size_buckets: str = "rescaled", test_size="train",
-                   predictions_out: str | os.PathLike | None = None) -> dict:
+                   predictions_out: str | os.PathLike | None = None, per_class: bool = False) -> dict:
     """COCO mask AP of ``model`` on ``image_ids`` of ``index`` (sharded over ranks; metrics on rank 0).
 
     ``size_buckets``: ``absolute`` uses COCO's area limits, ``rescaled`` scales them by the mean
     image area (``area_scale_of``). ``test_size``: see ``TestResize``. ``predictions_out``: also
-    write the COCO results JSON (rank 0).
+    write the COCO results JSON (rank 0). ``per_class``: also ``"AP_per_class"`` (``coco_mask_ap``).
     """
     from pldc_core.evaluation import CocoEvaluator
 
@@ -101,4 +101,4 @@ def evaluate_model(model: torch.nn.Module, index, image_ids: list[int], image_si
     for image_id, hw, pred in predict_each(model, index, mine, image_size, device, batch_size=batch_size,
                                            desc="eval", test_size=test_size):
         evaluator.add(image_id, pred.class_logits, pred.at_size(hw))
-    return evaluator.compute(predictions_out=predictions_out)
+    return evaluator.compute(predictions_out=predictions_out, per_class=per_class)

@@ -231,3 +231,24 @@ def test_coco_evaluator_gathers_across_two_ranks(tmp_path):
     assert json.loads((tmp_path / "rank0.json").read_text())["AP"] == pytest.approx(100.0)
     assert json.loads((tmp_path / "rank1.json").read_text()) == {}
 
+
+
+def test_per_class_ap_averages_to_ap_and_names_each_class():
+    gt = make_gt(GT_INSTANCES)
+    # cat: both instances found; dog: its mask shifted to IoU 0.625 (matched at 3 of 10 thresholds)
+    dog_shifted = box_mask(30 + 3, 30, 30, 25)
+    res = [result(1, 3, GT_INSTANCES[0][2]), result(2, 3, GT_INSTANCES[2][2]), result(1, 7, dog_shifted)]
+    metrics = coco_mask_ap(gt, res, per_class=True)
+    per = metrics["AP_per_class"]
+    assert set(per) == {"cat", "dog"}
+    assert per["cat"] == pytest.approx(100.0)
+    assert 0 < per["dog"] < 100
+    assert metrics["AP"] == pytest.approx((per["cat"] + per["dog"]) / 2)
+    assert "AP_per_class" not in coco_mask_ap(gt, res)
+
+
+def test_per_class_ap_is_nan_for_a_class_without_ground_truth():
+    gt = make_gt([(1, 3, box_mask(5, 5, 20, 20))])
+    per = coco_mask_ap(gt, [result(1, 3, box_mask(5, 5, 20, 20))], per_class=True)["AP_per_class"]
+    assert per["cat"] == pytest.approx(100.0) and math.isnan(per["dog"])
+    assert math.isnan(coco_mask_ap(gt, [], image_ids=[], per_class=True)["AP_per_class"]["cat"])

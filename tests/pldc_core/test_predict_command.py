@@ -162,3 +162,19 @@ def test_a_dataset_unknown_here_resolves_auto_with_a_warning(tmp_path, capsys):
     cfg = from_dict({"data": {"dataset": "elsewhere", "data_root": str(tmp_path), "test_size": "auto"}})
     assert test_size_of(cfg) == "train"
     assert capsys.readouterr().err.startswith("pldc predict: warning: data.test_size=auto resolved as 'train'")
+
+
+def test_eval_writes_and_prints_each_class_ap(tiny_run, tmp_path, capsys):
+    out = tmp_path / "metrics.json"
+    assert main(["eval", "--checkpoint", str(tiny_run), "--out", str(out), "--per-class"]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads(out.read_text())
+    categories = [c["name"] for c in load_checkpoint(tiny_run)["categories"]]
+    per = metrics["AP_per_class"]
+    assert sorted(per) == sorted(categories)
+    defined = [v for v in per.values() if not np.isnan(v)]
+    assert defined and np.mean(defined) == pytest.approx(metrics["AP"])
+    lines = printed.splitlines()
+    head = lines.index("mask AP per class (no ground truth in these images: n/a):")
+    listed = lines[head + 1: head + 1 + len(categories)]
+    assert [line.rsplit("  ", 1)[1] for line in listed] == sorted(per, key=lambda n: (np.isnan(per[n]), per[n]))
