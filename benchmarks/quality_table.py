@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -170,6 +171,33 @@ def ema_control(seeds: list[Path], teachers: list[float]) -> list[str]:
     return lines
 
 
+def per_class(seeds: list[Path]) -> list[str]:
+    """Each class's mask AP, supervised-only's student against PL-DC's teacher (the headline's runs),
+    mean over the split seeds whose final evaluations hold ``AP_per_class`` (``pldc eval --out``)."""
+    pairs = [(_eval(seed_dir / "supervised", "student"), _eval(seed_dir / "pldc", "teacher")) for seed_dir in seeds]
+    pairs = [(s, t) for s, t in pairs if s and t and "AP_per_class" in s and "AP_per_class" in t]
+    lines = ["## Per class: where the gain is", ""]
+    if not pairs:
+        return lines + ["No per-class AP: the final evaluations were written before `pldc eval` recorded it.", ""]
+    lines += [f"Mask AP of each class in %, mean of {len(pairs)} split seed{'s' if len(pairs) > 1 else ''} "
+              "(min-max); COCO's AP is the mean of these over the classes.", "",
+              "| class | supervised AP (student) | PL-DC AP (teacher) | difference |", "|---|---|---|---|"]
+    for name in pairs[0][0]["AP_per_class"]:
+        sup = [s["AP_per_class"][name] for s, _ in pairs]
+        tea = [t["AP_per_class"][name] for _, t in pairs]
+        if any(math.isnan(v) for v in sup + tea):
+            lines.append(f"| {name} | n/a | n/a | no ground truth in the val images |")
+            continue
+        lines.append(f"| {name} | {_mean_range(sup)} | {_mean_range(tea)} | "
+                     f"{statistics.mean(tea) - statistics.mean(sup):+.2f} points |")
+    return lines + [""]
+
+
+def _mean_range(values: list[float]) -> str:
+    text = f"{statistics.mean(values):.2f}%"
+    return text if len(values) == 1 else f"{text} ({min(values):.2f}-{max(values):.2f})"
+
+
 ORDER = "_order"   # a main variant rerun in another data order: ``<variant>_order<T>``
 
 
@@ -296,6 +324,7 @@ def main(out_dir: str, also: list[tuple[str, str]] = (), title: str = TITLE, com
              "## Supervised only vs PL-DC, per split seed", ""]
     lines += headline(out, _seeds(out))
     lines += data_orders(_seeds(out))
+    lines += per_class(_seeds(out))
     lines += ["## Every variant", ""]
     for seed_dir in _seeds(out):
         lines += ablations(seed_dir)

@@ -67,3 +67,29 @@ def test_order_variants_reseed_the_batches_of_the_main_variants():
     assert set(variants) == {"supervised_order7", "pldc_order7", "supervised_order8", "pldc_order8"}
     assert variants["supervised_order8"] == [*MAIN_VARIANTS["supervised"], "train.seed=8"]
     assert variants["pldc_order7"] == ["train.seed=7"]
+
+
+def test_per_class_compares_the_headline_runs_class_by_class(tmp_path):
+    import json
+
+    from benchmarks.quality_table import per_class
+
+    seeds = [tmp_path / "seed0", tmp_path / "seed1"]
+    for seed_dir, (sup, tea) in zip(seeds, [({"disk": 20.0, "ellipse": 4.0}, {"disk": 26.0, "ellipse": 5.0}),
+                                            ({"disk": 22.0, "ellipse": 6.0}, {"disk": 30.0, "ellipse": 6.0})]):
+        for run, model, aps in (("supervised", "student", sup), ("pldc", "teacher", tea)):
+            (seed_dir / run).mkdir(parents=True)
+            (seed_dir / run / f"final_eval_{model}.json").write_text(json.dumps({"AP": 0.0, "AP_per_class": aps}))
+    text = "\n".join(per_class(seeds))
+    assert "mean of 2 split seeds" in text
+    assert "| disk | 21.00% (20.00-22.00) | 28.00% (26.00-30.00) | +7.00 points |" in text
+    assert "| ellipse | 5.00% (4.00-6.00) | 5.50% (5.00-6.00) | +0.50 points |" in text
+
+
+def test_per_class_says_why_it_is_empty(tmp_path):
+    from benchmarks.quality_table import per_class
+
+    _finished(tmp_path / "seed0" / "supervised", 0, student=10.0)
+    _finished(tmp_path / "seed0" / "pldc", 0, teacher=13.0)
+    text = "\n".join(per_class([tmp_path / "seed0"]))
+    assert "No per-class AP: the final evaluations were written before `pldc eval` recorded it." in text
