@@ -41,7 +41,8 @@ from workbench.explain import (dicc_reason, error_glossary, error_label, filter_
 from workbench.png import write_png
 from workbench.quality import QualityReport, better_predictor, quality_vs_iou
 from workbench.thresholds import ThresholdStudy, threshold_study
-from workbench.trends import ANALYSIS_COLUMNS, Trends, burn_in_of, checkpoint_trends, num_classes_of, read_jsonl
+from workbench.trends import (ANALYSIS_COLUMNS, Trends, burn_in_of, checkpoint_trends, num_classes_of, per_class_ap,
+                              read_jsonl)
 from workbench.uncertainty import (UncertaintyVsIoU, decoded_maps, distance_profile, region_means,
                                    sample_rows, uncertainty_vs_iou)
 
@@ -359,7 +360,8 @@ def sections(d: ReportData) -> list[tuple[str, str, list[tuple[str, object]]]]:
                   d.metrics, training_figures.SETTINGS, "DICC weight, learning rate, speed",
                   training_figures.LOG_NAMES, burn_in=d.burn_in,
                   empty_message=no_log if d.metrics.empty else "metrics.jsonl logs no DICC weight, lr or time")),
-              ("training_eval", training_figures.evaluation_figure(d.evals))]
+              ("training_eval", training_figures.evaluation_figure(d.evals)),
+              ("training_eval_per_class", training_figures.per_class_figure(per_class_ap(d.evals)))]
     out.append(("Training", "From metrics.jsonl and eval.jsonl.", items))
     return out
 

@@ -136,6 +136,28 @@ def read_jsonl(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+def per_class_ap(evals: pd.DataFrame) -> pd.DataFrame:
+    """Each class's mask AP (%) at the first and the last evaluation of each evaluated model, from
+    ``eval.jsonl``'s ``AP_per_class``: columns ``model``, ``class``, ``first``, ``last``,
+    ``first_iteration``, ``last_iteration``, ``change`` (points). Empty when no evaluation logged it."""
+    columns = ["model", "class", "first", "last", "first_iteration", "last_iteration", "change"]
+    if evals.empty or "AP_per_class" not in evals.columns or "iteration" not in evals.columns:
+        return pd.DataFrame(columns=columns)
+    logged = evals[evals["AP_per_class"].map(lambda v: isinstance(v, dict) and len(v) > 0)]
+    models = logged["model"].fillna("model").astype(str) if "model" in logged.columns else \
+        pd.Series("model", index=logged.index)
+    rows = []
+    for model in dict.fromkeys(models):
+        sel = logged[models == model].sort_values("iteration", kind="stable")
+        first, last = sel.iloc[0], sel.iloc[-1]
+        for name, value in last["AP_per_class"].items():
+            start = first["AP_per_class"].get(name, np.nan)
+            start = np.nan if start is None else float(start)
+            end = np.nan if value is None else float(value)
+            rows.append((model, name, start, end, int(first["iteration"]), int(last["iteration"]), end - start))
+    return pd.DataFrame(rows, columns=columns)
+
+
 def burn_in_of(run_dir: str | Path) -> int | None:
     """The iteration the run's burn-in ends at, from its config.yaml (None without a readable one)."""
     try:

@@ -99,7 +99,8 @@ def save(trainer: Trainer) -> None:
 
 
 def evaluate(trainer: Trainer) -> dict:
-    """COCO mask AP of the teacher (the student during burn-in) on the val images; keeps the best."""
+    """COCO mask AP of the teacher (the student during burn-in) on the val images, each class's too
+    (``AP_per_class`` in ``eval.jsonl``); keeps the best."""
     from pldc_core.data.registry import eval_protocol, get_dataset
     from pldc_core.model.inference import evaluate_model
 
@@ -110,7 +111,8 @@ def evaluate(trainer: Trainer) -> dict:
         ids = ids[: d.eval_images]
     buckets, test_size = eval_protocol(d, get_dataset(d.dataset, data_root=d.data_root, registry_file=d.registry_file))
     result = evaluate_model(model, trainer.data.val_index, ids, d.image_size, trainer.device,
-                            top_k=trainer.cfg.model.test_top_k, size_buckets=buckets, test_size=test_size)
+                            top_k=trainer.cfg.model.test_top_k, size_buckets=buckets, test_size=test_size,
+                            per_class=True)
     if dist_utils.is_main():
         result = {"iter": trainer.iter, "model": "teacher" if trainer.teacher is not None else "student",
                   **result}

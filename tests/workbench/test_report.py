@@ -185,8 +185,11 @@ def test_report_writes_every_ap_with_its_unit(tmp_path):
     # no AP followed by a bare number anywhere in the page's own text
     body = re.sub(r"<script.*?</script>", "", text, flags=re.S)
     assert not re.findall(r"\bAP(?:50|75|s|m|l)?\s+\d+(?:\.\d+)?(?![\d.%])", body)
-    evaluation = report.sections(report.collect(run))[-1][2][-1][1]
-    assert evaluation.layout.yaxis.title.text == "mask AP (%)"
+    figures = dict(report.sections(report.collect(run))[-1][2])
+    assert figures["training_eval"].layout.yaxis.title.text == "mask AP (%)"
+    per_class = figures["training_eval_per_class"]
+    assert per_class.layout.yaxis.title.text == "mask AP (%)" and per_class.layout.yaxis.ticksuffix == "%"
+    assert all(text.endswith("%") for trace in per_class.data for text in trace.text)
 
 
 def test_summary_names_dicc_changes_at_other_checkpoints():
@@ -203,3 +206,21 @@ def test_summary_names_dicc_changes_at_other_checkpoints():
     assert report._dicc_elsewhere(d) == ""
     d.dicc.summary["n_changed"], d.trends.dicc = 0, trend.assign(n_changed=0)
     assert report._dicc_elsewhere(d) == ""
+
+
+def test_per_class_ap_from_the_first_and_last_evaluation(tmp_path):
+    from workbench.trends import per_class_ap
+
+    path = tmp_path / "eval.jsonl"
+    path.write_text("\n".join([
+        '{"iter": 200, "model": "student", "AP": 5.0}',  # logged before per-class AP was: left out
+        '{"iter": 500, "model": "student", "AP": 8.0, "AP_per_class": {"disk": 12.0, "ellipse": 4.0}}',
+        '{"iter": 1000, "model": "teacher", "AP": 9.0, "AP_per_class": {"disk": 14.0, "ellipse": NaN}}',
+        '{"iter": 1500, "model": "teacher", "AP": 11.0, "AP_per_class": {"disk": 16.5, "ellipse": 5.5}}']) + "\n")
+    table = per_class_ap(read_jsonl(path)).set_index(["model", "class"])
+    assert table.loc[("teacher", "disk"), ["first", "last", "change"]].tolist() == [14.0, 16.5, 2.5]
+    assert table.loc[("teacher", "disk"), ["first_iteration", "last_iteration"]].tolist() == [1000, 1500]
+    assert np.isnan(table.loc[("teacher", "ellipse"), "change"])
+    assert table.loc[("student", "ellipse"), ["first", "last", "first_iteration"]].tolist() == [4.0, 4.0, 500]
+    assert per_class_ap(read_jsonl(tmp_path / "absent.jsonl")).empty
+    assert per_class_ap(pd.DataFrame({"iteration": [1], "AP": [2.0]})).empty

@@ -130,3 +130,28 @@ def evaluation_figure(evals: pd.DataFrame, metrics=EVAL_METRICS, panels: bool = 
                           yaxis=dict(title=dict(text=AP_AXIS_TITLE), ticksuffix="%"),
                           legend=legend_below(), margin=MARGIN, modebar=MODEBAR)
     return fig
+
+
+def per_class_figure(table: pd.DataFrame, title: str = "Mask AP (%) per class",
+                     empty_message: str = "no per-class AP logged (eval.jsonl predates it, or is absent)") -> go.Figure:
+    """Each class's AP at the first and the last evaluation (grouped bars, classes by their last AP,
+    highest first) of the model evaluated last (a table of ``trends.per_class_ap``). COCO's AP is the
+    mean of the last bars, so a class near zero pulls it down as much as a common class."""
+    if table.empty:
+        return empty(title, empty_message)
+    model = table.sort_values("last_iteration", kind="stable")["model"].iloc[-1]
+    sel = table[table["model"] == model]
+    sel = sel.assign(_order=sel["last"].fillna(-1.0)).sort_values("_order", ascending=False, kind="stable")
+    first_it, last_it = int(sel["first_iteration"].iloc[0]), int(sel["last_iteration"].iloc[0])
+    shown = ([("first", first_it, SERIES_COLORS[1])] if first_it != last_it else []) + [("last", last_it, SERIES_COLORS[0])]
+    fig = go.Figure()
+    for column, iteration, color in shown:
+        fig.add_trace(go.Bar(x=sel["class"], y=sel[column], name=f"iteration {iteration}", marker=dict(color=color),
+                             text=[format_ap(v) for v in sel[column]],
+                             hovertemplate="%{x}: AP %{text}" + f" at iteration {iteration}<extra></extra>"))
+    fig.update_layout(title=f"{title}: the {model} at its last evaluation"
+                      + (f" and at its first (iteration {first_it})" if first_it != last_it else ""),
+                      barmode="group", xaxis_title="class",
+                      yaxis=dict(title=dict(text=AP_AXIS_TITLE), ticksuffix="%", rangemode="tozero"),
+                      height=420, legend=legend_below(), margin=MARGIN, modebar=MODEBAR)
+    return fig

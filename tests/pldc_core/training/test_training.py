@@ -1,5 +1,6 @@
 """End-to-end engine tests on a tiny generated dataset: both phases, resume, NaN, bad config, DDP."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -40,6 +41,11 @@ def test_burn_in_then_pldc_end_to_end(data_root, tmp_path):
     evals = [json.loads(l) for l in (run / "eval.jsonl").read_text().splitlines()]
     assert evals[-1]["iter"] == 8 and evals[-1]["model"] == "teacher"
     assert {"AP", "AP50", "AP75", "APs", "APm", "APl"} <= set(evals[-1])
+    per_class = evals[-1]["AP_per_class"]  # every class of the dataset; COCO's AP is their mean
+    val = json.loads((Path(data_root) / "synthetic" / "annotations" / "instances_val.json").read_text())
+    assert sorted(per_class) == sorted(c["name"] for c in val["categories"])
+    defined = [v for v in per_class.values() if not math.isnan(v)]
+    assert defined and sum(defined) / len(defined) == pytest.approx(evals[-1]["AP"])
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
     assert load_config(run / "config.yaml") == cfg
     from pldc_core.records.store import list_record_iterations, load_records

@@ -63,3 +63,20 @@ def test_evaluation_in_one_panel_names_metric_and_model(tmp_path):
     assert fig.layout.yaxis.title.text == "mask AP (%)" and fig.layout.yaxis.ticksuffix == "%"
     assert list(fig.data[1].text) == ["15.25%", "22.50%"]
     assert _png_ok(png.write_png(fig, tmp_path / "eval_one_panel.png"))
+
+
+def test_per_class_figure_bars_the_first_and_last_evaluation(tmp_path):
+    table = pd.DataFrame({"model": ["student", "teacher", "teacher"], "class": ["disk", "disk", "ellipse"],
+                          "first": [10.0, 12.0, 3.0], "last": [11.0, 20.0, 4.5],
+                          "first_iteration": [500, 1000, 1000], "last_iteration": [500, 3000, 3000],
+                          "change": [1.0, 8.0, 1.5]})
+    fig = figures.per_class_figure(table)
+    first, last = fig.data
+    assert list(last.x) == ["disk", "ellipse"] and list(last.y) == [20.0, 4.5]  # the teacher, highest first
+    assert list(last.text) == ["20.00%", "4.50%"] and last.name == "iteration 3000"
+    assert list(first.y) == [12.0, 3.0] and first.name == "iteration 1000"
+    assert fig.layout.barmode == "group" and fig.layout.yaxis.ticksuffix == "%" and "teacher" in fig.layout.title.text
+    assert _png_ok(png.write_png(fig, tmp_path / "per_class.png"))
+    only_one = figures.per_class_figure(table[table["model"] == "student"])
+    assert [t.name for t in only_one.data] == ["iteration 500"]  # one evaluation: one set of bars
+    assert "no per-class AP logged" in figures.per_class_figure(table.iloc[0:0]).layout.annotations[0].text
