@@ -52,12 +52,17 @@ def test_data_orders_give_each_seed_the_mean_of_its_orders(tmp_path):
     assert "PL-DC's teacher 13.00% against supervised-only 10.50%, gain **+23.8%**" in text
 
 
+def _one_plain_seed(tmp_path):
+    """Split seed 0 with its two headline runs, in its own data order only, without per-class AP."""
+    _finished(tmp_path / "seed0" / "supervised", 0, student=10.0)
+    _finished(tmp_path / "seed0" / "pldc", 0, teacher=13.0)
+    return [tmp_path / "seed0"]
+
+
 def test_no_data_orders_no_section(tmp_path):
     from benchmarks.quality_table import data_orders
 
-    _finished(tmp_path / "seed0" / "supervised", 0, student=10.0)
-    _finished(tmp_path / "seed0" / "pldc", 0, teacher=13.0)
-    assert data_orders([tmp_path / "seed0"]) == []
+    assert data_orders(_one_plain_seed(tmp_path)) == []
 
 
 def test_order_variants_reseed_the_batches_of_the_main_variants():
@@ -89,7 +94,5 @@ def test_per_class_compares_the_headline_runs_class_by_class(tmp_path):
 def test_per_class_says_why_it_is_empty(tmp_path):
     from benchmarks.quality_table import per_class
 
-    _finished(tmp_path / "seed0" / "supervised", 0, student=10.0)
-    _finished(tmp_path / "seed0" / "pldc", 0, teacher=13.0)
-    text = "\n".join(per_class([tmp_path / "seed0"]))
+    text = "\n".join(per_class(_one_plain_seed(tmp_path)))
     assert "No per-class AP: the final evaluations were written before `pldc eval` recorded it." in text
