@@ -348,13 +348,17 @@ def test_run_states_progress_and_logs(tmp_path):
 
 
 def test_live_view_and_tick(wb):
-    progress, losses, counts, ap, log, stop, resume = wb.train.live("demo")
+    progress, losses, counts, ap, per_class, log, stop, resume = wb.train.live("demo")
     assert "demo" in progress and isinstance(losses, go.Figure)
     assert {t.name for t in losses.data} == {"total", "supervised", "unsupervised (PL-DC)"}
     # both evaluations of the fabricated run are the teacher's: one marked trace per metric, in percent
     assert [t.name for t in ap.data] == ["AP · teacher", "AP50 · teacher", "AP75 · teacher"]
     assert all("markers" in t.mode for t in ap.data) and ap.layout.yaxis.title.text == "mask AP (%)"
     assert all(text.endswith("%") for t in ap.data for text in t.text)
+    # each class's AP at the teacher's first and last evaluation, in percent
+    assert [t.name for t in per_class.data] == ["iteration 500", "iteration 1000"]
+    assert per_class.layout.yaxis.ticksuffix == "%" and all(x.endswith("%") for t in per_class.data for x in t.text)
+    assert wb.train.live(None).per_class.layout.annotations[0].text == "no run selected"
     # the run has finished: there is nothing to stop or resume
     assert runs.run_info(wb.ctx.run_path("demo")).state == "finished"
     assert stop.interactive is False and resume.interactive is False

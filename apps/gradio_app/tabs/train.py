@@ -13,8 +13,8 @@ from pldc_core.config import ConfigError, load_config
 from pldc_core.run_dir import EVAL_FILE, METRICS_FILE, RunDir
 from pldc_core.units import format_ap
 from workbench.figures.style import empty
-from workbench.figures.training import count_figure, evaluation_figure, loss_figure
-from workbench.trends import burn_in_of
+from workbench.figures.training import count_figure, evaluation_figure, loss_figure, per_class_figure
+from workbench.trends import burn_in_of, per_class_ap
 
 
 class TrainForm(NamedTuple):
@@ -73,6 +73,7 @@ class LiveView(NamedTuple):
     losses: go.Figure
     counts: go.Figure
     ap: go.Figure
+    per_class: go.Figure  # each class's AP at the first and last evaluation
     log: str
     stop: object       # the Stop button, enabled only while the run runs
     resume: object     # the Resume button, enabled only for a stopped, failed or died run with a checkpoint
@@ -185,7 +186,7 @@ class TrainTab:
         if not run_name:
             nothing = empty("Training", "no run selected", 300)
             off = gr.Button(interactive=False)
-            return LiveView("Select a run in the list, or start one.", nothing, nothing, nothing, "", off, off)
+            return LiveView("Select a run in the list, or start one.", nothing, nothing, nothing, nothing, "", off, off)
         run = self.ctx.run_path(run_name)
         info = runs.run_info(run)
         metrics, _ = runs.read_log(run, METRICS_FILE)
@@ -193,8 +194,10 @@ class TrainTab:
         burn_in = burn_in_of(run)
         ap = evaluation_figure(evals, ("AP", "AP50", "AP75"), panels=False, title="Mask AP (%)",
                                empty_message="no evaluation yet (eval.jsonl is written at each evaluation)")
+        per_class = per_class_figure(per_class_ap(evals),
+                                     empty_message="no per-class AP yet (each evaluation in eval.jsonl holds it)")
         return LiveView(progress_html(info), loss_figure(metrics, burn_in), count_figure(metrics, burn_in), ap,
-                        runs.log_tail(run, 12),
+                        per_class, runs.log_tail(run, 12),
                         gr.Button(interactive=launch.can_stop(info)),
                         gr.Button(interactive=launch.can_resume(run, info)))
 
@@ -254,6 +257,7 @@ class TrainTab:
                 with gr.Row():
                     self.counts = gr.Plot(elem_id="tr-counts", show_label=False)
                     self.ap = gr.Plot(elem_id="tr-ap", show_label=False)
+                self.per_class = gr.Plot(elem_id="tr-ap-class", show_label=False)
                 with gr.Accordion("end of the log (train.log, or the metrics of a command-line run)", open=False,
                                   elem_id="tr-log-accordion"):
                     self.log = gr.Textbox(lines=10, max_lines=12, show_label=False, elem_id="tr-log")
@@ -261,7 +265,7 @@ class TrainTab:
     @property
     def live_outputs(self) -> list:
         return ordered(LiveView, progress=self.progress, losses=self.losses, counts=self.counts, ap=self.ap,
-                       log=self.log, stop=self.stop_button, resume=self.resume_button)
+                       per_class=self.per_class, log=self.log, stop=self.stop_button, resume=self.resume_button)
 
     def _show_config(self, config_file) -> tuple:
         text, form = self.config_form(config_file)
