@@ -54,7 +54,8 @@ def per_class_lines(ap_per_class: dict[str, float]) -> str:
 
     ordered = sorted(ap_per_class.items(), key=lambda kv: (math.isnan(kv[1]), kv[1]))
     width = max((len(format_ap(v)) for _, v in ordered), default=0)
-    lines = ["mask AP per class (no ground truth in these images: n/a):"]
+    undefined = any(math.isnan(v) for v in ap_per_class.values())
+    lines = ["mask AP per class, lowest first" + (" (n/a: no ground truth in these images):" if undefined else ":")]
     lines += [f"  AP {format_ap(v).rjust(width)}  {name}" for name, v in ordered]
     return "\n".join(lines)
 

@@ -175,6 +175,16 @@ def test_eval_writes_and_prints_each_class_ap(tiny_run, tmp_path, capsys):
     defined = [v for v in per.values() if not np.isnan(v)]
     assert defined and np.mean(defined) == pytest.approx(metrics["AP"])
     lines = printed.splitlines()
-    head = lines.index("mask AP per class (no ground truth in these images: n/a):")
+    head = next(i for i, line in enumerate(lines) if line.startswith("mask AP per class, lowest first"))
+    assert lines[head].endswith("(n/a: no ground truth in these images):") == (len(defined) < len(per))
     listed = lines[head + 1: head + 1 + len(categories)]
     assert [line.rsplit("  ", 1)[1] for line in listed] == sorted(per, key=lambda n: (np.isnan(per[n]), per[n]))
+
+
+def test_per_class_lines_put_classes_without_ground_truth_last():
+    from pldc_core.eval_command import per_class_lines
+
+    text = per_class_lines({"disk": 30.0, "ellipse": float("nan"), "bar": 5.5})
+    assert text.splitlines() == ["mask AP per class, lowest first (n/a: no ground truth in these images):",
+                                 "  AP  5.50%  bar", "  AP 30.00%  disk", "  AP    n/a  ellipse"]
+    assert per_class_lines({"disk": 30.0}).splitlines()[0] == "mask AP per class, lowest first:"
