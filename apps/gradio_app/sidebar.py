@@ -159,8 +159,8 @@ class Sidebar:
         train = ui.train
         timer.tick(self.tick, [ui.run_dd, ui.ckpt_dd, ui.tick_state],
                    ordered(Tick, runs=ui.runs_df, progress=train.progress, losses=train.losses, counts=train.counts,
-                           ap=train.ap, per_class=train.per_class, log=train.log, stop=train.stop_button, resume=train.resume_button,
-                           checkpoint=ui.ckpt_dd, stamp=ui.tick_state),
+                           ap=train.ap, per_class=train.per_class, log=train.log, stop=train.stop_button,
+                           resume=train.resume_button, checkpoint=ui.ckpt_dd, stamp=ui.tick_state),
                    show_progress="hidden")
 
 

@@ -143,7 +143,9 @@ def per_class_figure(table: pd.DataFrame, title: str = "Mask AP (%) per class",
     sel = table[table["model"] == model]
     sel = sel.assign(_order=sel["last"].fillna(-1.0)).sort_values("_order", ascending=False, kind="stable")
     first_it, last_it = int(sel["first_iteration"].iloc[0]), int(sel["last_iteration"].iloc[0])
-    shown = ([("first", first_it, SERIES_COLORS[1])] if first_it != last_it else []) + [("last", last_it, SERIES_COLORS[0])]
+    shown = [("last", last_it, SERIES_COLORS[0])]
+    if first_it != last_it:
+        shown.insert(0, ("first", first_it, SERIES_COLORS[1]))
     fig = go.Figure()
     for column, iteration, color in shown:
         fig.add_trace(go.Bar(x=sel["class"], y=sel[column], name=f"iteration {iteration}", marker=dict(color=color),
