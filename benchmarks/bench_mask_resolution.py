@@ -100,8 +100,8 @@ def main() -> int:
         iou = kept["iou"].to_numpy(np.float64)
         lines.append(f"teacher's kept pseudo-labels over an object (IoU > {IOU_MATCH}), {args.records} "
                      "(size of the teacher's mask; a stride-4 head):")
-        for k, size in enumerate(("all", *SIZES)):
-            lines.append(_row(f"teacher, {size}", iou if size == "all" else iou[codes == k - 1]))
+        for size in ("all", *SIZES):
+            lines.append(_row(f"teacher, {size}", iou if size == "all" else iou[codes == SIZES.index(size)]))
     emit(lines, args.out)
     return 0
 

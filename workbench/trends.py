@@ -136,6 +136,13 @@ def read_jsonl(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+def evaluated_models(evals: pd.DataFrame) -> pd.Series:
+    """Which model each ``eval.jsonl`` row evaluated (``student``/``teacher``; ``model`` where unlogged)."""
+    if "model" not in evals.columns:
+        return pd.Series("model", index=evals.index)
+    return evals["model"].fillna("model").astype(str)
+
+
 def per_class_ap(evals: pd.DataFrame) -> pd.DataFrame:
     """Each class's mask AP (%) at the first and the last evaluation of each evaluated model, from
     ``eval.jsonl``'s ``AP_per_class``: columns ``model``, ``class``, ``first``, ``last``,
@@ -144,8 +151,7 @@ def per_class_ap(evals: pd.DataFrame) -> pd.DataFrame:
     if evals.empty or "AP_per_class" not in evals.columns or "iteration" not in evals.columns:
         return pd.DataFrame(columns=columns)
     logged = evals[evals["AP_per_class"].map(lambda v: isinstance(v, dict) and len(v) > 0)]
-    models = logged["model"].fillna("model").astype(str) if "model" in logged.columns else \
-        pd.Series("model", index=logged.index)
+    models = evaluated_models(logged)
     rows = []
     for model in dict.fromkeys(models):
         sel = logged[models == model].sort_values("iteration", kind="stable")

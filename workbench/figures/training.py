@@ -10,6 +10,7 @@ from plotly.subplots import make_subplots
 from pldc_core.units import format_ap
 from workbench.figures.charts import thin
 from workbench.figures.style import AP_AXIS_TITLE, MARGIN, MODEBAR, SERIES_COLORS, empty, legend_below
+from workbench.trends import evaluated_models
 
 LOSSES = ("loss", "loss_sup", "loss_unsup")
 COUNTS = ("n_queries", "n_kept", "n_kept_ddtf", "n_kept_coupled", "n_dicc_changed")
@@ -95,8 +96,7 @@ def evaluation_figure(evals: pd.DataFrame, metrics=EVAL_METRICS, panels: bool = 
     present = _present(evals, metrics)
     if evals.empty or "iteration" not in evals.columns or not present:
         return empty(title, empty_message)
-    models = evals["model"].fillna("model").astype(str) if "model" in evals.columns else \
-        pd.Series("model", index=evals.index)
+    models = evaluated_models(evals)
     order = list(dict.fromkeys(models))
     cols = min(3, len(present)) if panels else 1
     rows = -(-len(present) // cols) if panels else 1
