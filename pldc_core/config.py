@@ -67,6 +67,7 @@ class ModelConfig:
     pixel_decoder_feedforward: int = 1024  # the pixel decoder's FFN width (Mask2Former: 1024)
     train_num_points: int = 1024        # points sampled per mask in the loss (paper: 12544)
     test_top_k: int = 50                # instances kept per image at inference (paper: 100)
+    mask_stride: int = 4                # the final masks' grid: 4 (Mask2Former) or 2 (a finer head, METHOD.md)
 
 
 @dataclass
@@ -339,6 +340,7 @@ def validate(cfg: ExperimentConfig, check_files: bool = True) -> ExperimentConfi
           f"must be [low, high] pixels with 0 < low <= high, got {d.blur_sigma!r}")
     check(d.image_size >= 32 and d.image_size % 32 == 0, "data.image_size",
           f"must be a multiple of 32 and >= 32, got {d.image_size}")
+    check(m.mask_stride in (2, 4), "model.mask_stride", f"must be 4 or 2, got {m.mask_stride}")
     check(m.backbone in ("tiny", "resnet18", "resnet34", "resnet50"), "model.backbone",
           f"unknown backbone {m.backbone!r} (tiny, resnet18, resnet34, resnet50)")
     for key in ("num_queries", "hidden_dim", "encoder_layers", "decoder_layers", "num_heads", "dim_feedforward",

@@ -39,7 +39,7 @@ class QueryOutputs:
     """Per-query outputs of the last decoder layer, plus the auxiliary layers' for deep supervision."""
 
     class_logits: torch.Tensor  # [B, Q, N+1], last = no object
-    mask_logits: torch.Tensor  # [B, Q, S/4, S/4]
+    mask_logits: torch.Tensor  # [B, Q, S/s, S/s], s = model.mask_stride (the auxiliary layers': S/4)
     aux: list[tuple[torch.Tensor, torch.Tensor]]
 
     def split(self, n: int) -> tuple["QueryOutputs", "QueryOutputs"]:
@@ -47,6 +47,31 @@ class QueryOutputs:
         head = QueryOutputs(self.class_logits[:n], self.mask_logits[:n], [(c[:n], m[:n]) for c, m in self.aux])
         tail = QueryOutputs(self.class_logits[n:], self.mask_logits[n:], [(c[n:], m[n:]) for c, m in self.aux])
         return head, tail
+
+
+class FineMaskFeatures(nn.Module):
+    """Per-pixel embeddings at stride 2 for the final masks (``model.mask_stride: 2``; not in
+    Mask2Former, docs/METHOD.md "A finer mask grid"): the pixel decoder's stride-4 embeddings,
+    upsampled, plus a correction read from the backbone stem's stride-2 features. The correction's
+    last layer starts at zero, so a fresh head draws exactly the upsampled stride-4 masks."""
+
+    def __init__(self, stem_channels: int, dim: int, hidden: int = 32):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(stem_channels, hidden, 3, padding=1, bias=False),
+                                  nn.GroupNorm(8, hidden), nn.ReLU())
+        self.out = nn.Conv2d(hidden, dim, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, coarse: torch.Tensor, stem: torch.Tensor) -> torch.Tensor:
+        """``coarse [B, C, h, w]`` (stride 4), ``stem [B, C_stem, 2h, 2w]`` -> ``[B, C, 2h, 2w]``."""
+        up = nn.functional.interpolate(coarse, size=stem.shape[-2:], mode="bilinear", align_corners=False)
+        return up + self.out(self.stem(stem))
+
+
+def _keep_output(module: nn.Module, _args, output) -> None:
+    # a plain function of the module alone, so that deep copies (the EMA teacher) hook their own stem
+    module.last_output = output
 
 
 class Mask2FormerSegmenter(nn.Module):
@@ -82,6 +107,10 @@ class Mask2FormerSegmenter(nn.Module):
             load_backbone_weights(self.backbone, cfg.backbone_weights)
         if cfg.init_weights:
             load_model_weights(self, cfg.init_weights)
+        self.fine_masks = None
+        if cfg.mask_stride == 2:
+            self.fine_masks = FineMaskFeatures(backbone.embedding_size, cfg.hidden_dim)
+            self._stem.register_forward_hook(_keep_output)
         self.frozen_backbone = cfg.freeze_backbone
         if cfg.freeze_backbone:
             for p in self.backbone.parameters():
@@ -90,6 +119,11 @@ class Mask2FormerSegmenter(nn.Module):
     @property
     def backbone(self) -> nn.Module:
         return self.net.model.pixel_level_module.encoder
+
+    @property
+    def _stem(self) -> nn.Module:
+        """The backbone's first convolution (stride 2, before the max-pool)."""
+        return self.backbone.embedder.embedder
 
     def train(self, mode: bool = True) -> "Mask2FormerSegmenter":
         super().train(mode)
@@ -103,7 +137,19 @@ class Mask2FormerSegmenter(nn.Module):
         # transformers lists every decoder layer; the last equals the final output.
         if aux and aux[-1][0] is out.class_queries_logits:
             aux = aux[:-1]
-        return QueryOutputs(out.class_queries_logits, out.masks_queries_logits, aux)
+        masks = out.masks_queries_logits
+        if self.fine_masks is not None:
+            masks = self._fine_mask_logits(out)
+        return QueryOutputs(out.class_queries_logits, masks, aux)
+
+    def _fine_mask_logits(self, out) -> torch.Tensor:
+        """The last decoder layer's masks drawn on the stride-2 embeddings: the same mask embeddings
+        transformers' mask predictor makes of that layer's (layer-normed) query states."""
+        stem, self._stem.last_output = self._stem.last_output, None
+        decoder = self.net.model.transformer_module.decoder
+        embeddings = decoder.mask_predictor.mask_embedder(decoder.layernorm(out.transformer_decoder_last_hidden_state))
+        pixels = self.fine_masks(out.pixel_decoder_last_hidden_state, stem)
+        return torch.einsum("bqc,bchw->bqhw", embeddings, pixels)
 
 
 def _load_weights_file(path: Path, key: str, *, weights_only: bool):

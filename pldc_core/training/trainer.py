@@ -153,7 +153,7 @@ class Trainer(TrainerBase):
         return "\n".join([
             f"pldc train: {start} in {self.run.path} on {self.device}",
             f"  model: Mask2Former, {backbone} backbone{weights}, {m.num_queries} queries, "
-            f"{d.image_size} px crops",
+            f"{d.image_size} px crops" + (", final masks at stride 2" if m.mask_stride == 2 else ""),
             f"  steps: {t.max_iters}: {method}; checkpoint every {t.checkpoint_every}, "
             f"mask AP every {t.eval_every} on {evaluated} val images",
             f"  data: '{d.dataset}' ({self.data.train_index.json_path}): {len(self.data.labeled_ids)} labeled"

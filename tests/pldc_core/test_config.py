@@ -46,6 +46,7 @@ def test_saved_config_loads_back_identically(tmp_path):
     ("train.burn_in_iters=999999", "train.burn_in_iters: must be in [0, max_iters"),
     ("data.image_size=100", "data.image_size: must be a multiple of 32"),
     ("model.backbone=vgg", "model.backbone: unknown backbone"),
+    ("model.mask_stride=8", "model.mask_stride: must be 4 or 2, got 8"),
     ("data.scale_range=[0,2]", "data.scale_range: must be [low, high] with 0 < low <= high"),
     ("data.scale_range=[1.5,0.5]", "data.scale_range: must be [low, high] with 0 < low <= high"),
     ("data.scale_range=1.0", "data.scale_range: must be [low, high]"),

@@ -55,6 +55,20 @@ def test_burn_in_then_pldc_end_to_end(data_root, tmp_path):
     assert len(rec.queries) == 4 * cfg.model.num_queries and rec.manifest["phase"] == "semi"
 
 
+def test_a_stride_2_mask_head_trains_evaluates_and_records(data_root, tmp_path):
+    from pldc_core.records.store import load_records
+
+    cfg = smoke_cfg(data_root, "model.mask_stride=2")
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert "final masks at stride 2" in trainer.summary()
+    trainer.train()
+    semi = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][4:]
+    assert all(l["n_kept"] > 0 and l["loss_unsup"] > 0 for l in semi)
+    assert json.loads((tmp_path / "run" / "eval.jsonl").read_text().splitlines()[-1])["iter"] == 8
+    rec = load_records(tmp_path / "run", 8)
+    assert len(rec.queries) == 4 * cfg.model.num_queries and rec.queries["m"].between(0, 1).all()
+
+
 def test_a_run_semi_supervised_from_its_first_step_records_iteration_0(data_root, tmp_path):
     from pldc_core.records.store import list_record_iterations, load_records
 
