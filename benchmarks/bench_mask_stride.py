@@ -12,18 +12,14 @@ take at stride 2 in the same time budget.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_step import machine_line, make_trainer, save_report, step_bench_args, time_steps  # noqa: E402
+from benchmarks.bench_step import machine_line, median_step_seconds, save_report, step_bench_args  # noqa: E402
 from pldc_core.config import load_config  # noqa: E402
-from pldc_core.training.data import build_data  # noqa: E402
-from pldc_core.training.trainer import cpu_amp_dtype  # noqa: E402
 
 STEPS = {"supervised": ["pldc.enabled=false"], "PL-DC": ["train.burn_in_iters=0"]}
 
@@ -36,12 +32,7 @@ def main() -> None:
     configs = {(step, stride): load_config(args.config, base + extra + [f"model.mask_stride={stride}"])
                for step, extra in STEPS.items() for stride in (4, 2)}
     first = configs["PL-DC", 4]
-    data = build_data(first)
-    tmp = Path(tempfile.mkdtemp())
-    trainers = {key: make_trainer(cfg, data, tmp / str(i)) for i, (key, cfg) in enumerate(configs.items())}
-    times, _ = time_steps(trainers, args.warmup, args.steps)
-    median = {key: statistics.median(t) for key, t in times.items()}
-    precision = "bfloat16 autocast" if cpu_amp_dtype(first.train.amp_cpu) is not None else "float32"
+    median, precision = median_step_seconds(configs, args.warmup, args.steps)
     lines = [f"bench_mask_stride: {Path(args.config).name} ({first.model.backbone} backbone, "
              f"{first.model.num_queries} queries, {first.data.image_size} px, {precision}), {args.steps} timed steps "
              f"after {args.warmup} warm-up, median seconds per step",

@@ -13,19 +13,15 @@ composition's time relative to 4 + 4, which sets how many semi-supervised steps 
 from __future__ import annotations
 
 import os
-import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_step import machine_line, make_trainer, save_report, step_bench_args, time_steps  # noqa: E402
+from benchmarks.bench_step import machine_line, median_step_seconds, save_report, step_bench_args  # noqa: E402
 from pldc_core.config import load_config  # noqa: E402
-from pldc_core.training.data import build_data  # noqa: E402
-from pldc_core.training.trainer import cpu_amp_dtype  # noqa: E402
 
 COMPOSITIONS = {"4 + 4": (4, 4), "2 + 4": (2, 4), "3 + 3": (3, 3), "2 + 6": (2, 6)}
 
@@ -40,12 +36,7 @@ def main() -> None:
                for name, (lab, unl) in COMPOSITIONS.items()}
     configs["supervised, 4"] = load_config(args.config, base + ["pldc.enabled=false"])
     first = configs["4 + 4"]
-    data = build_data(first)
-    tmp = Path(tempfile.mkdtemp())
-    trainers = {name: make_trainer(cfg, data, tmp / str(i)) for i, (name, cfg) in enumerate(configs.items())}
-    times, _ = time_steps(trainers, args.warmup, args.steps)
-    median = {name: statistics.median(t) for name, t in times.items()}
-    precision = "bfloat16 autocast" if cpu_amp_dtype(first.train.amp_cpu) is not None else "float32"
+    median, precision = median_step_seconds(configs, args.warmup, args.steps)
     lines = [f"bench_semi_batch: {Path(args.config).name} ({first.model.backbone} backbone, {first.model.num_queries} "
              f"queries, {first.data.image_size} px, {precision}), {args.steps} timed steps after {args.warmup} "
              "warm-up, median seconds per step",

@@ -59,6 +59,20 @@ def time_steps(trainers: dict, warmup: int, steps: int) -> tuple[dict, dict]:
     return times, parts
 
 
+def median_step_seconds(configs: dict, warmup: int, steps: int) -> tuple[dict, str]:
+    """One trainer per config on the first config's data, timed side by side (``time_steps``):
+    each config's median seconds per step, and the first config's precision in words."""
+    from pldc_core.training.trainer import cpu_amp_dtype
+
+    first = next(iter(configs.values()))
+    data = build_data(first)
+    tmp = Path(tempfile.mkdtemp())
+    trainers = {key: make_trainer(cfg, data, tmp / str(i)) for i, (key, cfg) in enumerate(configs.items())}
+    times, _ = time_steps(trainers, warmup, steps)
+    precision = "bfloat16 autocast" if cpu_amp_dtype(first.train.amp_cpu) is not None else "float32"
+    return {key: statistics.median(t) for key, t in times.items()}, precision
+
+
 def step_bench_args(result_name: str, config: str = "quality.yaml") -> argparse.Namespace:
     """The options of the benchmarks that time training steps of a config side by side:
     --config (default benchmarks/``config``), --steps, --warmup, --out (default
