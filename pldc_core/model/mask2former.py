@@ -103,14 +103,14 @@ class Mask2FormerSegmenter(nn.Module):
         self.num_classes = num_classes
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.fine_masks = None
+        if cfg.mask_stride == 2:  # before any weights are loaded, so that init_weights can fill it too
+            self.fine_masks = FineMaskFeatures(backbone.embedding_size, cfg.hidden_dim)
+            self._stem.register_forward_hook(_keep_output)
         if cfg.backbone_weights:
             load_backbone_weights(self.backbone, cfg.backbone_weights)
         if cfg.init_weights:
             load_model_weights(self, cfg.init_weights)
-        self.fine_masks = None
-        if cfg.mask_stride == 2:
-            self.fine_masks = FineMaskFeatures(backbone.embedding_size, cfg.hidden_dim)
-            self._stem.register_forward_hook(_keep_output)
         self.frozen_backbone = cfg.freeze_backbone
         if cfg.freeze_backbone:
             for p in self.backbone.parameters():

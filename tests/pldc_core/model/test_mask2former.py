@@ -74,3 +74,15 @@ def test_the_stride_2_head_learns_and_an_ema_copy_reads_its_own_stem():
     teacher.load_state_dict(student.state_dict())
     with torch.no_grad():
         assert torch.allclose(teacher(images).mask_logits, s)
+
+
+def test_init_weights_of_a_stride_2_model_fill_its_fine_mask_head(tmp_path):
+    torch.manual_seed(0)
+    trained = _tiny(2)
+    with torch.no_grad():
+        trained.fine_masks.out.weight.normal_()
+    torch.save(trained.state_dict(), tmp_path / "model.pt")
+    cfg = load_config(ROOT / "configs" / "smoke.yaml",
+                      ["model.mask_stride=2", f"model.init_weights={tmp_path / 'model.pt'}"])
+    loaded = build_model(cfg.model, 10)
+    assert torch.equal(loaded.fine_masks.out.weight, trained.fine_masks.out.weight)
