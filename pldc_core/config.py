@@ -124,6 +124,8 @@ class PldcConfig:
                                         # leaves out gets clip_template (null: one prompt per class, the paper)
     mask_area_threshold: int = 5        # drop pseudo-labels whose mask has <= this many pixels (0: keep all)
     pmua: bool = True
+    teacher_flip: bool = False          # not in the paper (false: the paper). The teacher also labels each
+                                        # image's mirror; the two views' queries are paired and averaged
     ignore_c: float | None = None       # not in the paper (null: off, the paper). Teacher queries the filter drops
                                         # but whose class quality is >= this become "ignore" targets: the student
                                         # query matched to one gets no loss, instead of being taught "no object"

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from pldc_core.method.filters import Thresholds
+from pldc_core.method.flip_ensemble import flip_widths, fuse_views, mirror_within
 from pldc_core.method.pseudo_labels import PseudoTargets, dicc_fuse, dicc_weight, make_pseudo_targets
 from pldc_core.model.inference import covered_hw
 
@@ -69,18 +70,32 @@ def teacher_step(teacher: torch.nn.Module, images: torch.Tensor, *, thresholds: 
                  image_hw: list[tuple[int, int]] | None = None,
                  timed: Callable[[str], AbstractContextManager] = _untimed,
                  autocast: Callable[[], AbstractContextManager] = nullcontext, min_mask_area: int = 0,
-                 skip_settled: bool = False) -> TeacherOutput:
+                 skip_settled: bool = False, flip: bool = False) -> TeacherOutput:
     """Fig. 4's teacher step on ``images [B, 3, H, W]``: the teacher's forward pass (timed as
     ``teacher``, under ``autocast()``), then ``label_outputs`` on its outputs.
 
     ``valid [B, H, W]`` (bool) marks the real image pixels of a padded batch (training's weak
     views); or ``image_hw``, each image's real size at the top left of the padded input (images
     resized as for evaluation, which keeps the mask pixels that cover any of it). The rest is
-    background for the pseudo-labels. The other arguments are ``label_outputs``'s.
+    background for the pseudo-labels. ``flip``: the teacher also labels each image's mirror and
+    the two views are averaged (``flip_ensemble``, ``pldc.teacher_flip``). The other arguments are
+    ``label_outputs``'s.
     """
     with timed("teacher"), autocast():
         out = teacher(images)
     class_logits, mask_logits = out.class_logits.float(), out.mask_logits.float()
+    if flip:
+        if valid is not None:
+            widths = [int(v.any(0).nonzero().max()) + 1 if v.any() else 0 for v in valid]
+        elif image_hw is not None:
+            widths = [int(w) for _, w in image_hw]
+        else:
+            widths = [images.shape[-1]] * images.shape[0]
+        pixels, cells = flip_widths(widths, images.shape[-1], mask_logits.shape[-1])
+        with timed("teacher"), autocast():
+            mirrored = teacher(mirror_within(images, pixels))
+        class_logits, mask_logits = fuse_views(class_logits, mask_logits, mirrored.class_logits,
+                                               mirrored.mask_logits, cells)
     small_valid = None
     if valid is not None:
         small_valid = F.interpolate(valid[:, None].float(), size=mask_logits.shape[-2:], mode="nearest")[:, 0] > 0.5

@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dicc", action="store_true",
                         help="also run DICC on the kept queries, as training does (needs CLIP weights)")
     parser.add_argument("--clip-weights", help="CLIP checkpoint for --dicc (default: the run's pldc.clip_weights)")
+    parser.add_argument("--teacher-flip", action="store_true",
+                        help="the teacher also labels each image's mirror and the two views are averaged, as "
+                             "pldc.teacher_flip does (default: the run's setting)")
     parser.add_argument("--dicc-w", type=float,
                         help="Eq. 8's weight w for --dicc, in [0, 1] (default: training's w at the checkpoint)")
 
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     path = record_pseudo_labels(model, index, ids, run_dir=run_dir, iteration=iteration,
                                 manifest=manifest, image_size=cfg.data.image_size, device=device,
                                 thresholds=Thresholds.of_config(cfg.pldc).as_dict(),
-                                clip=clip, dicc_w=w)
+                                clip=clip, dicc_w=w, teacher_flip=args.teacher_flip or cfg.pldc.teacher_flip)
     dicc = f", DICC with w = {w:.3f}" if clip is not None else ""
     print(f"recorded {len(ids)} images x {cfg.model.num_queries} queries{dicc} -> {path}")
     return 0

@@ -41,12 +41,13 @@ def _dicc_info(labels: PseudoLabels, w: float) -> DiccInfo | None:
 
 @torch.no_grad()
 def record_batch(model: torch.nn.Module, index, image_ids: list[int], *, thresholds: dict, image_size: int,
-                 device: torch.device, has_gt: bool, clip=None, dicc_w: float | None = None
-                 ) -> tuple[pa.Table, pa.Table, pa.Table]:
+                 device: torch.device, has_gt: bool, clip=None, dicc_w: float | None = None,
+                 teacher_flip: bool = False) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Load one batch of images, run training's teacher step on it (``model`` as the teacher, the
     images resized as for evaluation) and build its records: ``(queries, gt, images)``.
 
-    ``has_gt``: read the images' annotations (False: the GT columns stay empty). The rows of the
+    ``has_gt``: read the images' annotations (False: the GT columns stay empty). ``teacher_flip``:
+    the teacher also labels the mirrored images (``pldc.teacher_flip``). The rows of the
     whole batch are converted to arrow at once, not per image.
     """
     supercategory = index.categories.supercategory_of_index()
@@ -56,7 +57,7 @@ def record_batch(model: torch.nn.Module, index, image_ids: list[int], *, thresho
     model.eval()
     try:
         step = teacher_step(model, canvas.to(device), image_hw=sizes, thresholds=Thresholds.of(thresholds),
-                            clip=clip, w=dicc_w)
+                            clip=clip, w=dicc_w, flip=teacher_flip)
     finally:
         model.train(was_training)
     q_parts, g_parts, i_parts = [], [], []
@@ -73,19 +74,21 @@ def record_batch(model: torch.nn.Module, index, image_ids: list[int], *, thresho
 
 
 def records_manifest(manifest: dict, index, iteration: int, thresholds: dict, *, dicc_enabled: bool,
-                     dicc_w: float | None) -> dict:
+                     dicc_w: float | None, teacher_flip: bool = False) -> dict:
     """``manifest`` (run, phase, config_hash, dataset) completed with what the recording knows."""
     return {
         **manifest, "iteration": int(iteration), "image_root": str(Path(index.image_root).resolve()),
         "categories": index.categories.to_coco(), "thresholds": dict(thresholds),
         "dicc": {"enabled": dicc_enabled, "w": dicc_w if dicc_enabled else None},
+        "teacher_flip": bool(teacher_flip),
     }
 
 
 @torch.no_grad()
 def record_pseudo_labels(model: torch.nn.Module, index, image_ids: list[int], *, run_dir: str | Path,
                          iteration: int, manifest: dict, thresholds: dict, image_size: int, device: torch.device,
-                         clip=None, dicc_w: float | None = None, batch_size: int = 8) -> Path | None:
+                         clip=None, dicc_w: float | None = None, batch_size: int = 8,
+                         teacher_flip: bool = False) -> Path | None:
     """Record ``model``'s queries on ``image_ids``; sharded over ranks, written by rank 0.
 
     ``manifest`` carries run, phase, config_hash, dataset (the rest is filled in here).
@@ -99,14 +102,14 @@ def record_pseudo_labels(model: torch.nn.Module, index, image_ids: list[int], *,
     for start in range(0, len(mine), batch_size):
         ids = mine[start:start + batch_size]
         batches.append(record_batch(model, index, ids, thresholds=thresholds, image_size=image_size, device=device,
-                                    has_gt=has_gt, clip=clip, dicc_w=dicc_w))
+                                    has_gt=has_gt, clip=clip, dicc_w=dicc_w, teacher_flip=teacher_flip))
         bar.update(len(ids))
     bar.close()
     parts = dist_utils.all_gather_objects(batches)
     if not dist_utils.is_main():
         return None
     full_manifest = records_manifest(manifest, index, iteration, thresholds, dicc_enabled=clip is not None,
-                                     dicc_w=dicc_w)
+                                     dicc_w=dicc_w, teacher_flip=teacher_flip)
     with RecordWriter(run_dir, iteration, full_manifest) as writer:
         for rank_batches in parts:
             for tables in rank_batches:
@@ -124,4 +127,4 @@ def record_checkpoint(trainer) -> Path | None:
     return record_pseudo_labels(model, trainer.data.train_index, ids, run_dir=trainer.run.path,
                                 iteration=trainer.iter, manifest=manifest, thresholds=trainer.thresholds.as_dict(),
                                 image_size=cfg.data.image_size, device=trainer.device, clip=trainer.clip,
-                                dicc_w=w)
+                                dicc_w=w, teacher_flip=cfg.pldc.teacher_flip)

@@ -101,6 +101,7 @@ MANIFEST_KEYS = (
     "has_gt",         # some recorded image has known GT (default: from images.parquet)
     "created",        # ISO timestamp (UTC; filled in by the writer when left out)
 )
+# Optional: "teacher_flip" (bool, pldc.teacher_flip; records written before it lack it: false).
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class Manifest:
     dicc_w: float | None
     num_images: int | None         # None when the manifest does not say
     has_gt: bool
+    teacher_flip: bool = False     # the teacher also labelled the mirrored images (pldc.teacher_flip)
 
     @classmethod
     def of(cls, manifest: Mapping) -> "Manifest":
@@ -130,7 +132,8 @@ class Manifest:
                    thresholds=Thresholds.of_manifest(manifest), dicc_enabled=bool(dicc.get("enabled", False)),
                    dicc_w=dicc.get("w"),
                    num_images=int(manifest["num_images"]) if manifest.get("num_images") is not None else None,
-                   has_gt=bool(manifest.get("has_gt", False)))
+                   has_gt=bool(manifest.get("has_gt", False)),
+                   teacher_flip=bool(manifest.get("teacher_flip", False)))
 
     @property
     def class_names(self) -> list[str]:

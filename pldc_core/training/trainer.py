@@ -125,7 +125,8 @@ class Trainer(TrainerBase):
             " from scratch"
         if p.enabled:
             method = (f"{t.burn_in_iters} supervised burn-in steps, then {t.max_iters - t.burn_in_iters} PL-DC steps "
-                      + (f"(COUPLED s_t {p.s_t:g}" if p.filter == "coupled" else f"(DDTF c_t {p.c_t:g} / m_t {p.m_t:g}")
+                      + ("(teacher on each image and its mirror, averaged; " if p.teacher_flip else "(")
+                      + (f"COUPLED s_t {p.s_t:g}" if p.filter == "coupled" else f"DDTF c_t {p.c_t:g} / m_t {p.m_t:g}")
                       + (f", DICC ({run_dicc_mode(p)}) with {p.clip_weights}" if self.clip is not None else
                          ", DICC off: the CLIP does not know every class name" if p.dicc else ", no DICC")
                       + (", PMUA" if p.pmua else ", no PMUA")
@@ -444,7 +445,8 @@ class Trainer(TrainerBase):
         w = dicc_w_at(self.cfg, self.iter)
         step = teacher_step(self.teacher, weak, valid=valid, thresholds=self.thresholds, clip=self.clip, w=w,
                             timed=self._timed, autocast=self._autocast,
-                            min_mask_area=self.thresholds.mask_area_threshold, skip_settled=True)
+                            min_mask_area=self.thresholds.mask_area_threshold, skip_settled=True,
+                            flip=self.cfg.pldc.teacher_flip)
         labels = step.pseudo_labels
         stats = {"n_queries": int(step.class_logits.shape[0] * step.class_logits.shape[1]),
                  "n_kept": sum(len(p) for p in labels),

@@ -56,6 +56,20 @@ def test_records_a_checkpoint_on_its_unlabeled_images_with_gt(trained, data_root
     assert load_records(out).images["image_id"].tolist() != rec.images["image_id"].tolist()
 
 
+def test_teacher_flip_records_the_averaged_views_and_says_so(trained, tmp_path):
+    plain_dir, flip_dir = tmp_path / "plain", tmp_path / "flip"
+    assert _cli("--checkpoint", trained, "--images", 4, "--run-dir", plain_dir) == 0
+    assert _cli("--checkpoint", trained, "--images", 4, "--run-dir", flip_dir, "--teacher-flip") == 0
+    plain, flip = load_records(plain_dir), load_records(flip_dir)
+    assert "teacher_flip" not in plain.manifest or plain.manifest["teacher_flip"] is False
+    assert flip.manifest["teacher_flip"] is True
+    assert plain.info.teacher_flip is False and flip.info.teacher_flip is True
+    # the same images and queries, with other scores: the mirror's views are averaged in
+    assert flip.images["image_id"].tolist() == plain.images["image_id"].tolist()
+    assert len(flip.queries) == len(plain.queries)
+    assert not np.allclose(flip.queries["c"].to_numpy(), plain.queries["c"].to_numpy())
+
+
 def test_existing_records_are_kept_unless_overwrite(trained, tmp_path, capsys):
     out = tmp_path / "on-demand"
     assert _cli("--checkpoint", trained, "--images", 3, "--run-dir", out) == 0

@@ -69,6 +69,19 @@ def test_a_stride_2_mask_head_trains_evaluates_and_records(data_root, tmp_path):
     assert len(rec.queries) == 4 * cfg.model.num_queries and rec.queries["m"].between(0, 1).all()
 
 
+def test_a_teacher_that_also_labels_the_mirror_trains_and_records(data_root, tmp_path):
+    from pldc_core.records.store import load_records
+
+    cfg = smoke_cfg(data_root, "pldc.teacher_flip=true")
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert "teacher on each image and its mirror" in trainer.summary()
+    trainer.train()
+    semi = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][4:]
+    assert all(l["n_kept"] > 0 and l["loss_unsup"] > 0 for l in semi)
+    rec = load_records(tmp_path / "run", 8)
+    assert rec.manifest["teacher_flip"] is True and len(rec.queries) == 4 * cfg.model.num_queries
+
+
 def test_a_run_semi_supervised_from_its_first_step_records_iteration_0(data_root, tmp_path):
     from pldc_core.records.store import list_record_iterations, load_records
 
