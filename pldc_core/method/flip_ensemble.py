@@ -64,9 +64,10 @@ def fuse_views(class_logits: torch.Tensor, mask_logits: torch.Tensor, flip_class
     return fused_cls.clamp(min=1e-12).log(), torch.log(fused_mask) - torch.log1p(-fused_mask)
 
 
-def flip_widths(image_widths: list[int], canvas_width: int, mask_width: int) -> tuple[list[int], list[int]]:
-    """The columns to mirror, in pixels and in mask cells: each image's width rounded up to whole
-    mask cells (so the flipped-back masks line up cell for cell), at most the canvas."""
-    stride = canvas_width // mask_width
+def flip_widths(image_widths: list[int], canvas_width: int, stride: int) -> tuple[list[int], list[int]]:
+    """The columns to mirror, in pixels and in mask cells of ``stride`` pixels: each image's width
+    rounded up to whole mask cells (so the flipped-back masks line up cell for cell), at most the
+    canvas (whose width is a multiple of ``stride``)."""
+    mask_width = canvas_width // stride
     cells = [min(mask_width, -(-int(w) // stride)) for w in image_widths]
     return [c * stride for c in cells], cells

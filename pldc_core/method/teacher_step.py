@@ -81,9 +81,6 @@ def teacher_step(teacher: torch.nn.Module, images: torch.Tensor, *, thresholds: 
     the two views are averaged (``flip_ensemble``, ``pldc.teacher_flip``). The other arguments are
     ``label_outputs``'s.
     """
-    with timed("teacher"), autocast():
-        out = teacher(images)
-    class_logits, mask_logits = out.class_logits.float(), out.mask_logits.float()
     if flip:
         if valid is not None:
             widths = [int(v.any(0).nonzero().max()) + 1 if v.any() else 0 for v in valid]
@@ -91,11 +88,17 @@ def teacher_step(teacher: torch.nn.Module, images: torch.Tensor, *, thresholds: 
             widths = [int(w) for _, w in image_hw]
         else:
             widths = [images.shape[-1]] * images.shape[0]
-        pixels, cells = flip_widths(widths, images.shape[-1], mask_logits.shape[-1])
-        with timed("teacher"), autocast():
-            mirrored = teacher(mirror_within(images, pixels))
-        class_logits, mask_logits = fuse_views(class_logits, mask_logits, mirrored.class_logits,
-                                               mirrored.mask_logits, cells)
+        pixels, cells = flip_widths(widths, images.shape[-1], teacher.mask_stride)
+        images_in = torch.cat([images, mirror_within(images, pixels)])
+    else:
+        images_in = images
+    with timed("teacher"), autocast():
+        out = teacher(images_in)  # the mirrors in the same batch: the teacher is in eval mode
+    class_logits, mask_logits = out.class_logits.float(), out.mask_logits.float()
+    if flip:
+        b = images.shape[0]
+        class_logits, mask_logits = fuse_views(class_logits[:b], mask_logits[:b], class_logits[b:],
+                                               mask_logits[b:], cells)
     small_valid = None
     if valid is not None:
         small_valid = F.interpolate(valid[:, None].float(), size=mask_logits.shape[-2:], mode="nearest")[:, 0] > 0.5

@@ -101,6 +101,7 @@ class Mask2FormerSegmenter(nn.Module):
         hf_logging.set_verbosity(verbosity)
         deformable_attention.install()  # same attention, faster at small token counts
         self.num_classes = num_classes
+        self.mask_stride = cfg.mask_stride  # input pixels per cell of the final masks
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.fine_masks = None

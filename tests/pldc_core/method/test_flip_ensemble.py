@@ -18,7 +18,7 @@ def test_mirror_within_flips_each_image_and_leaves_its_padding():
 
 def test_flip_widths_round_up_to_whole_mask_cells():
     # stride 4: 10 px -> 3 cells (12 px); 16 px -> 4 cells; never past the canvas
-    assert flip_widths([10, 16, 30], canvas_width=32, mask_width=8) == ([12, 16, 32], [3, 4, 8])
+    assert flip_widths([10, 16, 30], canvas_width=32, stride=4) == ([12, 16, 32], [3, 4, 8])
 
 
 def test_pair_queries_recovers_a_permutation_of_the_masks():
@@ -78,6 +78,8 @@ class _MirrorTeacher(torch.nn.Module):
     """A stand-in teacher: query k's mask is the image's own channel 0 > 0 shifted by k columns, so
     its outputs on a mirrored image are not the mirror of its outputs; remembers its inputs."""
 
+    mask_stride = 2
+
     def __init__(self):
         super().__init__()
         self.seen = []
@@ -99,7 +101,8 @@ def test_teacher_step_with_flip_labels_the_mirror_within_each_images_real_width(
     plain = teacher_step(teacher, images, image_hw=[(8, 6)], thresholds=thresholds)
     teacher.seen.clear()
     step = teacher_step(teacher, images, image_hw=[(8, 6)], thresholds=thresholds, flip=True)
-    first, mirrored = teacher.seen
+    (both,) = teacher.seen                            # one pass: the images, then their mirrors
+    first, mirrored = both[:1], both[1:]
     assert torch.equal(first, images)
     assert torch.equal(mirrored[0, :, :, :6], images[0, :, :, :6].flip(-1))   # 6 px = 3 whole cells at stride 2
     assert torch.equal(mirrored[0, :, :, 6:], images[0, :, :, 6:])
