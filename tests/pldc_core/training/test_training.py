@@ -55,30 +55,29 @@ def test_burn_in_then_pldc_end_to_end(data_root, tmp_path):
     assert len(rec.queries) == 4 * cfg.model.num_queries and rec.manifest["phase"] == "semi"
 
 
-def test_a_stride_2_mask_head_trains_evaluates_and_records(data_root, tmp_path):
+def _smoke_run_with(data_root, run_dir, override: str, summary_says: str):
+    """A smoke run with one option on: its summary names it, every PL-DC step keeps pseudo-labels
+    and has an unsupervised loss. Returns the config and the records of its last checkpoint."""
     from pldc_core.records.store import load_records
 
-    cfg = smoke_cfg(data_root, "model.mask_stride=2")
-    trainer = Trainer(cfg, tmp_path / "run")
-    assert "final masks at stride 2" in trainer.summary()
+    cfg = smoke_cfg(data_root, override)
+    trainer = Trainer(cfg, run_dir)
+    assert summary_says in trainer.summary()
     trainer.train()
-    semi = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][4:]
+    semi = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()][4:]
     assert all(l["n_kept"] > 0 and l["loss_unsup"] > 0 for l in semi)
+    return cfg, load_records(run_dir, 8)
+
+
+def test_a_stride_2_mask_head_trains_evaluates_and_records(data_root, tmp_path):
+    cfg, rec = _smoke_run_with(data_root, tmp_path / "run", "model.mask_stride=2", "final masks at stride 2")
     assert json.loads((tmp_path / "run" / "eval.jsonl").read_text().splitlines()[-1])["iter"] == 8
-    rec = load_records(tmp_path / "run", 8)
     assert len(rec.queries) == 4 * cfg.model.num_queries and rec.queries["m"].between(0, 1).all()
 
 
 def test_a_teacher_that_also_labels_the_mirror_trains_and_records(data_root, tmp_path):
-    from pldc_core.records.store import load_records
-
-    cfg = smoke_cfg(data_root, "pldc.teacher_flip=true")
-    trainer = Trainer(cfg, tmp_path / "run")
-    assert "teacher on each image and its mirror" in trainer.summary()
-    trainer.train()
-    semi = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][4:]
-    assert all(l["n_kept"] > 0 and l["loss_unsup"] > 0 for l in semi)
-    rec = load_records(tmp_path / "run", 8)
+    cfg, rec = _smoke_run_with(data_root, tmp_path / "run", "pldc.teacher_flip=true",
+                               "teacher on each image and its mirror")
     assert rec.manifest["teacher_flip"] is True and len(rec.queries) == 4 * cfg.model.num_queries
 
 
