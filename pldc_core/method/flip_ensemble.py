@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from pldc_core.model.inference import covered_hw
+
 _EPS = 1e-6
 
 
@@ -65,9 +67,10 @@ def fuse_views(class_logits: torch.Tensor, mask_logits: torch.Tensor, flip_class
 
 
 def flip_widths(image_widths: list[int], canvas_width: int, stride: int) -> tuple[list[int], list[int]]:
-    """The columns to mirror, in pixels and in mask cells of ``stride`` pixels: each image's width
-    rounded up to whole mask cells (so the flipped-back masks line up cell for cell), at most the
-    canvas (whose width is a multiple of ``stride``)."""
-    mask_width = canvas_width // stride
-    cells = [min(mask_width, -(-int(w) // stride)) for w in image_widths]
+    """The columns to mirror, in pixels and in mask cells of ``stride`` pixels: the mask cells that
+    cover any of each image (``covered_hw``, as inference keeps them), so the flipped-back masks
+    line up cell for cell; none for an image of width 0, at most the canvas. The canvas's width
+    is a multiple of ``stride``."""
+    grid = (1, canvas_width // stride)
+    cells = [min(grid[1], covered_hw((1, int(w)), (1, canvas_width), grid)[1]) if w else 0 for w in image_widths]
     return [c * stride for c in cells], cells
