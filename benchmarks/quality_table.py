@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from pldc_core import atomic  # noqa: E402
 from pldc_core.config import load_config  # noqa: E402
 from pldc_core.records.store import list_record_iterations, load_records  # noqa: E402
+from pldc_core.run_dir import read_history  # noqa: E402
 from workbench.dicc_report import dicc_report  # noqa: E402
 from workbench.thresholds import what_if, what_if_coupled  # noqa: E402
 
@@ -142,6 +143,52 @@ def headline(out: Path, seeds: list[Path]) -> list[str]:
         lines += ema_control(seeds, tea)
     else:
         lines += ["", "Fewer than 2 split seeds have both runs finished: no mean or spread yet."]
+    return lines + [""]
+
+
+def _setup(entry: dict) -> str:
+    threads = entry.get("threads")
+    processes = entry.get("processes", 1)
+    return (f"{entry.get('precision', '?')} on {entry.get('device_name') or entry.get('device', '?')}"
+            + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
+            + (f" x {processes} processes" if processes > 1 else ""))
+
+
+def setup_of(run: Path) -> str | None:
+    """How a run's steps were trained, from its history.jsonl: one setup (precision, device, threads),
+    or each setup with the step it started at where a resume changed it (steps before the first entry:
+    "not recorded"); None where nothing is recorded."""
+    parts: list[tuple[int, str]] = []
+    for entry in read_history(run):
+        setup = _setup(entry)
+        if not parts or parts[-1][1] != setup:
+            parts.append((entry.get("iter", 0), setup))
+    if not parts:
+        return None
+    if parts[0][0] > 0:  # e.g. a variant resumed from a burn-in trained before runs kept a history
+        parts.insert(0, (0, "not recorded"))
+    if len(parts) == 1:
+        return parts[0][1]
+    return ", then ".join(f"{setup} from step {start}" for start, setup in parts)
+
+
+def training_setups(seeds: list[Path]) -> list[str]:
+    """How the tables' runs were trained (precision, device, threads), from each run's history: one line
+    where every run agrees, else the runs grouped by setup. The same recipe trained in float32 and in
+    bfloat16 ends at different APs, so tables from different machines are compared knowing it."""
+    known = {name for name, _ in ROWS}
+    by_setup: dict[str, list[str]] = {}
+    for seed_dir in seeds:
+        for run in sorted(p for p in seed_dir.iterdir() if p.is_dir() and variant_of(p.name) in known):
+            setup = setup_of(run) or "not recorded (trained before runs kept a history.jsonl)"
+            by_setup.setdefault(setup, []).append(f"{seed_dir.name}/{run.name}")
+    if not by_setup:
+        return []
+    if len(by_setup) == 1:
+        setup, runs = next(iter(by_setup.items()))
+        return [f"Trained (each run's `history.jsonl`): all {len(runs)} runs {setup}.", ""]
+    lines = ["Trained (each run's `history.jsonl`):", ""]
+    lines += [f"- {setup}: {', '.join(runs)}" for setup, runs in by_setup.items()]
     return lines + [""]
 
 
@@ -323,6 +370,7 @@ def main(out_dir: str, also: list[tuple[str, str]] = (), title: str = TITLE, com
              "the image) of the last checkpoint on every val image.", "",
              "## Supervised only vs PL-DC, per split seed", ""]
     lines += headline(out, _seeds(out))
+    lines += training_setups(_seeds(out))
     lines += data_orders(_seeds(out))
     lines += per_class(_seeds(out))
     lines += ["## Every variant", ""]
@@ -331,6 +379,7 @@ def main(out_dir: str, also: list[tuple[str, str]] = (), title: str = TITLE, com
     for label, other in also:
         lines += [f"## {label}", "", "### Supervised only vs PL-DC, per split seed", ""]
         lines += headline(Path(other), _seeds(Path(other)))
+        lines += training_setups(_seeds(Path(other)))
         for seed_dir in _seeds(Path(other)):
             lines += ["#" + line if line.startswith("### ") else line for line in ablations(seed_dir)]
     text = "\n".join(lines) + "\n"

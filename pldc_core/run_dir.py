@@ -5,6 +5,8 @@ One training run owns one folder::
     RUN/
         config.yaml        the resolved experiment config
         status.json        state, iteration, pid, best eval: rewritten atomically as the run goes
+        history.jsonl      one JSON line per start or resume: from which step, on what device, in which
+                           precision, with how many threads (read_history)
         .lock              holds the pid of the one process that trains this run (flock)
         metrics.jsonl      one JSON line per step
         eval.jsonl         one JSON line per evaluation
@@ -18,6 +20,7 @@ Every module that reads or writes these names takes them from here.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -28,6 +31,7 @@ from pldc_core.atomic import write_json
 
 CONFIG_FILE = "config.yaml"
 STATUS_FILE = "status.json"
+HISTORY_FILE = "history.jsonl"
 LOCK_FILE = ".lock"
 METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.jsonl"
@@ -60,6 +64,10 @@ class RunDir:
     @property
     def status(self) -> Path:
         return self.path / STATUS_FILE
+
+    @property
+    def history(self) -> Path:
+        return self.path / HISTORY_FILE
 
     @property
     def metrics(self) -> Path:
@@ -133,6 +141,22 @@ class RunDir:
             "state": state, "iteration": iteration, "max_iters": max_iters, "phase": phase, "pid": os.getpid(),
             "updated": time.time(), "best": best, "error": error,
         })
+
+
+def read_history(run: str | os.PathLike) -> list[dict]:
+    """The entries of RUN/history.jsonl in order, one per start or resume: from which step (``iter``) it
+    trained, on what ``device``, in which ``precision``. Empty for a run from before the file existed;
+    a line cut short by a kill is skipped."""
+    path = Path(run) / HISTORY_FILE
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return entries
 
 
 @dataclass

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import bisect
 import copy
+import datetime
+import json
 import logging
+import platform
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -27,7 +30,7 @@ from pldc_core.model.mask2former import Mask2FormerSegmenter, build_model, ema_u
 from pldc_core.run_dir import RunDir, RunDirError, RunFootprint
 from pldc_core.training.checkpoint import POINTER
 from pldc_core.training.data import DataBundle, build_data
-from pldc_core.training.hooks import default_hooks
+from pldc_core.training.hooks import default_hooks, drop_lines_after
 from pldc_core.training.loop import HookBase, TrainerBase, TrainingDiverged
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,17 @@ def cpu_has_native_bf16() -> bool:
     cpu = getattr(torch, "cpu", None)
     checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(check() for check in checks if check is not None)
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def cpu_amp_dtype(amp_cpu: bool | str) -> torch.dtype | None:
@@ -293,10 +307,33 @@ class Trainer(TrainerBase):
 
     # ----------------------------------------------------------------------------- one step
     def before_train(self) -> None:
-        """Restore the grad scaler of a resumed run and open the data streams where it stopped."""
+        """Restore the grad scaler of a resumed run, note this start in the run's history and open the
+        data streams where it stopped."""
         if self._pending_scaler:
             self.scaler.load_state_dict(self._pending_scaler)
+        if dist_utils.is_main():
+            self._record_start()
         self.start_data_streams()
+
+    def _record_start(self) -> None:
+        """Append where and how the steps from ``iter`` on are trained to RUN/history.jsonl. Entries from
+        this step on are dropped first: a resume repeats the steps after its checkpoint."""
+        drop_lines_after(self.run.history, self.iter - 1)
+        entry = {
+            "iter": self.iter,
+            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "device": str(self.device),
+            "device_name": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
+                            else _cpu_name()),
+            "precision": str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype is not None else "float32",
+            "threads": torch.get_num_threads(),
+            "processes": dist_utils.world_size(),
+            "torch": torch.__version__,
+        }
+        if self.device.type == "cpu":
+            entry["native_bf16"] = cpu_has_native_bf16()
+        with open(self.run.history, "a") as f:
+            f.write(json.dumps(entry) + "\n")
 
     def start_data_streams(self) -> None:
         """The labeled stream from step ``iter``; the unlabeled one opens at the first semi-supervised step."""

@@ -96,3 +96,44 @@ def test_per_class_says_why_it_is_empty(tmp_path):
 
     text = "\n".join(per_class(_one_plain_seed(tmp_path)))
     assert "No per-class AP: the final evaluations were written before `pldc eval` recorded it." in text
+
+
+def _history(run, *entries):
+    import json
+
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "history.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+
+
+CPU = {"device": "cpu", "device_name": "Some CPU", "threads": 1, "processes": 1}
+
+
+def test_setup_of_names_each_change_of_precision_with_its_first_step(tmp_path):
+    from benchmarks.quality_table import setup_of
+
+    _history(tmp_path / "same", {**CPU, "iter": 0, "precision": "bfloat16"},
+             {**CPU, "iter": 3000, "precision": "bfloat16"})
+    assert setup_of(tmp_path / "same") == "bfloat16 on Some CPU, 1 thread"
+    _history(tmp_path / "moved", {**CPU, "iter": 0, "precision": "float32"},
+             {**CPU, "iter": 3000, "precision": "bfloat16", "threads": 2})
+    assert setup_of(tmp_path / "moved") == ("float32 on Some CPU, 1 thread from step 0, "
+                                            "then bfloat16 on Some CPU, 2 threads from step 3000")
+    assert setup_of(tmp_path / "never") is None
+    _history(tmp_path / "resumed", {**CPU, "iter": 3000, "precision": "bfloat16"})
+    assert setup_of(tmp_path / "resumed") == ("not recorded from step 0, "
+                                              "then bfloat16 on Some CPU, 1 thread from step 3000")
+
+
+def test_training_setups_group_the_runs_and_say_which_were_not_recorded(tmp_path):
+    from benchmarks.quality_table import training_setups
+
+    seed = tmp_path / "seed0"
+    for name in ("burn_in", "supervised", "pldc_order7"):
+        _history(seed / name, {**CPU, "iter": 0, "precision": "bfloat16"})
+    _history(seed / "pldc_flip", {**CPU, "iter": 0, "precision": "float32"})  # not a variant of the tables
+    assert training_setups([seed]) == ["Trained (each run's `history.jsonl`): all 3 runs bfloat16 on Some CPU, "
+                                       "1 thread.", ""]
+    (seed / "pldc").mkdir()
+    text = "\n".join(training_setups([seed]))
+    assert "- bfloat16 on Some CPU, 1 thread: seed0/burn_in, seed0/pldc_order7, seed0/supervised" in text
+    assert "- not recorded (trained before runs kept a history.jsonl): seed0/pldc" in text

@@ -36,3 +36,11 @@ def test_status_file(tmp_path):
     status = json.loads(run.status.read_text())
     assert {k: status[k] for k in ("state", "iteration", "max_iters", "phase", "pid", "error")} == {
         "state": "running", "iteration": 3, "max_iters": 10, "phase": "semi", "pid": os.getpid(), "error": None}
+
+
+def test_read_history_skips_a_line_cut_short_by_a_kill(tmp_path):
+    from pldc_core.run_dir import read_history
+
+    assert read_history(tmp_path) == []
+    (tmp_path / "history.jsonl").write_text('{"iter": 0, "precision": "float32"}\n{"iter": 30, "prec')
+    assert read_history(tmp_path) == [{"iter": 0, "precision": "float32"}]

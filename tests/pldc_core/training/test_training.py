@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pldc_core.config import load_config
-from pldc_core.run_dir import RunDirError
+from pldc_core.run_dir import RunDirError, read_history
 from pldc_core.training.loop import TrainingDiverged
 from pldc_core.training.trainer import Trainer
 from tests.tiny import smoke_config
@@ -208,6 +208,11 @@ def test_amp_cpu_trains_the_student_in_bfloat16_autocast(data_root, tmp_path):
     # the same data and initial weights: losses close to float32's, but not the same numbers
     first = [lines[n][0]["loss"] for n in ("bf16", "fp32")]
     assert first[0] != first[1] and first[0] == pytest.approx(first[1], rel=0.05)
+    # each run's history says in which precision its steps were trained, and where
+    for name, precision in (("bf16", "bfloat16"), ("fp32", "float32")):
+        (entry,) = read_history(tmp_path / name)
+        assert (entry["iter"], entry["precision"], entry["device"]) == (0, precision, "cpu")
+        assert entry["threads"] == torch.get_num_threads() and entry["processes"] == 1
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -246,10 +251,16 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(data_root, tmp_path
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert ckpt.exists()
+    # as if an earlier resume had been killed too, before its first checkpoint: its entry is replaced
+    from pldc_core.training.checkpoint import latest_checkpoint, load_checkpoint
+
+    start = int(latest_checkpoint(tmp_path / "killed").stem.removeprefix("ckpt_"))
+    (first,) = read_history(tmp_path / "killed")
+    with open(tmp_path / "killed" / "history.jsonl", "a") as f:
+        f.write(json.dumps({**first, "iter": start}) + "\n")
     resumed = _train_cli("--resume", str(tmp_path / "killed"))
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
-
-    from pldc_core.training.checkpoint import load_checkpoint
+    assert [e["iter"] for e in read_history(tmp_path / "killed")] == [0, start]
 
     a = load_checkpoint(tmp_path / "full")
     b = load_checkpoint(tmp_path / "killed")
