@@ -251,3 +251,15 @@ def test_missing_weights_say_how_to_supply_them(tiny_name, tmp_path, monkeypatch
 def test_unknown_model_name():
     with pytest.raises(ValueError, match="unknown CLIP model 'RN51'"):
         ClipClassifier.load("RN51", pretrained="openai")
+
+
+def test_largest_component_on_the_cpu_matches_the_pooling_version_ties_included():
+    torch.manual_seed(0)
+    noise = torch.nn.functional.avg_pool2d(torch.rand(64, 1, 40, 36), 5, stride=1, padding=2)[:, 0]
+    masks = noise > noise.flatten(1).quantile(0.6, dim=1)[:, None, None]  # blobs of many sizes
+    tie = torch.zeros(1, 40, 36, dtype=torch.bool)
+    tie[0, 2:5, 2:5] = tie[0, 30:33, 20:23] = True  # two 9-pixel parts
+    masks = torch.cat([masks, tie])
+    pooled = largest_component(masks, max_iters=40 + 36)  # a given max_iters takes the pooling path
+    assert torch.equal(largest_component(masks), pooled)
+    assert pooled[-1].sum() == 9
