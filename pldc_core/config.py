@@ -126,6 +126,9 @@ class PldcConfig:
     pmua: bool = True
     teacher_flip: bool = False          # not in the paper (false: the paper). The teacher also labels each
                                         # image's mirror; the two views' queries are paired and averaged
+    dicc_partial: bool = False          # not in the paper (false: the paper). Where CLIP's most likely class is
+                                        # not the class DICC gives a pseudo-label, the class term accepts either
+                                        # of the two (a partial label) instead of that class alone
     ignore_c: float | None = None       # not in the paper (null: off, the paper). Teacher queries the filter drops
                                         # but whose class quality is >= this become "ignore" targets: the student
                                         # query matched to one gets no loss, instead of being taught "no object"
@@ -276,6 +279,7 @@ def validate(cfg: ExperimentConfig, check_files: bool = True) -> ExperimentConfi
         check(0.0 <= v <= 1.0, f"pldc.{key}", f"must be in [0, 1], got {v}")
     check(p.filter in ("ddtf", "coupled"), "pldc.filter", f"must be 'ddtf' or 'coupled', got {p.filter!r}")
     check(p.dicc_crop in ("box", "component"), "pldc.dicc_crop", f"must be 'box' or 'component', got {p.dicc_crop!r}")
+    check(not p.dicc_partial or p.dicc, "pldc.dicc_partial", "needs pldc.dicc: true (CLIP gives the second class)")
     check(p.dicc_unseen_words in ("disable", "warn"), "pldc.dicc_unseen_words",
           f"must be 'disable' or 'warn', got {p.dicc_unseen_words!r}")
     check(0.0 <= t.ema_alpha < 1.0, "train.ema_alpha", f"must be in [0, 1), got {t.ema_alpha}")

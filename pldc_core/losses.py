@@ -33,6 +33,22 @@ def uncertainty_weighted_bce(logits: torch.Tensor, targets: torch.Tensor,
 IGNORE = -100  # the class target of a query matched to an ignore target (F.cross_entropy's ignore_index)
 
 
+def partial_label_ce(class_logits: torch.Tensor, first: torch.Tensor, second: torch.Tensor,
+                     weight: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy where a query's target may be either of two classes: ``-log(p_first + p_second)``,
+    ``-log p_first`` where they are the same class. ``class_logits [B, Q, C]``, ``first``/``second``
+    ``[B, Q]`` (``IGNORE`` entries left out); each term weighted by ``weight[first]`` and averaged as
+    ``F.cross_entropy`` averages (the weighted sum over the sum of the weights)."""
+    keep = first != IGNORE
+    logp = class_logits.float().log_softmax(-1)[keep]
+    f, s = first[keep], second[keep]
+    log_f = logp.gather(1, f[:, None]).squeeze(1)
+    log_s = logp.gather(1, s[:, None]).squeeze(1)
+    nll = -torch.where(f == s, log_f, torch.logaddexp(log_f, log_s))
+    w = weight[f]
+    return (w * nll).sum() / w.sum()
+
+
 class SetCriterion(nn.Module):
     """Mask2Former's loss: Hungarian matching, class CE, and mask BCE + dice on sampled points.
 
@@ -59,6 +75,11 @@ class SetCriterion(nn.Module):
     take part in the matching like any target, and the query matched to one gets no loss at all
     (no class term, no mask term), where it would otherwise be taught "no object". They do not
     count in the mask normalisation.
+
+    Partial labels (``pldc.dicc_partial``, not in the paper): a target dict may also hold
+    ``second_labels [K]``, a second class each target may be. The query matched to target k is
+    then taught ``-log(p(labels[k]) + p(second_labels[k]))`` (``partial_label_ce``) instead of
+    ``-log p(labels[k])``; matching uses ``labels`` alone.
     """
 
     def __init__(self, num_classes: int, class_weight: float = 2.0, mask_weight: float = 5.0,
@@ -112,6 +133,11 @@ class SetCriterion(nn.Module):
             if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
                 raise ValueError(f"target {b}: labels must lie in 0..{self.num_classes - 1}, "
                                  f"got {labels.tolist()}")
+            second = t.get("second_labels")
+            if second is not None and (second.shape != labels.shape or (len(second) and (
+                    int(second.min()) < 0 or int(second.max()) >= self.num_classes))):
+                raise ValueError(f"target {b}: second_labels must be [K] in 0..{self.num_classes - 1} like labels, "
+                                 f"got {tuple(second.shape)} {second.tolist()}")
             weights = t.get("pixel_weights")
             if weights is not None and weights.shape != masks.shape:
                 raise ValueError(f"target {b}: pixel_weights {tuple(weights.shape)} != masks {tuple(masks.shape)}")
@@ -134,15 +160,24 @@ class SetCriterion(nn.Module):
         indices = [(src.to(device), tgt.to(device)) for src, tgt in indices]
 
         target_classes = torch.full(class_logits.shape[:2], self.num_classes, dtype=torch.long, device=device)
+        partial = any("second_labels" in t for t in targets)
+        second_classes = target_classes.clone() if partial else None
         real_indices = []
         for b, (src, tgt) in enumerate(indices):
             real = tgt < len(labels[b])
             target_classes[b, src[real]] = labels[b][tgt[real]]
             target_classes[b, src[~real]] = IGNORE
+            if partial:
+                second = targets[b].get("second_labels")
+                second = labels[b] if second is None else second.long().to(device)
+                second_classes[b, src[real]] = second[tgt[real]]
+                second_classes[b, src[~real]] = IGNORE
             real_indices.append((src[real], tgt[real]))
         indices = real_indices
         if bool((target_classes == IGNORE).all()):  # every query ignored: the weighted mean would be 0/0
             loss_ce = class_logits.sum() * 0.0
+        elif partial:
+            loss_ce = partial_label_ce(class_logits, target_classes, second_classes, self.class_weights)
         else:
             loss_ce = F.cross_entropy(class_logits.float().transpose(1, 2), target_classes,
                                       weight=self.class_weights, ignore_index=IGNORE)

@@ -46,11 +46,24 @@ class PseudoLabels:
         """How many kept queries DICC gave another class."""
         return int((self.labels != self.kept.labels).sum())
 
-    def target(self, pmua: bool) -> dict:
-        """The criterion's target: ``labels``, ``masks`` and, with PMUA, ``pixel_weights = 1 - u`` (Eq. 11)."""
+    @property
+    def clip_labels(self) -> torch.Tensor | None:
+        """[K] CLIP's most likely class of each pseudo-label (DICC's class where CLIP did not run on it);
+        None without DICC."""
+        if self.clip_probs is None:
+            return None
+        ran = torch.isfinite(self.clip_probs).all(dim=1)
+        return torch.where(ran, self.clip_probs.nan_to_num(-1.0).argmax(dim=1), self.labels).long()
+
+    def target(self, pmua: bool, partial: bool = False) -> dict:
+        """The criterion's target: ``labels``, ``masks`` and, with PMUA, ``pixel_weights = 1 - u`` (Eq. 11).
+        ``partial`` (``pldc.dicc_partial``): also ``second_labels``, CLIP's class where it differs from
+        the label (the class term then accepts either), the label itself elsewhere."""
         target = {"labels": self.labels.long(), "masks": self.kept.masks}
         if pmua:
             target["pixel_weights"] = 1.0 - self.kept.uncertainty
+        if partial and self.clip_labels is not None:
+            target["second_labels"] = self.clip_labels
         return target
 
 

@@ -141,7 +141,9 @@ class Trainer(TrainerBase):
             method = (f"{t.burn_in_iters} supervised burn-in steps, then {t.max_iters - t.burn_in_iters} PL-DC steps "
                       + ("(teacher on each image and its mirror, averaged; " if p.teacher_flip else "(")
                       + (f"COUPLED s_t {p.s_t:g}" if p.filter == "coupled" else f"DDTF c_t {p.c_t:g} / m_t {p.m_t:g}")
-                      + (f", DICC ({run_dicc_mode(p)}) with {p.clip_weights}" if self.clip is not None else
+                      + (f", DICC ({run_dicc_mode(p)}) with {p.clip_weights}"
+                         + ("; where CLIP names another class, either class is taught" if p.dicc_partial else "")
+                         if self.clip is not None else
                          ", DICC off: the CLIP does not know every class name" if p.dicc else ", no DICC")
                       + (", PMUA" if p.pmua else ", no PMUA")
                       + (f", ignore targets from c >= {p.ignore_c:g})" if p.ignore_c is not None else ")"))
@@ -482,7 +484,8 @@ class Trainer(TrainerBase):
         w = dicc_w_at(self.cfg, self.iter)
         step = teacher_step(self.teacher, weak, valid=valid, thresholds=self.thresholds, clip=self.clip, w=w,
                             timed=self._timed, autocast=self._autocast,
-                            min_mask_area=self.thresholds.mask_area_threshold, skip_settled=True,
+                            min_mask_area=self.thresholds.mask_area_threshold,
+                            skip_settled=not self.cfg.pldc.dicc_partial,  # partial labels need CLIP's class on all
                             flip=self.cfg.pldc.teacher_flip)
         labels = step.pseudo_labels
         stats = {"n_queries": int(step.class_logits.shape[0] * step.class_logits.shape[1]),
@@ -491,7 +494,11 @@ class Trainer(TrainerBase):
                  "n_kept_coupled": sum(p.kept.n_coupled for p in labels),
                  "n_dicc_changed": sum(p.n_dicc_changed for p in labels) if self.clip is not None else None,
                  "dicc_w": w if self.clip is not None else None}
-        targets = [p.target(self.cfg.pldc.pmua) for p in labels]
+        partial = self.cfg.pldc.dicc_partial and self.clip is not None
+        targets = [p.target(self.cfg.pldc.pmua, partial=partial) for p in labels]
+        if partial:
+            stats["n_dicc_partial"] = sum(int((t["second_labels"] != t["labels"]).sum()) for t in targets
+                                          if "second_labels" in t)
         if self.cfg.pldc.ignore_c is not None:
             for i, (target, p) in enumerate(zip(targets, labels)):
                 target["ignore_labels"], target["ignore_masks"] = uncertain_queries(

@@ -150,12 +150,13 @@ def test_new_options_default_to_the_published_values():
     ("data.test_size=[1333, 800]", r"data\.test_size: must be auto, train, full or \[short, max_long\]"),
     ("train.batch_scope=node", r"train\.batch_scope: must be 'global' or 'per_rank'"),
     ("config_version=3", r"config_version: 3 is not known"),
+    (("pldc.dicc=false", "pldc.dicc_partial=true"), r"pldc\.dicc_partial: needs pldc\.dicc: true"),
 ])
 def test_new_options_are_validated(override, message):
     from pldc_core.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match=message):
-        load_config(None, [override])
+        load_config(None, [override] if isinstance(override, str) else list(override))
 
 
 def test_dicc_modes():

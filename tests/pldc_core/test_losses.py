@@ -236,3 +236,41 @@ def test_criterion_rejects_ignore_masks_of_another_size():
     class_logits, mask_logits, _, ignored = _one_image_two_queries()
     with pytest.raises(ValueError, match="ignore_masks"):
         criterion()(class_logits, mask_logits, [{**ignored, "ignore_masks": torch.zeros(1, 8, 8)}])
+
+
+# --------------------------------------------------------------------------- partial labels (pldc.dicc_partial)
+def test_partial_label_ce_is_cross_entropy_where_both_classes_agree():
+    from pldc_core.losses import IGNORE, partial_label_ce
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, N + 1)
+    first = torch.tensor([[0, 3, 2, IGNORE, 3], [1, 1, 3, 0, IGNORE]])
+    weight = torch.tensor([1.0, 1.0, 1.0, 0.1])
+    expected = F.cross_entropy(logits.transpose(1, 2), first, weight=weight, ignore_index=IGNORE)
+    assert partial_label_ce(logits, first, first.clone(), weight).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_partial_label_ce_teaches_the_sum_of_the_two_probabilities():
+    from pldc_core.losses import partial_label_ce
+
+    probs = torch.tensor([[[0.5, 0.3, 0.15, 0.05], [0.1, 0.1, 0.1, 0.7]]])
+    first, second = torch.tensor([[0, 3]]), torch.tensor([[1, 3]])
+    loss = partial_label_ce(probs.log(), first, second, torch.tensor([1.0, 1.0, 1.0, 0.1]))
+    # (1 * -log(0.5 + 0.3) + 0.1 * -log 0.7) / 1.1
+    assert loss.item() == pytest.approx((-math.log(0.8) - 0.1 * math.log(0.7)) / 1.1, rel=1e-5)
+
+
+def test_second_labels_change_only_the_class_term_of_the_matched_query():
+    class_logits, mask_logits, target, _ = _one_image_two_queries()
+
+    def losses(t):
+        torch.manual_seed(0)  # the same sampled points
+        return criterion()(class_logits, mask_logits, [t])
+
+    same, plain = losses({**target, "second_labels": torch.tensor([0])}), losses(target)
+    assert same["loss_ce"].item() == pytest.approx(plain["loss_ce"].item(), rel=1e-6)
+    either = losses({**target, "second_labels": torch.tensor([1])})
+    assert either["loss_ce"].item() < plain["loss_ce"].item()
+    assert either["loss_mask"].item() == pytest.approx(plain["loss_mask"].item(), rel=1e-6)
+    with pytest.raises(ValueError, match="second_labels"):
+        criterion()(class_logits, mask_logits, [{**target, "second_labels": torch.tensor([N])}])

@@ -144,3 +144,22 @@ def test_teacher_step_image_sizes_mark_padding_as_inference_crops_it():
     expected = torch.zeros(4, 4)
     expected[:2, :3] = 1.0
     assert torch.equal(step.pseudo_labels[0].kept.masks[0], expected)
+
+
+def test_partial_targets_take_clips_class_where_it_ran_and_the_label_elsewhere():
+    from pldc_core.method.teacher_step import PseudoLabels
+
+    class_logits = torch.full((3, 4), -8.0)
+    class_logits[:, 0] = 8.0  # three confident queries of class 0
+    mask_logits = torch.full((3, 8, 8), -8.0)
+    for q in range(3):
+        mask_logits[q, q:q + 3, q:q + 3] = 8.0
+    kept = make_pseudo_targets(class_logits, mask_logits, filter="ddtf", c_t=0.85, m_t=0.9, s_t=0.765)
+    assert len(kept) == 3
+    clip_probs = torch.tensor([[0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [float("nan")] * 3])  # CLIP skipped the third
+    labels = PseudoLabels(kept, kept.labels, clip_probs)
+    assert labels.clip_labels.tolist() == [1, 0, 0]
+    target = labels.target(pmua=False, partial=True)
+    assert target["labels"].tolist() == [0, 0, 0] and target["second_labels"].tolist() == [1, 0, 0]
+    assert "second_labels" not in labels.target(pmua=False)
+    assert "second_labels" not in PseudoLabels(kept, kept.labels, None).target(pmua=False, partial=True)

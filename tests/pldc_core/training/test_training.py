@@ -371,6 +371,21 @@ def test_dicc_runs_in_training_and_in_the_records(data_root, tmp_path):
     assert (rec.queries.loc[~rec.queries["keep_ddtf"], "corrected_class"] == -1).all()
 
 
+def test_dicc_partial_labels_run_clip_on_every_pseudo_label_and_count_the_disputed_ones(data_root, tmp_path):
+    from tests.tiny import tiny_clip_weights
+
+    weights = tiny_clip_weights(tmp_path, "pldc-tiny-train-clip")
+    cfg = smoke_cfg(data_root, "pldc.dicc=true", "pldc.clip_model=pldc-tiny-train-clip", "pldc.dicc_partial=true",
+                    f"pldc.clip_weights={weights}", "train.eval_every=100", "records.enabled=false")
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert "where CLIP names another class, either class is taught" in trainer.summary()
+    trainer.train()
+    semi = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][4:]
+    assert all(0 <= l["n_dicc_partial"] <= l["n_kept"] for l in semi)
+    # a random CLIP disputes some of the teacher's classes
+    assert sum(l["n_dicc_partial"] for l in semi) > 0 and all(l["loss_unsup"] > 0 for l in semi)
+
+
 def test_dicc_mask_pool_with_class_descriptions_trains(data_root, tmp_path):
     """The mask_pool variant in a training run, with a tiny random ConvNeXt CLIP and a descriptions file."""
     from pldc_core.method.mask_pool import MaskPoolClassifier
