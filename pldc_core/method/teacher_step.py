@@ -62,8 +62,9 @@ class PseudoLabels:
         target = {"labels": self.labels.long(), "masks": self.kept.masks}
         if pmua:
             target["pixel_weights"] = 1.0 - self.kept.uncertainty
-        if partial and self.clip_labels is not None:
-            target["second_labels"] = self.clip_labels
+        second = self.clip_labels if partial else None
+        if second is not None:
+            target["second_labels"] = second
         return target
 
 
