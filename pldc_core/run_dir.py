@@ -20,7 +20,6 @@ Every module that reads or writes these names takes them from here.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pldc_core.atomic import write_json
+from pldc_core.jsonl import read_json_lines
 
 CONFIG_FILE = "config.yaml"
 STATUS_FILE = "status.json"
@@ -147,16 +147,7 @@ def read_history(run: str | os.PathLike) -> list[dict]:
     """The entries of RUN/history.jsonl in order, one per start or resume: from which step (``iter``) it
     trained, on what ``device``, in which ``precision``. Empty for a run from before the file existed;
     a line cut short by a kill is skipped."""
-    path = Path(run) / HISTORY_FILE
-    if not path.exists():
-        return []
-    entries = []
-    for line in path.read_text().splitlines():
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return entries
+    return read_json_lines(Path(run) / HISTORY_FILE)
 
 
 @dataclass

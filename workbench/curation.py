@@ -11,7 +11,6 @@ data (``data.extra_labeled_json``), with images read from the run's train image 
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Iterable
@@ -19,6 +18,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from pldc_core.jsonl import append_json_lines, read_json_lines
 from pldc_core.run_dir import RunDir
 
 ACTIONS = ("accept", "reject", "relabel", "clear")
@@ -45,28 +45,17 @@ class CurationStore:
         if action != "relabel":
             new_class = None
         now = time.time()
-        lines = [json.dumps({"iteration": int(iteration), "image_id": int(i), "query": int(q), "action": action,
-                             "new_class": None if new_class is None else int(new_class), "source": source,
-                             "time": now}) for i, q in keys]
-        if not lines:
+        records = [{"iteration": int(iteration), "image_id": int(i), "query": int(q), "action": action,
+                    "new_class": None if new_class is None else int(new_class), "source": source, "time": now}
+                   for i, q in keys]
+        if not records:
             return 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write("\n".join(lines) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        return len(lines)
+        return append_json_lines(self.path, records, sync=True)
 
     def edits(self, iteration: int | None = None) -> pd.DataFrame:
         """The standing decision per key (cleared keys dropped), optionally for one iteration."""
-        rows = []
-        if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:  # the last line of a crashed write
-                    continue
-        frame = pd.DataFrame(rows, columns=EDIT_COLUMNS)
+        frame = pd.DataFrame(read_json_lines(self.path), columns=EDIT_COLUMNS)
         if iteration is not None:
             frame = frame[frame["iteration"] == iteration]
         frame = frame.drop_duplicates(["iteration", "image_id", "query"], keep="last")

@@ -7,7 +7,6 @@ checkpoint at a time, so a long run never has to fit in memory at once.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -17,6 +16,7 @@ import pandas as pd
 
 from pldc_core.config import ConfigError, load_config
 from pldc_core.records.schema import Manifest
+from pldc_core.jsonl import read_json_lines
 from pldc_core.run_dir import RunDir
 from workbench.confusion import class_accuracy, confusion_matrix, most_confused
 from workbench.dicc_report import dicc_report
@@ -112,24 +112,7 @@ def read_jsonl(path: str | Path) -> pd.DataFrame:
     A last line that does not parse is taken as still being written and skipped; a bad line
     anywhere else raises ValueError naming the file and line.
     """
-    path = Path(path)
-    if not path.exists():
-        return pd.DataFrame()
-    lines = path.read_text(encoding="utf-8").splitlines()
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines):
-                break
-            raise ValueError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}: line {number} is not a JSON object")
-        records.append(record)
-    frame = pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records(read_json_lines(path, strict=True))
     for key in ITERATION_KEYS:
         if key in frame.columns:
             return frame.rename(columns={key: "iteration"}).sort_values("iteration", kind="stable")

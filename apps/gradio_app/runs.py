@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pldc_core.jsonl import parse_json_lines, read_json_lines
 from pldc_core.records.store import list_record_iterations
 from pldc_core.run_dir import (CONFIG_FILE, EVAL_FILE, LAUNCH_FILE, METRICS_FILE, RECORDS_DIR, STATUS_FILE,
                                TRAIN_LOG)
@@ -107,21 +108,8 @@ def tail_lines(path: Path, n: int = 1, block: int = 8192) -> list[str]:
     return [line for line in lines if line.strip()][-n:]
 
 
-def _json_records(lines) -> list[dict]:
-    """The JSON objects among ``lines``; a line cut short by a killed writer is skipped."""
-    out = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
-
-
 def _last_metrics(path: Path, n: int) -> list[dict]:
-    return _json_records(tail_lines(path, n))
+    return parse_json_lines(tail_lines(path, n))
 
 
 @dataclass
@@ -155,19 +143,12 @@ def _best(run: Path, status: dict) -> tuple[float | None, int | None]:
     best = status.get("best") or {}
     if best.get("AP") is not None:
         return float(best["AP"]), best.get("iter")
-    evals = _read_jsonl_plain(run / EVAL_FILE)
+    evals = read_json_lines(run / EVAL_FILE)
     scored = [e for e in evals if isinstance(e.get("AP"), (int, float))]
     if not scored:
         return None, None
     top = max(scored, key=lambda e: e["AP"])
     return float(top["AP"]), top.get("iter")
-
-
-def _read_jsonl_plain(path: Path) -> list[dict]:
-    try:
-        return _json_records(path.read_text().splitlines())
-    except FileNotFoundError:
-        return []
 
 
 def _log_error(run: Path, lines: int = 6) -> str | None:
@@ -274,8 +255,8 @@ def log_tail(run: str | os.PathLike, n: int = 12) -> str:
     if (run / TRAIN_LOG).exists():
         lines = tail_lines(run / TRAIN_LOG, n)
         return "\n".join(lines) if lines else f"{TRAIN_LOG} is empty so far."
-    metrics = _json_records(tail_lines(run / METRICS_FILE, n))
-    evals = _json_records(tail_lines(run / EVAL_FILE, 2))
+    metrics = parse_json_lines(tail_lines(run / METRICS_FILE, n))
+    evals = parse_json_lines(tail_lines(run / EVAL_FILE, 2))
     if not metrics and not evals:
         return (f"No {TRAIN_LOG}, {METRICS_FILE} or {EVAL_FILE} in this run folder yet: a run started from the "
                 "command line writes its output to that terminal, and its metrics once training steps are done.")
@@ -317,13 +298,7 @@ class LogReader:
             data = f.read()
         complete = data[:data.rfind(b"\n") + 1]  # a last line without newline is still being written
         self._offset += len(complete)
-        for line in complete.decode("utf-8", errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict):
-                self._records.append(record)
+        self._records.extend(parse_json_lines(complete.decode("utf-8", errors="replace").splitlines()))
         frame = pd.DataFrame.from_records(self._records)
         if "iter" in frame.columns:
             frame = frame.rename(columns={"iter": "iteration"})

@@ -12,7 +12,6 @@ The result is a state dict of transformers' ``ResNetBackbone``, the format
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -26,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pldc_core import atomic
+from pldc_core.jsonl import append_json_lines, drop_lines_after
 from pldc_core.model.mask2former import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, resnet_config
 
 log = logging.getLogger(__name__)
@@ -121,17 +121,6 @@ def dense_loss(logits: list[torch.Tensor], target: torch.Tensor,
     return torch.stack(losses).mean()
 
 
-def log_line(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _drop_log_after(path: Path, step: int) -> None:
-    if path.is_file():
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        atomic.write_text(path, "".join(line + "\n" for line in kept))
-
-
 def save_atomic(path: Path, obj) -> None:
     """``torch.save`` to a temporary in the same folder, then rename."""
     with atomic.atomic_path(path) as tmp:
@@ -167,7 +156,7 @@ def pretrain_backbone(train_index, out_path: str | os.PathLike, cfg: BackbonePre
         opt.load_state_dict(state["optimizer"])
         step = state["step"]
         torch.set_rng_state(state["rng"])
-        _drop_log_after(log_path, step)  # steps a killed run logged after its last checkpoint come again
+        drop_lines_after(log_path, step, key="step")  # steps a killed run logged after its last checkpoint come again
         log.info("resuming backbone pretraining at step %d", step)
 
     dataset = LabeledDataset(train_index, train_index.image_ids, TrainAugment(cfg.image_size, cfg.scale_range))
@@ -199,9 +188,9 @@ def pretrain_backbone(train_index, out_path: str | os.PathLike, cfg: BackbonePre
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.3f}", instance_acc=f"{acc:.2f}")
         if step % 100 == 0:
-            log_line(log_path, {"step": step, "loss": loss_value, "loss_pixel": loss_pixel.item(),
-                                "loss_instance": loss_instance.item(), "instance_accuracy_s16": acc,
-                                "seconds": time.perf_counter() - start})
+            append_json_lines(log_path, [{"step": step, "loss": loss_value, "loss_pixel": loss_pixel.item(),
+                                          "loss_instance": loss_instance.item(), "instance_accuracy_s16": acc,
+                                          "seconds": time.perf_counter() - start}])
         if step % cfg.checkpoint_every == 0 or step == last:
             save_atomic(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                                     "rng": torch.get_rng_state(), "config": asdict(cfg)})

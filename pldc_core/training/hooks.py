@@ -4,16 +4,14 @@ Hooks read the trainer's public attributes and call its public methods only.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pldc_core import distributed as dist_utils
-from pldc_core.atomic import write_text
 from pldc_core.config import ExperimentConfig
+from pldc_core.jsonl import append_json_lines, drop_lines_after
 from pldc_core.training.checkpoint import save_checkpoint
 from pldc_core.training.loop import HookBase
 from pldc_core.units import format_metrics
@@ -22,22 +20,6 @@ if TYPE_CHECKING:
     from pldc_core.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
-
-
-def drop_lines_after(path: Path, iteration: int) -> None:
-    """Keep only the JSON lines of ``path`` whose ``iter`` is at most ``iteration`` (atomically)."""
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines()
-    kept = []
-    for line in lines:
-        try:
-            if json.loads(line).get("iter", 0) <= iteration:
-                kept.append(line)
-        except json.JSONDecodeError:  # a line cut short by a kill
-            continue
-    if len(kept) != len(lines):
-        write_text(path, "".join(line + "\n" for line in kept))
 
 
 class MetricsLogger(HookBase):
@@ -58,8 +40,7 @@ class MetricsLogger(HookBase):
     def after_step(self, trainer: Trainer, metrics: dict) -> None:
         if not dist_utils.is_main():
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(metrics) + "\n")
+        append_json_lines(self.path, [metrics])
         if self.bar is not None:
             self.bar.update(1)
             if trainer.iter % trainer.cfg.train.log_every == 0 or trainer.iter == 1:
@@ -116,8 +97,7 @@ def evaluate(trainer: Trainer) -> dict:
     if dist_utils.is_main():
         result = {"iter": trainer.iter, "model": "teacher" if trainer.teacher is not None else "student",
                   **result}
-        with open(trainer.run.evals, "a") as f:
-            f.write(json.dumps(result) + "\n")
+        append_json_lines(trainer.run.evals, [result])
         if result.get("AP", -1) > trainer.best.get("AP", -math.inf):
             trainer.best = {"AP": result["AP"], "iter": trainer.iter}
         log.info("iteration %d: mask AP of the %s on %d val images: %s", trainer.iter, result["model"], len(ids),

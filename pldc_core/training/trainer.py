@@ -11,7 +11,6 @@ from __future__ import annotations
 import bisect
 import copy
 import datetime
-import json
 import logging
 import platform
 import time
@@ -22,6 +21,7 @@ import torch
 
 from pldc_core import distributed as dist_utils
 from pldc_core.config import ExperimentConfig, save_config
+from pldc_core.jsonl import append_json_lines, drop_lines_after
 from pldc_core.losses import SetCriterion
 from pldc_core.method.filters import Thresholds
 from pldc_core.method.pseudo_labels import uncertain_queries
@@ -30,7 +30,7 @@ from pldc_core.model.mask2former import Mask2FormerSegmenter, build_model, ema_u
 from pldc_core.run_dir import RunDir, RunDirError, RunFootprint
 from pldc_core.training.checkpoint import POINTER
 from pldc_core.training.data import DataBundle, build_data
-from pldc_core.training.hooks import default_hooks, drop_lines_after
+from pldc_core.training.hooks import default_hooks
 from pldc_core.training.loop import HookBase, TrainerBase, TrainingDiverged
 
 log = logging.getLogger(__name__)
@@ -334,8 +334,7 @@ class Trainer(TrainerBase):
         }
         if self.device.type == "cpu":
             entry["native_bf16"] = cpu_has_native_bf16()
-        with open(self.run.history, "a") as f:
-            f.write(json.dumps(entry) + "\n")
+        append_json_lines(self.run.history, [entry])
 
     def start_data_streams(self) -> None:
         """The labeled stream from step ``iter``; the unlabeled one opens at the first semi-supervised step."""
