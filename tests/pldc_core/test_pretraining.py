@@ -65,9 +65,9 @@ def test_a_paused_backbone_run_resumes_exactly(corpus, tmp_path):
     paused = tmp_path / "paused.pt"
     assert pretrain_backbone(corpus, paused, cfg, progress=False, stop_at=2)["steps"] == 2
     assert not paused.exists() and torch.load(tmp_path / "paused.pt.resume.pt", weights_only=False)["step"] == 2
-    # a killed run may have logged steps after its checkpoint; they are dropped on resume
+    # a killed run may have logged steps after its checkpoint, the last cut short; they are dropped on resume
     log = tmp_path / "paused.pt.log.jsonl"
-    log.write_text('{"step": 2, "loss": 1.0}\n{"step": 3, "loss": 9.0}\n')
+    log.write_text('{"step": 2, "loss": 1.0}\n{"step": 3, "loss": 9.0}\n{"step": 4, "lo')
     assert pretrain_backbone(corpus, paused, cfg, progress=False)["steps"] == 4
     assert log.read_text() == '{"step": 2, "loss": 1.0}\n'
     (tmp_path / "broken.pt.resume.pt").write_bytes(b"not a checkpoint")
