@@ -50,6 +50,27 @@ def test_data_orders_give_each_seed_the_mean_of_its_orders(tmp_path):
     assert "| 0 | mean of 2 | 11.00% (sd 1.41, 10.00-12.00) | 13.00% (sd 0.00, 13.00-13.00) | +18% |" in text
     # seed means 13.0 and 13.0 against 11.0 and 10.0
     assert "PL-DC's teacher 13.00% against supervised-only 10.50%, gain **+23.8%**" in text
+    assert ("Target on these means (>= 25%, beyond the seed spread): **not met** (lowest PL-DC seed mean 13.00% "
+            "vs highest supervised seed mean 11.00%)") in text
+
+
+def test_the_headline_verdict_says_when_it_rests_on_one_data_order(tmp_path):
+    from benchmarks.quality_table import data_orders, headline
+
+    seeds = [tmp_path / "seed0", tmp_path / "seed1"]
+    for seed, order, sup, pldc in [(0, 0, 10.0, 13.0), (0, 7, 10.0, 11.0), (1, 1, 10.0, 13.0), (1, 7, 10.0, 11.0)]:
+        suffix = "" if order == seed else f"_order{order}"
+        _finished(seeds[seed] / f"supervised{suffix}", order, student=sup)
+        _finished(seeds[seed] / f"pldc{suffix}", order, teacher=pldc, student=pldc)
+    top = "\n".join(headline(tmp_path, seeds))
+    assert "**met** on one data order per seed (2 of the 2 seeds also ran in other orders: the verdict" in top
+    assert "(gain +30.0%; lowest PL-DC seed 13.00% vs highest supervised seed 10.00%)" in top
+    assert "Target on these means (>= 25%, beyond the seed spread): **not met**" in "\n".join(data_orders(seeds))
+    for seed in (0, 1):  # without the reruns the headline's verdict is the only one
+        for variant in ("supervised", "pldc"):
+            (seeds[seed] / f"{variant}_order7" / "final_eval_student.json").unlink()
+    top = "\n".join(headline(tmp_path, seeds))
+    assert "**met** (gain +30.0%" in top and "data order" not in top
 
 
 def _one_plain_seed(tmp_path):
