@@ -139,12 +139,13 @@ def headline(out: Path, seeds: list[Path]) -> list[str]:
                      f"{gain:+.0%} | {statistics.mean(stu) / statistics.mean(sup) - 1:+.0%} | |")
         lines.append("")
         orders = sum(len(order_rows(seed_dir)) > 1 for seed_dir in seeds)
-        where = (f" on one data order per seed ({orders} of the {len(sup)} seeds also ran in other orders: the "
-                 "verdict on each seed's mean over its orders is under \"Data orders\")" if orders else "")
+        where = (f" This verdict rests on one data order per seed; {orders} of the {len(sup)} seeds also ran in "
+                 "other orders, and \"Data orders\" below gives the verdict on each seed's mean over its orders."
+                 if orders else "")
         lines.append(f"Target (PL-DC teacher beats supervised-only's student by >= {TARGET_GAIN:.0%} relative AP, "
-                     f"mean of {len(sup)} split seeds, beyond the seed spread): **{_verdict(gain, tea, sup)}**{where} "
+                     f"mean of {len(sup)} split seeds, beyond the seed spread): **{_verdict(gain, tea, sup)}** "
                      f"(gain {gain:+.1%}; lowest PL-DC seed {min(tea):.2f}% vs highest supervised seed "
-                     f"{max(sup):.2f}%).")
+                     f"{max(sup):.2f}%).{where}")
         lines += ema_control(seeds, tea)
     else:
         lines += ["", "Fewer than 2 split seeds have both runs finished: no mean or spread yet."]
