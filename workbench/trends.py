@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from pldc_core.config import ConfigError, load_config
-from pldc_core.records.schema import Manifest
 from pldc_core.jsonl import read_json_lines
+from pldc_core.records.schema import Manifest
 from pldc_core.run_dir import RunDir
 from workbench.confusion import class_accuracy, confusion_matrix, most_confused
 from workbench.dicc_report import dicc_report
