@@ -128,6 +128,25 @@ def _image_probs(mask_logits: torch.Tensor, valid: torch.Tensor | None) -> torch
 
 
 @torch.no_grad()
+def masks_at_size(mask_logits: torch.Tensor, size: tuple[int, int], valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Masks ``[K, h, w]`` (logits) drawn at ``size`` as inference draws them: the logits resized
+    bilinearly, then sigma > 0.5. Outside ``valid`` (bool, any size covering the same canvas;
+    the padding of a batch) every pixel is background. Returns bool ``[K, *size]``.
+
+    Not the binarised cells resized: at a stride of 4 that turns a 10 px object's outline into
+    4-px steps, and DICC's crops, blank outside the mask, show CLIP that outline
+    (docs/METHOD.md, "DICC crops").
+    """
+    size = (int(size[0]), int(size[1]))
+    if mask_logits.shape[0] == 0:
+        return torch.zeros(0, *size, dtype=torch.bool, device=mask_logits.device)
+    masks = F.interpolate(mask_logits[None].float(), size=size, mode="bilinear", align_corners=False)[0] > 0
+    if valid is not None:
+        masks &= F.interpolate(valid[None, None].float().to(masks.device), size=size, mode="nearest")[0, 0] > 0.5
+    return masks
+
+
+@torch.no_grad()
 def make_pseudo_targets(class_logits: torch.Tensor, mask_logits: torch.Tensor, *, filter: str,
                         c_t: float, m_t: float, s_t: float,
                         valid: torch.Tensor | None = None) -> PseudoTargets:

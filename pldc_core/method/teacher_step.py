@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from pldc_core.method.filters import Thresholds
 from pldc_core.method.flip_ensemble import flip_widths, fuse_views, mirror_within
-from pldc_core.method.pseudo_labels import PseudoTargets, dicc_fuse, dicc_weight, make_pseudo_targets
+from pldc_core.method.pseudo_labels import (PseudoTargets, dicc_fuse, dicc_weight, make_pseudo_targets,
+                                            masks_at_size)
 from pldc_core.model.inference import covered_hw
 
 
@@ -138,7 +139,8 @@ def label_outputs(class_logits: torch.Tensor, mask_logits: torch.Tensor, images:
     ``images [B, 3, H, W]`` (the canvas the masks cover); ``valid [B, h, w]`` marks image pixels
     (padding is background, see ``make_pseudo_targets``). ``clip`` (a DICC classifier from
     ``dicc.load_run_clip``, any mode) with Eq. 8's ``w`` turns on DICC: each kept mask, upsampled
-    to the image, is classified by CLIP, and the fused distribution (Eq. 9) gives the class.
+    to the image as inference draws it (``masks_at_size``), is classified by CLIP, and the fused
+    distribution (Eq. 9) gives the class.
     ``timed(name)`` is a context manager the trainer uses to time the ``filter`` and ``dicc`` parts.
     ``min_mask_area`` > 0 drops kept pseudo-labels whose mask, at the image's resolution, has at
     most that many pixels (``pldc.mask_area_threshold``), before DICC.
@@ -154,10 +156,11 @@ def label_outputs(class_logits: torch.Tensor, mask_logits: torch.Tensor, images:
             kept = make_pseudo_targets(class_logits[i], mask_logits[i], filter=thresholds.filter,
                                        c_t=thresholds.c_t, m_t=thresholds.m_t, s_t=thresholds.s_t,
                                        valid=None if valid is None else valid[i])
-        full = None
+        full = None  # the kept masks at the image's resolution, made when needed
+        image_valid = None if valid is None else valid[i]
         if min_mask_area > 0 and len(kept):
             with timed("filter"):
-                full = F.interpolate(kept.masks[None], size=images.shape[-2:], mode="bilinear")[0] > 0.5
+                full = masks_at_size(mask_logits[i][kept.keep_idx], images.shape[-2:], image_valid)
                 big = full.flatten(1).sum(1) > min_mask_area
                 if not big.all():
                     kept, full = _select(kept, big), full[big]
@@ -165,7 +168,7 @@ def label_outputs(class_logits: torch.Tensor, mask_logits: torch.Tensor, images:
         if clip is not None and len(kept):
             with timed("dicc"):
                 if full is None:
-                    full = F.interpolate(kept.masks[None], size=images.shape[-2:], mode="bilinear")[0] > 0.5
+                    full = masks_at_size(mask_logits[i][kept.keep_idx], images.shape[-2:], image_valid)
                 if skip_settled:
                     labels, clip_probs = _dicc_where_open(clip, images[i], full, kept, w)
                 else:

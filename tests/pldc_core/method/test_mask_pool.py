@@ -147,7 +147,7 @@ def test_load_run_clip_builds_the_mode_with_the_descriptions(tiny_clips, tmp_pat
 
 def test_teacher_step_with_mask_pool(tiny_clips):
     from pldc_core.method.filters import Thresholds
-    from pldc_core.method.pseudo_labels import dicc_fuse
+    from pldc_core.method.pseudo_labels import dicc_fuse, masks_at_size
     from pldc_core.method.teacher_step import label_outputs
 
     pool = classifier_for_mode(tiny_clips["pldc-tiny-convnext"], "mask_pool")
@@ -161,7 +161,7 @@ def test_teacher_step_with_mask_pool(tiny_clips):
     for i, labels in enumerate(out):
         if not len(labels):
             continue
-        full = F.interpolate(labels.kept.masks[None], size=(64, 64), mode="bilinear")[0] > 0.5
+        full = masks_at_size(mask_logits[i][labels.kept.keep_idx], (64, 64))
         expected = pool.probs(images[i], full)
         assert torch.allclose(labels.clip_probs, expected, atol=1e-6)
         assert torch.equal(labels.labels, dicc_fuse(labels.kept.probs, expected, 0.5)[1])

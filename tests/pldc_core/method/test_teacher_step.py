@@ -25,7 +25,7 @@ def _teacher():
     return class_logits, mask_logits
 
 
-def test_dicc_classifies_the_kept_binary_masks_and_fuses_with_w():
+def test_dicc_classifies_the_kept_masks_and_fuses_with_w():
     class_logits, mask_logits = _teacher()
     clip = _Clip()
     thresholds = Thresholds("ddtf", 0.85, 0.9, 0.765)
@@ -33,8 +33,8 @@ def test_dicc_classifies_the_kept_binary_masks_and_fuses_with_w():
                              w=0.5)
     kept = make_pseudo_targets(class_logits[0], mask_logits[0], filter="ddtf", c_t=0.85, m_t=0.9, s_t=0.765)
     assert labels.kept.keep_idx.tolist() == kept.keep_idx.tolist() == [0]
-    # the crop is the kept binary mask upsampled bilinearly to the image, > 0.5: its top-left quarter
-    # but the inner corner pixel, where the interpolated value is 0.625 * 0.625 < 0.5
+    # the crop is the kept mask drawn at the image's size: the logits upsampled bilinearly, > 0: its
+    # top-left quarter but the inner corner pixel, where the three outside cells pull the logit below 0
     expected = torch.zeros(1, 16, 16, dtype=torch.bool)
     expected[0, :8, :8] = True
     expected[0, 7, 7] = False
@@ -48,6 +48,32 @@ def test_dicc_classifies_the_kept_binary_masks_and_fuses_with_w():
     (unchanged,) = label_outputs(class_logits, mask_logits, torch.zeros(1, 3, 16, 16), thresholds=thresholds,
                                 clip=_Clip(), w=0.0)
     assert unchanged.labels.tolist() == [0] and unchanged.n_dicc_changed == 0
+
+
+def test_dicc_crops_the_mask_drawn_from_the_logits_not_the_binarised_cells():
+    """A soft edge moves the outline: the mask DICC crops is where the upsampled logit is > 0, as
+    inference draws it, not the 4-px steps of the cells that are > 0 at the logits' resolution."""
+    class_logits = torch.log(torch.tensor([[0.95, 0.03, 0.02]]))[None]
+    mask_logits = torch.full((1, 1, 4, 4), -8.0)
+    mask_logits[0, 0, :, 0] = 4.0   # column 0 sure, column 1 just below 0.5
+    mask_logits[0, 0, :, 1] = -1.0
+    clip = _Clip()
+    (labels,) = label_outputs(class_logits, mask_logits, torch.zeros(1, 3, 16, 16),
+                              thresholds=Thresholds("ddtf", 0.85, 0.9, 0.765), clip=clip, w=0.5)
+    assert labels.kept.keep_idx.tolist() == [0]
+    # the logit crosses 0 at 4/5 of the way from column 0's centre (2 px) to column 1's (6 px), at 5.2 px:
+    # pixel columns 0-4 (centres up to 4.5 px); the binarised cells would give columns 0-3
+    expected = torch.zeros(1, 16, 16, dtype=torch.bool)
+    expected[0, :, :5] = True
+    assert torch.equal(clip.masks[0], expected)
+    # the batch's padding is background in the crop too
+    valid = torch.ones(1, 4, 4, dtype=torch.bool)
+    valid[0, 2:] = False
+    clip = _Clip()
+    label_outputs(class_logits, mask_logits, torch.zeros(1, 3, 16, 16), thresholds=Thresholds("ddtf", 0.85, 0.9, 0.765),
+                  clip=clip, w=0.5, valid=valid)
+    expected[0, 8:] = False
+    assert torch.equal(clip.masks[0], expected)
 
 
 def test_mask_area_threshold_drops_tiny_pseudo_masks_before_dicc():
