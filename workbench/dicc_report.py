@@ -32,7 +32,7 @@ OUTCOMES = ("fixed", "broken", "neutral", "kept_right", "kept_wrong", "unjudged"
 
 @dataclass
 class DiccReport:
-    summary: dict               # n_ran, n_changed, outcome counts, accuracy_before/after (judged rows)
+    summary: dict               # n_ran, n_changed, outcome counts, accuracy_before/after, clip_accuracy (judged rows)
     per_class: pd.DataFrame     # from_class: n_ran, changed_from, changed_to, and the outcomes
     transitions: pd.DataFrame   # from_class, to_class, count, and the outcomes, changed rows only
     ran: bool                   # DICC ran on at least one row
@@ -51,6 +51,20 @@ def _outcomes(rows: pd.DataFrame, min_iou: float) -> pd.Series:
     return pd.Series(pd.Categorical(outcome, categories=OUTCOMES), index=rows.index)
 
 
+def _clip_accuracy(rows: pd.DataFrame, outcome: pd.Series) -> float:
+    """CLIP's own most likely class against the GT's, over the judged rows (NaN without those
+    or without the ``clip_top5_classes`` column): how well CLIP reads the teacher's masks, where
+    the table on GT crops says how well it reads the true ones."""
+    if "clip_top5_classes" not in rows.columns:
+        return float("nan")
+    judged = (outcome != "unjudged").to_numpy()
+    top = np.array([a[0] if a is not None and len(a) else -1 for a in rows["clip_top5_classes"]], dtype=np.int64)
+    judged = judged & (top >= 0)
+    if not judged.any():
+        return float("nan")
+    return float((top[judged] == rows["gt_class"].to_numpy(np.int64)[judged]).mean())
+
+
 def dicc_report(queries: pd.DataFrame, kept_by: str | None = None, min_iou: float = IOU_MATCH) -> DiccReport:
     """Summary, per-class and from->to tables of DICC's changes (see the module docstring)."""
     rows = select_kept(queries, kept_by)
@@ -65,7 +79,8 @@ def dicc_report(queries: pd.DataFrame, kept_by: str | None = None, min_iou: floa
                **{k: int(v) for k, v in counts.items()},
                "net": int(counts["fixed"] - counts["broken"]),
                "accuracy_before": right_before / judged if judged else float("nan"),
-               "accuracy_after": right_after / judged if judged else float("nan")}
+               "accuracy_after": right_after / judged if judged else float("nan"),
+               "clip_accuracy": _clip_accuracy(rows, outcome)}
 
     frame = pd.DataFrame({"from_class": rows["pred_class"].to_numpy(np.int64),
                           "to_class": rows["corrected_class"].to_numpy(np.int64),

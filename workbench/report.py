@@ -230,7 +230,9 @@ def summary_lines(d: ReportData) -> list[str]:
         text = f"DICC ran on {s['n_ran']:,} pseudo-labels and changed {s['n_changed']:,}"
         if d.dicc.has_gt:
             text += (f": fixed {s['fixed']:,}, broke {s['broken']:,}, {s['neutral']:,} wrong to wrong "
-                     f"(class accuracy {_pct(s['accuracy_before'])} to {_pct(s['accuracy_after'])}).")
+                     f"(class accuracy {_pct(s['accuracy_before'])} to {_pct(s['accuracy_after'])}"
+                     + (f"; CLIP alone {_pct(s['clip_accuracy'])}" if s["clip_accuracy"] == s["clip_accuracy"] else "")
+                     + ").")
         lines.append(text + ("" if d.dicc.has_gt else ".") + _dicc_elsewhere(d))
     else:
         lines.append(dicc_reason(True, d.n_kept, d.manifest.phase))

@@ -28,7 +28,7 @@ from workbench.uncertainty import region_means
 # The query columns the analyses read (the heavy mask/uncertainty payloads are left out).
 ANALYSIS_COLUMNS = ["image_id", "query", "pred_class", "c", "m", "s", "height", "width", "area",
                     "keep_ddtf", "keep_coupled", "gt_id", "gt_class", "iou", "error_type",
-                    "dicc_w", "corrected_class", "unc_mean_inside", "unc_mean_boundary",
+                    "dicc_w", "corrected_class", "clip_top5_classes", "unc_mean_inside", "unc_mean_boundary",
                     "unc_mean_overlap"]
 ITERATION_KEYS = ("iteration", "iter", "step")
 

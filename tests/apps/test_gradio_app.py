@@ -286,6 +286,7 @@ def test_confusion_errors_dicc_and_compare(wb, monkeypatch):
 
     summary, per_class, dicc_trend, corrections, clip = wb.dicc.show("demo", 500)
     assert "DICC ran on" in summary and isinstance(dicc_trend, go.Figure)
+    assert "CLIP alone on the teacher's masks" in summary
     assert not clip.data and "pldc clip-crops" in clip.layout.annotations[0].text  # not measured yet
     if len(corrections):
         first = corrections.iloc[0]

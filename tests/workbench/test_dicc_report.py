@@ -37,6 +37,16 @@ def test_summary_hand_worked():
     assert s["accuracy_after"] == pytest.approx(2 / 5)   # a, d
 
 
+def test_clip_accuracy_reads_clips_own_class_on_judged_rows_only():
+    q = _queries(ROWS)
+    assert np.isnan(dicc_report(q).summary["clip_accuracy"])  # records without CLIP's classes
+    # CLIP's top class per row a..h; row f (IoU 0.2) and h (no GT) are unjudged, g did not run
+    q["clip_top5_classes"] = [np.array([1, 0]), np.array([1, 2]), np.array([2, 1]), np.array([0, 1]),
+                              np.array([1, 2]), np.array([1, 0]), None, np.array([0, 2])]
+    s = dicc_report(q).summary
+    assert s["clip_accuracy"] == pytest.approx(3 / 5)  # a, b, e right; c, d wrong
+
+
 def test_per_class_and_transitions():
     r = dicc_report(_queries(ROWS))
     per = r.per_class.set_index("from_class")

@@ -53,6 +53,9 @@ class DiccTab:
                             pd.DataFrame(columns=CORRECTION_COLUMNS), clip)
         acc = (f"class accuracy of the judged pseudo-labels {s['accuracy_before']:.1%} → **{s['accuracy_after']:.1%}**"
                if s["n_judged"] else "no pseudo-label lies on a GT, so none can be judged")
+        if s["n_judged"] and s["clip_accuracy"] == s["clip_accuracy"]:  # not NaN
+            acc += f" (CLIP alone on the teacher's masks: {s['clip_accuracy']:.1%})"
+
         summary = (f"DICC ran on **{s['n_ran']:,}** pseudo-labels kept by the run and changed **{s['n_changed']:,}**: "
                    f"**{s['fixed']}** fixed, **{s['broken']}** broken, {s['neutral']} wrong before and after, "
                    f"{s['unjudged']} on no GT (net {s['net']:+d}); {acc}. "
